@@ -1,0 +1,1 @@
+"""The Envoy edge: its configuration template and what renders it."""

@@ -1,0 +1,407 @@
+"""Renders the Envoy configuration of the edge from its settings.
+
+The structure below is the template; `EdgeSettings` fills in ports, upstream
+addresses, limits and origins. Filter order (requests top to bottom,
+responses bottom to top): cors -> header_mutation -> lua -> grpc_json_transcoder
+-> router.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from edge.routes import DIRECT_REPLIES, GRPC_SERVICES, HTTP_ROUTES, TRANSCODED_SERVICES, DirectReply, HttpRoute
+from edge.settings import EdgeSettings, Upstream
+
+Json = dict[str, Any]
+
+TYPE = "type.googleapis.com/"
+TRANSCODER = "envoy.filters.http.grpc_json_transcoder"
+LUA = "envoy.filters.http.lua"
+HEADER_MUTATION = "envoy.filters.http.header_mutation"
+CORS = "envoy.filters.http.cors"
+JSON_CONTENT_TYPE = "application/json"
+ORIGINAL_METHOD_HEADER = "x-spark-original-method"
+
+# Turns the `x-http-status` initial-metadata header a service sends into the
+# HTTP status: the transcoder itself always answers 200 for OK.
+STATUS_LUA = """
+function envoy_on_response(handle)
+  local headers = handle:headers()
+  local status = headers:get("x-http-status")
+  if status ~= nil then
+    if string.match(status, "^[1-5][0-9][0-9]$") then
+      headers:replace(":status", status)
+    end
+    headers:remove("x-http-status")
+  end
+end
+"""
+
+# HTTP status -> the gRPC code with the same meaning, so that Envoy's own
+# errors carry the same `code` field as errors transcoded from services.
+GRPC_CODE_BY_HTTP = {400: 3, 401: 16, 403: 7, 404: 5, 408: 4, 409: 10, 413: 8, 429: 8, 431: 8, 500: 13, 502: 14, 503: 14, 504: 4}
+
+ACCESS_LOG_FORMAT = {
+    "ts": "%START_TIME%",
+    "method": "%REQ(X-SPARK-ORIGINAL-METHOD?:METHOD)%",
+    "path": "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%",
+    "status": "%RESPONSE_CODE%",
+    "grpc_status": "%GRPC_STATUS%",
+    "flags": "%RESPONSE_FLAGS%",
+    "details": "%RESPONSE_CODE_DETAILS%",
+    "duration_ms": "%DURATION%",
+    "bytes_in": "%BYTES_RECEIVED%",
+    "bytes_out": "%BYTES_SENT%",
+    "upstream": "%UPSTREAM_CLUSTER%",
+    "client": "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%",
+    "request_id": "%REQ(X-REQUEST-ID)%",
+    "trace_id": "%TRACE_ID%",
+    "user_agent": "%REQ(USER-AGENT)%",
+}
+
+
+def _error_body(code: int | str, message: str, reason: str) -> Json:
+    return {
+        "code": code,
+        "message": message,
+        "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": reason, "domain": "edge.spark"}],
+    }
+
+
+def _transcoder(settings: EdgeSettings, max_body_bytes: int, *, snake_case: bool) -> Json:
+    """A whole transcoder config: per-route configs replace the filter's, so each repeats every option."""
+    return {
+        "@type": TYPE + "envoy.extensions.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder",
+        "proto_descriptor": str(settings.descriptor_path),
+        "services": list(TRANSCODED_SERVICES),
+        "match_incoming_request_route": True,
+        "convert_grpc_status": True,
+        # Keys may hold any character: `%2F`, `%3F`, `%23` and `%25` in a path segment decode to `/`, `?`, `#`, `%`.
+        "url_unescape_spec": "ALL_CHARACTERS",
+        "request_validation_options": {
+            "reject_unknown_method": True,
+            "reject_unknown_query_parameters": True,
+            "reject_binding_body_field_collisions": True,
+        },
+        "max_request_body_size": max_body_bytes,
+        "max_response_body_size": max(max_body_bytes, settings.kv_max_value_bytes) + 1024 * 1024,
+        "print_options": {
+            "add_whitespace": False,
+            "always_print_primitive_fields": True,
+            "always_print_enums_as_ints": False,
+            "preserve_proto_field_names": snake_case,
+            "stream_sse_style_delimited": True,
+        },
+    }
+
+
+def _filter_config(config: Json | None = None, *, disabled: bool = False) -> Json:
+    wrapped: Json = {"@type": TYPE + "envoy.config.route.v3.FilterConfig", "disabled": disabled}
+    if config is not None:
+        wrapped["config"] = config
+    return wrapped
+
+
+def _http_route(route: HttpRoute, settings: EdgeSettings) -> Json:
+    body_limit = settings.kv_max_value_bytes if route.body_limit == "kv" else settings.default_max_body_bytes
+    per_filter: Json = {TRANSCODER: _transcoder(settings, body_limit, snake_case=route.snake_case)}
+    if route.status_from_metadata:
+        per_filter[LUA] = _filter_config({"@type": TYPE + "envoy.extensions.filters.http.lua.v3.LuaPerRoute"}, disabled=False)
+        per_filter[LUA]["config"]["source_code"] = {"inline_string": STATUS_LUA}
+    return {
+        "name": route.name,
+        "match": dict(route.match),
+        "route": {
+            "cluster": route.upstream,
+            "timeout": f"{route.timeout_s}s",
+            "retry_policy": {"retry_on": "connect-failure,refused-stream,reset-before-request", "num_retries": 2},
+        },
+        "typed_per_filter_config": per_filter,
+    }
+
+
+def _grpc_route(service: str, upstream: str) -> Json:
+    """Native gRPC passes straight through: no transcoding and no header rewriting."""
+    return {
+        "name": f"grpc-{service}",
+        "match": {"prefix": f"/{service}/", "grpc": {}},
+        "route": {"cluster": upstream, "timeout": "0s"},
+        "typed_per_filter_config": {HEADER_MUTATION: _filter_config(disabled=True)},
+    }
+
+
+def _direct_reply(reply: DirectReply) -> Json:
+    return {
+        "name": reply.name,
+        "match": dict(reply.match),
+        "typed_per_filter_config": {TRANSCODER: _filter_config(disabled=True)},
+        # Envoy's local-reply formatting wraps the text into the JSON error shape.
+        "direct_response": {"status": reply.status, "body": {"inline_string": reply.message}},
+    }
+
+
+def _cors_policy(settings: EdgeSettings) -> Json:
+    return {
+        "@type": TYPE + "envoy.extensions.filters.http.cors.v3.CorsPolicy",
+        "allow_origin_string_match": [{"exact": origin} for origin in settings.allowed_origins],
+        "allow_methods": "GET, POST, PUT, DELETE, OPTIONS",
+        "allow_headers": "content-type, authorization, x-api-key, x-admin-token, x-nonce, x-spark-initial, x-request-id, traceparent",
+        "expose_headers": "x-request-id, retry-after, x-ratelimit-limit, x-ratelimit-remaining, x-ratelimit-reset",
+        "max_age": "600",
+        "forward_not_matching_preflights": False,
+    }
+
+
+def _route_config(settings: EdgeSettings) -> Json:
+    routes: list[Json] = [_direct_reply(reply) for reply in DIRECT_REPLIES]
+    routes += [_http_route(route, settings) for route in HTTP_ROUTES if route.upstream in settings.upstreams]
+    routes += [
+        _grpc_route(service, upstream)
+        for upstream, services in GRPC_SERVICES.items()
+        if upstream in settings.upstreams
+        for service in services
+    ]
+    virtual_host: Json = {"name": "suite", "domains": ["*"], "routes": routes}
+    if settings.allowed_origins:
+        virtual_host["typed_per_filter_config"] = {CORS: _cors_policy(settings)}
+    return {"name": "edge", "virtual_hosts": [virtual_host], "max_direct_response_body_size_bytes": 4096}
+
+
+def _local_reply_config() -> Json:
+    """Envoy's own replies (no route, 413, upstream down, timeouts) as JSON in the services' error shape."""
+    # Native gRPC callers get a text body. A transcoded request also has a gRPC content type by the time the
+    # transcoder rejects its body (e.g. 413), so it is told apart by the original path the transcoder keeps.
+    grpc_mapper = {
+        "filter": {
+            "and_filter": {
+                "filters": [
+                    {"header_filter": {"header": {"name": "content-type", "string_match": {"prefix": "application/grpc"}}}},
+                    {"header_filter": {"header": {"name": "x-envoy-original-path", "present_match": True, "invert_match": True}}},
+                ]
+            }
+        },
+        "body_format_override": {"text_format_source": {"inline_string": "%LOCAL_REPLY_BODY%"}},
+    }
+    mappers = [grpc_mapper]
+    for http_status, grpc_code in GRPC_CODE_BY_HTTP.items():
+        mappers.append({
+            "filter": {
+                "status_code_filter": {
+                    "comparison": {"op": "EQ", "value": {"default_value": http_status, "runtime_key": f"edge.reply_{http_status}"}}
+                }
+            },
+            "body_format_override": {
+                "json_format": _error_body(grpc_code, "%LOCAL_REPLY_BODY%", "%RESPONSE_CODE_DETAILS%"),
+                "content_type": JSON_CONTENT_TYPE,
+            },
+        })
+    return {
+        "mappers": mappers,
+        "body_format": {
+            "json_format": _error_body("%RESPONSE_CODE%", "%LOCAL_REPLY_BODY%", "%RESPONSE_CODE_DETAILS%"),
+            "content_type": JSON_CONTENT_TYPE,
+        },
+    }
+
+
+def _header_mutation() -> Json:
+    security_headers = {
+        "x-content-type-options": "nosniff",
+        "referrer-policy": "no-referrer",
+        "x-frame-options": "DENY",
+    }
+    response_mutations: list[Json] = [
+        {"remove": name} for name in ("grpc-status", "grpc-message", "grpc-status-details-bin", "grpc-accept-encoding", "x-http-status")
+    ]
+    response_mutations += [
+        {"append": {"header": {"key": key, "value": value}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}}
+        for key, value in security_headers.items()
+    ]
+    # The transcoder rewrites the method to POST; keep the caller's for the access log.
+    request_mutations = [
+        {"append": {"header": {"key": ORIGINAL_METHOD_HEADER, "value": "%REQ(:METHOD)%"}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}}
+    ]
+    return {
+        "@type": TYPE + "envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
+        "mutations": {"request_mutations": request_mutations, "response_mutations": response_mutations},
+    }
+
+
+def _http_filters(settings: EdgeSettings) -> list[Json]:
+    return [
+        {"name": CORS, "typed_config": {"@type": TYPE + "envoy.extensions.filters.http.cors.v3.Cors"}},
+        {"name": HEADER_MUTATION, "typed_config": _header_mutation()},
+        {
+            "name": LUA,
+            "disabled": True,
+            "typed_config": {"@type": TYPE + "envoy.extensions.filters.http.lua.v3.Lua"},
+        },
+        {"name": TRANSCODER, "typed_config": _transcoder(settings, settings.default_max_body_bytes, snake_case=False)},
+        {"name": "envoy.filters.http.router", "typed_config": {"@type": TYPE + "envoy.extensions.filters.http.router.v3.Router"}},
+    ]
+
+
+def _tracing(settings: EdgeSettings) -> Json | None:
+    if settings.otlp is None:
+        return None
+    return {
+        "provider": {
+            "name": "envoy.tracers.opentelemetry",
+            "typed_config": {
+                "@type": TYPE + "envoy.config.trace.v3.OpenTelemetryConfig",
+                "grpc_service": {"envoy_grpc": {"cluster_name": "otlp_collector"}, "timeout": "1s"},
+                "service_name": "spark-edge",
+            },
+        },
+        "random_sampling": {"value": 100},
+    }
+
+
+def _connection_manager(settings: EdgeSettings) -> Json:
+    manager: Json = {
+        "@type": TYPE + "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": "edge",
+        "codec_type": "AUTO",
+        "use_remote_address": True,
+        "normalize_path": True,
+        "merge_slashes": True,
+        # Keys carry `%2F`: it must reach the transcoder as it was sent, neither decoded into a separator nor refused.
+        "path_with_escaped_slashes_action": "KEEP_UNCHANGED",
+        "server_name": "spark-edge",
+        "server_header_transformation": "OVERWRITE",
+        "max_request_headers_kb": 60,
+        "request_headers_timeout": "10s",
+        "request_timeout": "120s",
+        "stream_idle_timeout": "300s",
+        "generate_request_id": True,
+        "common_http_protocol_options": {
+            "idle_timeout": "300s",
+            "headers_with_underscores_action": "REJECT_REQUEST",
+            "max_headers_count": 100,
+        },
+        "http2_protocol_options": {
+            "max_concurrent_streams": 100,
+            "initial_stream_window_size": 65536,
+            "initial_connection_window_size": 1048576,
+        },
+        "access_log": [
+            {
+                "name": "envoy.access_loggers.file",
+                "typed_config": {
+                    "@type": TYPE + "envoy.extensions.access_loggers.file.v3.FileAccessLog",
+                    "path": settings.access_log_path,
+                    "log_format": {"json_format": ACCESS_LOG_FORMAT},
+                },
+            }
+        ],
+        "local_reply_config": _local_reply_config(),
+        "route_config": _route_config(settings),
+        "http_filters": _http_filters(settings),
+    }
+    tracing = _tracing(settings)
+    if tracing is not None:
+        manager["tracing"] = tracing
+    return manager
+
+
+def _address(host: str, port: int) -> Json:
+    return {"socket_address": {"address": host, "port_value": port}}
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _cluster(name: str, upstream: Upstream, *, health_checked: bool = True) -> Json:
+    cluster: Json = {
+        "name": name,
+        # Service names (docker compose, Kubernetes) resolve through DNS and may list several instances.
+        "type": "STATIC" if _is_ip(upstream.host) else "STRICT_DNS",
+        "connect_timeout": "1s",
+        "lb_policy": "LEAST_REQUEST",
+        "per_connection_buffer_limit_bytes": 1048576,
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": TYPE + "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http2_protocol_options": {"max_concurrent_streams": 1000}},
+            }
+        },
+        "circuit_breakers": {
+            "thresholds": [{"max_connections": 1024, "max_pending_requests": 4096, "max_requests": 4096, "max_retries": 16}]
+        },
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _address(upstream.host, upstream.port)}}]}],
+        },
+    }
+    if health_checked:
+        cluster["health_checks"] = [
+            {
+                "timeout": "1s",
+                "interval": "5s",
+                "unhealthy_threshold": 2,
+                "healthy_threshold": 1,
+                "grpc_health_check": {},
+            }
+        ]
+    return cluster
+
+
+def render(settings: EdgeSettings) -> Json:
+    """The whole Envoy bootstrap for these settings."""
+    clusters = [_cluster(name, upstream) for name, upstream in settings.upstreams.items()]
+    if settings.otlp is not None:
+        clusters.append(_cluster("otlp_collector", settings.otlp, health_checked=False))
+    heap_monitor = "envoy.resource_monitors.fixed_heap"
+    return {
+        "admin": {"address": _address("127.0.0.1", settings.admin_port)},
+        "overload_manager": {
+            "refresh_interval": "0.25s",
+            "resource_monitors": [
+                {
+                    "name": heap_monitor,
+                    "typed_config": {
+                        "@type": TYPE + "envoy.extensions.resource_monitors.fixed_heap.v3.FixedHeapConfig",
+                        "max_heap_size_bytes": settings.max_heap_bytes,
+                    },
+                },
+                {
+                    "name": "envoy.resource_monitors.global_downstream_max_connections",
+                    "typed_config": {
+                        "@type": TYPE + "envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig",
+                        "max_active_downstream_connections": settings.max_connections,
+                    },
+                },
+            ],
+            "actions": [
+                {"name": "envoy.overload_actions.shrink_heap", "triggers": [{"name": heap_monitor, "threshold": {"value": 0.95}}]},
+                {
+                    "name": "envoy.overload_actions.stop_accepting_requests",
+                    "triggers": [{"name": heap_monitor, "threshold": {"value": 0.98}}],
+                },
+            ],
+        },
+        "static_resources": {
+            "listeners": [
+                {
+                    "name": "edge",
+                    "address": _address(settings.listen_host, settings.port),
+                    "per_connection_buffer_limit_bytes": 32768,
+                    "filter_chains": [
+                        {
+                            "filters": [
+                                {"name": "envoy.filters.network.http_connection_manager", "typed_config": _connection_manager(settings)}
+                            ]
+                        }
+                    ],
+                }
+            ],
+            "clusters": clusters,
+        },
+    }

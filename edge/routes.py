@@ -1,0 +1,61 @@
+"""Which HTTP paths and gRPC services the edge sends to which upstream.
+
+Adding a service to the edge is a few lines here: its HTTP route classes and
+the gRPC services it serves natively. The HTTP contract itself (methods, path
+templates, bodies) lives in the protos' `google.api.http` rules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class HttpRoute:
+    """One class of transcoded HTTP routes."""
+
+    name: str
+    match: dict[str, str]
+    upstream: str
+    # None: the edge default; "kv": the KV value limit.
+    body_limit: str | None = None
+    # Snake_case JSON on the wire (OpenAI, vision and prompts shapes).
+    snake_case: bool = False
+    # The service sets the HTTP status through the `x-http-status` header.
+    status_from_metadata: bool = False
+    timeout_s: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class DirectReply:
+    """A route Envoy answers itself, with a fixed JSON error."""
+
+    name: str
+    match: dict[str, str]
+    status: int
+    message: str
+
+
+HTTP_ROUTES: tuple[HttpRoute, ...] = (
+    HttpRoute("healthz", {"path": "/healthz"}, "meta", status_from_metadata=True, timeout_s=5.0),
+    HttpRoute("spark-kv", {"path_separated_prefix": "/_spark/kv"}, "kv", body_limit="kv"),
+    HttpRoute("spark-db", {"path_separated_prefix": "/_spark/db"}, "kv"),
+)
+
+DIRECT_REPLIES: tuple[DirectReply, ...] = (
+    # `encodeURIComponent("")` leaves the key segment empty; no template matches it.
+    DirectReply("spark-kv-empty-key", {"path": "/_spark/kv/"}, 400, "key must not be empty"),
+)
+
+GRPC_SERVICES: dict[str, tuple[str, ...]] = {
+    "kv": ("spark.kv.v1.KvService",),
+    "meta": (
+        "spark.meta.v1.MetaService",
+        "grpc.reflection.v1alpha.ServerReflection",
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.health.v1.Health",
+    ),
+}
+
+# The gRPC services the transcoder exposes over HTTP.
+TRANSCODED_SERVICES: tuple[str, ...] = ("spark.kv.v1.KvService", "spark.meta.v1.MetaService")

@@ -1,0 +1,82 @@
+"""The edge's settings; the only reader of the environment for the edge."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from services.common.config import EnvReader
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    """Where one service listens, as the edge reaches it."""
+
+    host: str
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeSettings:
+    """Everything the Envoy config is rendered from."""
+
+    listen_host: str
+    port: int
+    admin_port: int
+    upstreams: dict[str, Upstream]
+    descriptor_path: Path
+    allowed_origins: tuple[str, ...]
+    kv_max_value_bytes: int
+    default_max_body_bytes: int
+    access_log_path: str
+    otlp: Upstream | None
+    max_heap_bytes: int
+    max_connections: int
+
+
+def parse_upstreams(raw: str, env: EnvReader) -> dict[str, Upstream]:
+    """Parses `kv=127.0.0.1:50051,meta=meta:50050`."""
+    upstreams: dict[str, Upstream] = {}
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        name, _, address = item.partition("=")
+        host, _, port = address.rpartition(":")
+        if not name or not host or not port.isdigit():
+            env.problem(f"SPARK_EDGE_UPSTREAMS entry {item!r} is not name=host:port")
+            continue
+        upstreams[name.strip()] = Upstream(host.strip(), int(port))
+    return upstreams
+
+
+def parse_otlp(endpoint: str | None, env: EnvReader) -> Upstream | None:
+    if not endpoint:
+        return None
+    parts = urlsplit(endpoint if "://" in endpoint else f"http://{endpoint}")
+    if not parts.hostname:
+        env.problem(f"OTEL_EXPORTER_OTLP_ENDPOINT={endpoint!r} has no host")
+        return None
+    return Upstream(parts.hostname, parts.port or 4317)
+
+
+def read_settings(descriptor_path: Path, environ: Mapping[str, str] | None = None) -> EdgeSettings:
+    env = EnvReader(os.environ if environ is None else environ)
+    settings = EdgeSettings(
+        listen_host=env.str("SPARK_EDGE_HOST", "127.0.0.1"),
+        port=env.int("SPARK_EDGE_PORT", 8080, minimum=0, maximum=65535),
+        admin_port=env.int("SPARK_EDGE_ADMIN_PORT", 9901, minimum=0, maximum=65535),
+        upstreams=parse_upstreams(env.str("SPARK_EDGE_UPSTREAMS", ""), env),
+        descriptor_path=descriptor_path,
+        allowed_origins=tuple(o.strip() for o in env.str("ALLOWED_ORIGINS", "").split(",") if o.strip()),
+        kv_max_value_bytes=env.int("SPARK_KV_MAX_VALUE_BYTES", 10 * MIB, minimum=1, maximum=1024 * MIB),
+        default_max_body_bytes=env.int("SPARK_EDGE_MAX_BODY_BYTES", MIB, minimum=1, maximum=1024 * MIB),
+        access_log_path=env.str("SPARK_EDGE_ACCESS_LOG", "/dev/stdout"),
+        otlp=parse_otlp(env.optional_str("OTEL_EXPORTER_OTLP_ENDPOINT"), env),
+        max_heap_bytes=env.int("SPARK_EDGE_MAX_HEAP_BYTES", 1024 * MIB, minimum=64 * MIB),
+        max_connections=env.int("SPARK_EDGE_MAX_CONNECTIONS", 10_000, minimum=1),
+    )
+    env.finish()
+    return settings

@@ -1,0 +1,114 @@
+"""The one server interceptor that maps domain errors to statuses and records metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from google.rpc import status_pb2
+from grpc_status import rpc_status
+
+from services.common.errors import DomainError, internal_status, status_code_of, to_rpc_status
+from services.common.metrics import ServiceMetrics
+
+logger = logging.getLogger(__name__)
+
+Behavior = Callable[..., Any]
+
+
+async def _abort(context: grpc.aio.ServicerContext[Any, Any], status: status_pb2.Status) -> None:
+    converted = rpc_status.to_status(status)
+    await context.abort(converted.code, converted.details, converted.trailing_metadata)
+
+
+class _Outcome:
+    """Tracks the status code of one RPC while it runs."""
+
+    __slots__ = ("code", "started")
+
+    def __init__(self) -> None:
+        self.code = "OK"
+        self.started = time.perf_counter()
+
+
+async def _on_error(error: BaseException, context: grpc.aio.ServicerContext[Any, Any], method: str, outcome: _Outcome) -> None:
+    """Turns an exception raised by a handler into an aborted RPC (or re-raises cancellation)."""
+    if isinstance(error, DomainError):
+        outcome.code = status_code_of(error).name
+        if outcome.code == "INTERNAL":
+            logger.error("domain error mapped to INTERNAL in %s", method, exc_info=error)
+        await _abort(context, to_rpc_status(error))
+    elif isinstance(error, grpc.aio.AbortError):
+        code = context.code()
+        outcome.code = code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
+        raise error
+    elif isinstance(error, asyncio.CancelledError):
+        outcome.code = "CANCELLED"
+        raise error
+    else:
+        outcome.code = "INTERNAL"
+        logger.error("unhandled error in %s", method, exc_info=error)
+        await _abort(context, internal_status())
+
+
+def _wrap_unary(behavior: Behavior, method: str, metrics: ServiceMetrics) -> Behavior:
+    async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        outcome = _Outcome()
+        try:
+            return await behavior(request, context)
+        except BaseException as error:
+            await _on_error(error, context, method, outcome)
+        finally:
+            metrics.observe(method, outcome.code, time.perf_counter() - outcome.started)
+
+    return wrapped
+
+
+def _wrap_streaming(behavior: Behavior, method: str, metrics: ServiceMetrics) -> Behavior:
+    async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+        outcome = _Outcome()
+        try:
+            async for response in behavior(request, context):
+                yield response
+        except BaseException as error:
+            await _on_error(error, context, method, outcome)
+        finally:
+            metrics.observe(method, outcome.code, time.perf_counter() - outcome.started)
+
+    return wrapped
+
+
+def _wrap(behavior: Behavior | None, method: str, metrics: ServiceMetrics) -> Behavior | None:
+    if behavior is None:
+        return None
+    if inspect.isasyncgenfunction(behavior):
+        return _wrap_streaming(behavior, method, metrics)
+    return _wrap_unary(behavior, method, metrics)
+
+
+class ErrorAndMetricsInterceptor(grpc.aio.ServerInterceptor):
+    """Applies the error table and records `grpc_server_*` metrics for every RPC."""
+
+    def __init__(self, metrics: ServiceMetrics) -> None:
+        self._metrics = metrics
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        method: str = handler_call_details.method  # type: ignore[attr-defined]
+        return handler._replace(  # type: ignore[attr-defined,no-any-return]
+            unary_unary=_wrap(handler.unary_unary, method, self._metrics),
+            unary_stream=_wrap(handler.unary_stream, method, self._metrics),
+            stream_unary=_wrap(handler.stream_unary, method, self._metrics),
+            stream_stream=_wrap(handler.stream_stream, method, self._metrics),
+        )

