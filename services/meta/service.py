@@ -10,6 +10,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from services.common.channels import open_channel
 from services.meta.config import Backend
 from spark.meta.v1 import meta_pb2, meta_pb2_grpc
 
@@ -26,7 +27,7 @@ class MetaServicer(meta_pb2_grpc.MetaServiceServicer):
     def __init__(self, backends: Sequence[Backend], timeout_s: float) -> None:
         self._backends = tuple(backends)
         self._timeout_s = timeout_s
-        self._channels = {b.name: grpc.aio.insecure_channel(b.address) for b in self._backends}
+        self._channels = {b.name: open_channel(b.address) for b in self._backends}
 
     async def close(self) -> None:
         await asyncio.gather(*(channel.close() for channel in self._channels.values()))
@@ -35,7 +36,8 @@ class MetaServicer(meta_pb2_grpc.MetaServiceServicer):
         stub = health_pb2_grpc.HealthStub(self._channels[backend.name])
         started = time.perf_counter()
         try:
-            reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=self._timeout_s)
+            # Waiting for the channel to (re)connect within the timeout tells "restarting" from "down".
+            reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=self._timeout_s, wait_for_ready=True)
             status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
             message = "" if status == SERVING else f"{backend.name} reports {status}"
         except grpc.aio.AioRpcError as error:

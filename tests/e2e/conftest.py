@@ -1,0 +1,44 @@
+"""End-to-end fixtures: the suite started by the real launcher, per store backend."""
+
+from __future__ import annotations
+
+import itertools
+import sys
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.conftest import FAILED_KEY
+from tests.support.redis_server import RedisServer
+from tests.support.suite import RunningSuite
+
+# Smaller than the 10 MiB default so that the size tests stay quick; the
+# default itself is covered by test_default_value_limit_is_10_mib.
+VALUE_LIMIT = 256 * 1024
+_REDIS_DATABASES = itertools.count(1)
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+def suite(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSuite]:
+    env = {"SPARK_KV_MAX_VALUE_BYTES": str(VALUE_LIMIT), "ALLOWED_ORIGINS": "http://app.example"}
+    if request.param == "redis":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        # A database of its own per suite, so modules never see each other's keys.
+        env["REDIS_URL"] = f"{server.url.rsplit('/', 1)[0]}/{next(_REDIS_DATABASES)}"
+    running = RunningSuite.start(tmp_path_factory.mktemp(f"suite-{request.param}"), env)
+    request.node.stash[SUITE_KEY] = running
+    yield running
+    running.stop()
+
+
+SUITE_KEY = pytest.StashKey[RunningSuite]()
+
+
+@pytest.fixture
+def http(suite: RunningSuite, request: pytest.FixtureRequest) -> Iterator[httpx.Client]:
+    """An HTTP client on the edge; the suite's logs are printed if the test fails."""
+    with httpx.Client(base_url=suite.base_url, timeout=30.0) as client:
+        yield client
+    if request.node.stash.get(FAILED_KEY, False):
+        sys.stderr.write(suite.logs())

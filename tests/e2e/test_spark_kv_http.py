@@ -1,0 +1,224 @@
+"""The `/_spark/kv` and `/_spark/db` contract through the real Envoy edge, byte for byte."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+from urllib.parse import quote
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import VALUE_LIMIT
+
+pytestmark = pytest.mark.e2e
+
+TEXT = {"content-type": "text/plain;charset=UTF-8"}
+ODD_KEYS = [
+    "a/b c",
+    "100%",
+    "what?",
+    "#hash",
+    "q?x=1&y=2#frag",
+    "é",
+    "日本語のキー",
+    "emoji 😀",
+    "plus+sign",
+    "back\\slash",
+    "quote'\"",
+    "tab\tnew\nline",
+    "%2F-literal",
+    "..x",
+    "a//b",
+    "/leading",
+    "trailing/",
+    "مرحبا",
+]
+
+
+def enc(key: str) -> str:
+    """What the runtime sends: `encodeURIComponent(key)`."""
+    return quote(key, safe="-_.!~*'()")
+
+
+def assert_json_error(response: httpx.Response, status: int, fragment: str) -> dict[str, object]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert set(body) >= {"code", "message", "details"}, body
+    assert fragment in body["message"], body
+    assert not [h for h in response.headers if h.startswith("grpc-")], response.headers
+    return dict(body)
+
+
+def test_healthz_reports_every_service(http: httpx.Client) -> None:
+    response = http.get("/healthz")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "SERVING"
+    assert [s["name"] for s in body["services"]] == ["kv"]
+    assert body["services"][0]["status"] == "SERVING"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['{"a":1}', '"just a string"', "42", "-0.5e-3", "null", "true", "[1,2,3]", ' { "spaced" : [ 1 , 2 ] } ', '"héllo 😀 مرحبا"', "{}", '""'],
+)
+def test_value_round_trips_byte_for_byte(http: httpx.Client, text: str) -> None:
+    key = "round-trip-" + str(abs(hash(text)))
+    response = http.post(f"/_spark/kv/{key}", content=text.encode(), headers=TEXT)
+    assert response.status_code == 200, response.text
+    assert response.json()["written"] is True
+    got = http.get(f"/_spark/kv/{key}", headers=TEXT)
+    assert got.status_code == 200
+    assert got.content == text.encode()
+    assert got.headers["content-type"].startswith("application/json")
+
+
+@pytest.mark.parametrize("key", ODD_KEYS)
+def test_odd_keys_are_stored_and_listed_as_sent(http: httpx.Client, key: str) -> None:
+    value = json.dumps({"key": key})
+    assert http.put(f"/_spark/kv/{enc(key)}", content=value, headers=TEXT).status_code == 200
+    assert http.get(f"/_spark/kv/{enc(key)}").content == value.encode()
+    keys = http.get("/_spark/kv").json()
+    assert key in keys
+
+
+def test_key_listing_is_a_bare_array_of_the_default_collection(http: httpx.Client) -> None:
+    http.post("/_spark/kv/listed", content="1", headers=TEXT)
+    http.post("/_spark/kv/elsewhere?collection=other-list", content="1", headers=TEXT)
+    response = http.get("/_spark/kv")
+    assert response.status_code == 200
+    keys = response.json()
+    assert isinstance(keys, list)
+    assert "listed" in keys
+    assert "elsewhere" not in keys
+    assert keys == sorted(keys)
+
+
+def test_collections_list_key_and_json_text(http: httpx.Client) -> None:
+    empty = http.get("/_spark/db/collections/never-used")
+    assert empty.status_code == 200
+    assert empty.content == b"[]"
+    docs = {"01J0000000000000000000000A": {"title": "one", "done": False}, "01J0000000000000000000000B": {"title": "two"}}
+    for doc_id, doc in docs.items():
+        assert http.post(f"/_spark/kv/{doc_id}?collection=todos", content=json.dumps(doc), headers=TEXT).status_code == 200
+    listing = http.get("/_spark/db/collections/todos")
+    assert listing.status_code == 200
+    assert listing.json() == [{"key": k, "value": json.dumps(v)} for k, v in docs.items()]
+    assert http.get("/_spark/kv/01J0000000000000000000000A?collection=todos").json() == docs["01J0000000000000000000000A"]
+    assert http.get("/_spark/kv/01J0000000000000000000000A").status_code == 404
+
+
+def test_initial_header_sets_only_if_absent(http: httpx.Client) -> None:
+    first = http.post("/_spark/kv/initial", content='"first"', headers={**TEXT, "X-Spark-Initial": "true"})
+    assert first.status_code == 200
+    assert first.json()["written"] is True
+    second = http.post("/_spark/kv/initial", content='"second"', headers={**TEXT, "X-Spark-Initial": "true"})
+    assert second.status_code == 200
+    assert second.json() == {"written": False, "versionstamp": first.json()["versionstamp"]}
+    assert http.get("/_spark/kv/initial").content == b'"first"'
+    overwrite = http.post("/_spark/kv/initial", content='"third"', headers={**TEXT, "X-Spark-Initial": "false"})
+    assert overwrite.json()["written"] is True
+    assert overwrite.json()["versionstamp"] > first.json()["versionstamp"]
+    assert http.get("/_spark/kv/initial").content == b'"third"'
+
+
+def test_delete_succeeds_whether_or_not_the_key_exists(http: httpx.Client) -> None:
+    http.post("/_spark/kv/doomed?collection=c1", content="1", headers=TEXT)
+    first = http.delete("/_spark/kv/doomed?collection=c1")
+    assert first.status_code == 200
+    assert first.json() == {"deleted": True}
+    again = http.delete("/_spark/kv/doomed?collection=c1")
+    assert again.status_code == 200
+    assert again.json() == {"deleted": False}
+    assert_json_error(http.get("/_spark/kv/doomed?collection=c1"), 404, "key not found")
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        (b"{bad", "Expecting property name"),
+        (b"", "Expecting value"),
+        (b"undefined", "Expecting value"),
+        (b"NaN", "NaN"),
+        (b'{"a":1} trailing', "Extra data"),
+        (b"\xff\xfe", "UTF-8"),
+        (b"[" * 100_000 + b"]" * 100_000, "nests too deeply"),
+    ],
+)
+def test_invalid_json_is_refused_and_nothing_is_stored(http: httpx.Client, body: bytes, why: str) -> None:
+    key = f"invalid-{abs(hash(body))}"
+    error = assert_json_error(http.post(f"/_spark/kv/{key}", content=body, headers=TEXT), 400, why)
+    assert error["code"] == 3
+    assert http.get(f"/_spark/kv/{key}").status_code == 404
+
+
+def test_value_at_the_limit_is_stored_and_one_byte_more_is_413(http: httpx.Client) -> None:
+    exact = b'"' + b"x" * (VALUE_LIMIT - 2) + b'"'
+    assert http.post("/_spark/kv/at-limit", content=exact, headers=TEXT).status_code == 200
+    assert http.get("/_spark/kv/at-limit").content == exact
+    over = b'"' + b"x" * (VALUE_LIMIT - 1) + b'"'
+    assert_json_error(http.post("/_spark/kv/over-limit", content=over, headers=TEXT), 413, "exceeds the configured limit")
+    assert http.get("/_spark/kv/over-limit").status_code == 404
+    assert_json_error(http.post("/_spark/kv/at-limit", content=over, headers=TEXT), 413, "limit")
+    assert http.get("/_spark/kv/at-limit").content == exact
+
+
+def test_key_limits(http: httpx.Client) -> None:
+    assert_json_error(http.post("/_spark/kv/", content="1", headers=TEXT), 400, "key must not be empty")
+    assert_json_error(http.get("/_spark/kv/"), 400, "key must not be empty")
+    longest = "é" * 512
+    assert http.post(f"/_spark/kv/{enc(longest)}", content="1", headers=TEXT).status_code == 200
+    too_long = longest + "x"
+    assert_json_error(http.post(f"/_spark/kv/{enc(too_long)}", content="1", headers=TEXT), 400, "over the limit of 1024 bytes")
+    assert too_long not in http.get("/_spark/kv").json()
+
+
+def test_unknown_query_parameters_paths_and_methods_are_json_errors(http: httpx.Client) -> None:
+    assert_json_error(http.get("/_spark/kv/x?colection=typo"), 400, "colection")
+    assert_json_error(http.get("/nowhere"), 404, "/nowhere")
+    assert_json_error(http.patch("/_spark/kv/x", content="1"), 404, "")
+    assert_json_error(http.get("/_spark/db/collections/"), 404, "")
+
+
+def test_errors_and_successes_leak_no_grpc_headers(http: httpx.Client) -> None:
+    for response in (
+        http.get("/healthz"),
+        http.post("/_spark/kv/leak", content="1", headers=TEXT),
+        http.get("/_spark/kv/leak"),
+        http.get("/_spark/kv/absent-leak"),
+        http.get("/_spark/kv"),
+    ):
+        assert not [h for h in response.headers if h.startswith("grpc-") or h == "x-http-status"], response.headers
+        assert response.headers["x-content-type-options"] == "nosniff"
+
+
+def test_cors_allows_only_configured_origins(http: httpx.Client) -> None:
+    preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type,x-spark-initial"}
+    allowed = http.options("/_spark/kv/x", headers={"Origin": "http://app.example", **preflight})
+    assert allowed.status_code == 200
+    assert allowed.headers["access-control-allow-origin"] == "http://app.example"
+    assert "x-spark-initial" in allowed.headers["access-control-allow-headers"]
+    refused = http.options("/_spark/kv/x", headers={"Origin": "http://evil.example", **preflight})
+    assert "access-control-allow-origin" not in refused.headers
+
+
+def test_concurrent_writers_lose_and_tear_nothing(http: httpx.Client, suite: object) -> None:
+    big = "y" * 4096
+
+    def write(i: int) -> tuple[int, int]:
+        value = json.dumps({"writer": i, "pad": big})
+        distinct = http.post(f"/_spark/kv/writer-{i}?collection=concurrency", content=value, headers=TEXT)
+        same = http.post("/_spark/kv/shared?collection=concurrency", content=value, headers=TEXT)
+        return distinct.status_code, same.status_code
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=32) as pool:
+        statuses = list(pool.map(write, range(100)))
+    assert statuses == [(200, 200)] * 100
+    entries = {e["key"]: json.loads(e["value"]) for e in http.get("/_spark/db/collections/concurrency").json()}
+    assert len(entries) == 101
+    for i in range(100):
+        assert entries[f"writer-{i}"] == {"writer": i, "pad": big}
+    assert entries["shared"]["pad"] == big
+    assert 0 <= entries["shared"]["writer"] < 100

@@ -1,0 +1,68 @@
+"""The published `@github/spark` runtime, unmodified, against the edge.
+
+The runtime's KV client is what `spark.kv`, `useKV` and the `/_spark/db`
+collections all use. `make test` fetches the pinned package with `npm pack`
+into `.cache/spark-runtime/`; Node stands in for the browser.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.suite import ROOT, RunningSuite
+
+pytestmark = pytest.mark.e2e
+
+RUNTIME_DIST = ROOT / ".cache" / "spark-runtime" / "package" / "dist"
+SCENARIO_DIR = Path(__file__).parent / "spark_runtime"
+
+
+def run_scenario(base_url: str) -> dict[str, object]:
+    node = shutil.which("node")
+    assert node is not None, "node is required (Node 20 is part of the machine image)"
+    assert (RUNTIME_DIST / "db.js").exists(), "the @github/spark runtime is missing: run `make test-deps`"
+    completed = subprocess.run(
+        [node, "--import", "./register.mjs", "scenario.mjs", str(RUNTIME_DIST), base_url],
+        cwd=SCENARIO_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert "Error" not in completed.stderr, completed.stderr
+    return dict(json.loads(completed.stdout))
+
+
+def test_published_runtime_works_unmodified(suite: RunningSuite, http: httpx.Client) -> None:
+    seen = run_scenario(suite.base_url)
+    assert seen["greeting"] == {"hello": "world", "n": [1, 2, 3]}
+    assert seen["missing"] == "<undefined>"
+    assert seen["initialFirst"] == 1
+    assert seen["initialSecond"] == 1
+    assert seen["counter"] == 3
+    assert seen["odd"] == "odd value"
+    assert seen["aString"] == "just text"
+    assert {"greeting", "counter", "a/b c?%#é 😀", "a string"} <= set(seen["keys"])  # type: ignore[arg-type]
+    assert seen["afterDelete"] == "<undefined>"
+    assert "greeting" not in seen["keysAfterDelete"]  # type: ignore[operator]
+    first_id, second_id = seen["ids"]  # type: ignore[misc]
+    assert seen["all"] == [
+        {"_id": first_id, "title": "first", "done": False},
+        {"_id": second_id, "title": "second", "done": True},
+    ]
+    assert seen["got"] == {"_id": first_id, "title": "first", "done": False}
+    assert seen["updated"] == {"_id": first_id, "title": "first", "done": True}
+    assert seen["doneQuery"] == ["first", "second"]
+    assert seen["deleted"] is True
+    assert seen["allAfterDelete"] == [{"_id": first_id, "title": "first", "done": True}]
+    assert seen["rawCollectionKeyInDefault"] is False
+    # What the runtime wrote is what the HTTP contract stores: JSON.stringify's text.
+    assert http.get("/_spark/kv/counter").content == b"3"
+    assert http.get(f"/_spark/kv/{first_id}?collection=todos").content == b'{"title":"first","done":true}'

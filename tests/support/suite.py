@@ -1,0 +1,113 @@
+"""The whole suite as a user runs it: the launcher, real services, real Envoy, free ports.
+
+`RunningSuite.start(tmp_dir, extra_env)` runs `python -m services` exactly as
+`make run` does, but with every port chosen at random, children's output in
+files, and the access log in a file. `stop()` signals only the launcher's PID;
+the launcher stops its children. `logs()` returns every child's log for
+dumping when a test fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+READY_LINE = "Spark services ready on "
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class RunningSuite:
+    """A launcher process and where its parts listen."""
+
+    directory: Path
+    process: subprocess.Popen[bytes]
+    env: dict[str, str]
+    ports: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['edge']}"
+
+    @property
+    def edge_address(self) -> str:
+        return f"127.0.0.1:{self.ports['edge']}"
+
+    @classmethod
+    def start(cls, directory: Path, extra_env: Mapping[str, str] | None = None, timeout_s: float = 60.0) -> RunningSuite:
+        directory.mkdir(parents=True, exist_ok=True)
+        ports = {name: free_port() for name in ("edge", "edge_admin", "meta", "kv", "meta_metrics", "kv_metrics")}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SPARK_") and k not in {"REDIS_URL", "OTEL_EXPORTER_OTLP_ENDPOINT"}}
+        env.update({
+            "SPARK_DATA_DIR": str(directory / "data"),
+            "SPARK_LOG_DIR": str(directory / "logs"),
+            "SPARK_EDGE_ACCESS_LOG": str(directory / "logs" / "access.log"),
+            "SPARK_EDGE_PORT": str(ports["edge"]),
+            "SPARK_EDGE_ADMIN_PORT": str(ports["edge_admin"]),
+            "SPARK_META_PORT": str(ports["meta"]),
+            "SPARK_KV_PORT": str(ports["kv"]),
+            "SPARK_META_METRICS_PORT": str(ports["meta_metrics"]),
+            "SPARK_KV_METRICS_PORT": str(ports["kv_metrics"]),
+            "SPARK_SHUTDOWN_GRACE_S": "2",
+        })
+        env.update(extra_env or {})
+        stdout = (directory / "launcher.out").open("wb")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "services"], cwd=ROOT, env=env, stdout=stdout, stderr=subprocess.STDOUT
+        )
+        stdout.close()
+        suite = cls(directory, process, env, ports)
+        deadline = time.monotonic() + timeout_s
+        while READY_LINE not in suite.launcher_output():
+            if process.poll() is not None or time.monotonic() > deadline:
+                logs = suite.logs()
+                suite.stop()
+                raise RuntimeError(f"suite did not start (exit {process.returncode}):\n{logs}")
+            time.sleep(0.05)
+        return suite
+
+    def launcher_output(self) -> str:
+        return (self.directory / "launcher.out").read_text(encoding="utf-8", errors="replace")
+
+    def logs(self) -> str:
+        parts = [f"--- launcher ---\n{self.launcher_output()}"]
+        log_dir = self.directory / "logs"
+        if log_dir.exists():
+            for path in sorted(log_dir.iterdir()):
+                text = path.read_text(encoding="utf-8", errors="replace")
+                parts.append(f"--- {path.name} ---\n{text[-20000:]}")
+        return "\n".join(parts)
+
+    def child_pids(self) -> dict[str, int]:
+        """The launcher's children by log name, read from its 'started' log lines (latest wins)."""
+        pids: dict[str, int] = {}
+        for line in self.launcher_output().splitlines():
+            if line.startswith("{"):
+                record = json.loads(line)
+                if record.get("msg", "").startswith("started ") and "pid" in record:
+                    pids[record["child"]] = int(record["pid"])
+        return pids
+
+    def stop(self, timeout_s: float = 20.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
