@@ -23,6 +23,16 @@ HEADER_MUTATION = "envoy.filters.http.header_mutation"
 CORS = "envoy.filters.http.cors"
 JSON_CONTENT_TYPE = "application/json"
 ORIGINAL_METHOD_HEADER = "x-spark-original-method"
+CORS_ALLOWED_HEADERS = (
+    "content-type",
+    "authorization",
+    "x-api-key",
+    "x-admin-token",
+    "x-nonce",
+    "x-spark-initial",
+    "x-request-id",
+    "traceparent",
+)
 
 # Turns the `x-http-status` initial-metadata header a service sends into the
 # HTTP status: the transcoder itself always answers 200 for OK.
@@ -41,7 +51,21 @@ end
 
 # HTTP status -> the gRPC code with the same meaning, so that Envoy's own
 # errors carry the same `code` field as errors transcoded from services.
-GRPC_CODE_BY_HTTP = {400: 3, 401: 16, 403: 7, 404: 5, 408: 4, 409: 10, 413: 8, 429: 8, 431: 8, 500: 13, 502: 14, 503: 14, 504: 4}
+GRPC_CODE_BY_HTTP = {
+    400: 3,
+    401: 16,
+    403: 7,
+    404: 5,
+    408: 4,
+    409: 10,
+    413: 8,
+    429: 8,
+    431: 8,
+    500: 13,
+    502: 14,
+    503: 14,
+    504: 4,
+}
 
 ACCESS_LOG_FORMAT = {
     "ts": "%START_TIME%",
@@ -108,7 +132,9 @@ def _http_route(route: HttpRoute, settings: EdgeSettings) -> Json:
     body_limit = settings.kv_max_value_bytes if route.body_limit == "kv" else settings.default_max_body_bytes
     per_filter: Json = {TRANSCODER: _transcoder(settings, body_limit, snake_case=route.snake_case)}
     if route.status_from_metadata:
-        per_filter[LUA] = _filter_config({"@type": TYPE + "envoy.extensions.filters.http.lua.v3.LuaPerRoute"}, disabled=False)
+        per_filter[LUA] = _filter_config(
+            {"@type": TYPE + "envoy.extensions.filters.http.lua.v3.LuaPerRoute"}, disabled=False
+        )
         per_filter[LUA]["config"]["source_code"] = {"inline_string": STATUS_LUA}
     return {
         "name": route.name,
@@ -147,7 +173,7 @@ def _cors_policy(settings: EdgeSettings) -> Json:
         "@type": TYPE + "envoy.extensions.filters.http.cors.v3.CorsPolicy",
         "allow_origin_string_match": [{"exact": origin} for origin in settings.allowed_origins],
         "allow_methods": "GET, POST, PUT, DELETE, OPTIONS",
-        "allow_headers": "content-type, authorization, x-api-key, x-admin-token, x-nonce, x-spark-initial, x-request-id, traceparent",
+        "allow_headers": ", ".join(CORS_ALLOWED_HEADERS),
         "expose_headers": "x-request-id, retry-after, x-ratelimit-limit, x-ratelimit-remaining, x-ratelimit-reset",
         "max_age": "600",
         "forward_not_matching_preflights": False,
@@ -177,8 +203,16 @@ def _local_reply_config() -> Json:
         "filter": {
             "and_filter": {
                 "filters": [
-                    {"header_filter": {"header": {"name": "content-type", "string_match": {"prefix": "application/grpc"}}}},
-                    {"header_filter": {"header": {"name": "x-envoy-original-path", "present_match": True, "invert_match": True}}},
+                    {
+                        "header_filter": {
+                            "header": {"name": "content-type", "string_match": {"prefix": "application/grpc"}}
+                        }
+                    },
+                    {
+                        "header_filter": {
+                            "header": {"name": "x-envoy-original-path", "present_match": True, "invert_match": True}
+                        }
+                    },
                 ]
             }
         },
@@ -186,17 +220,22 @@ def _local_reply_config() -> Json:
     }
     mappers = [grpc_mapper]
     for http_status, grpc_code in GRPC_CODE_BY_HTTP.items():
-        mappers.append({
-            "filter": {
-                "status_code_filter": {
-                    "comparison": {"op": "EQ", "value": {"default_value": http_status, "runtime_key": f"edge.reply_{http_status}"}}
-                }
-            },
-            "body_format_override": {
-                "json_format": _error_body(grpc_code, "%LOCAL_REPLY_BODY%", "%RESPONSE_CODE_DETAILS%"),
-                "content_type": JSON_CONTENT_TYPE,
-            },
-        })
+        mappers.append(
+            {
+                "filter": {
+                    "status_code_filter": {
+                        "comparison": {
+                            "op": "EQ",
+                            "value": {"default_value": http_status, "runtime_key": f"edge.reply_{http_status}"},
+                        }
+                    }
+                },
+                "body_format_override": {
+                    "json_format": _error_body(grpc_code, "%LOCAL_REPLY_BODY%", "%RESPONSE_CODE_DETAILS%"),
+                    "content_type": JSON_CONTENT_TYPE,
+                },
+            }
+        )
     return {
         "mappers": mappers,
         "body_format": {
@@ -213,7 +252,8 @@ def _header_mutation() -> Json:
         "x-frame-options": "DENY",
     }
     response_mutations: list[Json] = [
-        {"remove": name} for name in ("grpc-status", "grpc-message", "grpc-status-details-bin", "grpc-accept-encoding", "x-http-status")
+        {"remove": name}
+        for name in ("grpc-status", "grpc-message", "grpc-status-details-bin", "grpc-accept-encoding", "x-http-status")
     ]
     response_mutations += [
         {"append": {"header": {"key": key, "value": value}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}}
@@ -221,7 +261,12 @@ def _header_mutation() -> Json:
     ]
     # The transcoder rewrites the method to POST; keep the caller's for the access log.
     request_mutations = [
-        {"append": {"header": {"key": ORIGINAL_METHOD_HEADER, "value": "%REQ(:METHOD)%"}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}}
+        {
+            "append": {
+                "header": {"key": ORIGINAL_METHOD_HEADER, "value": "%REQ(:METHOD)%"},
+                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+            }
+        }
     ]
     return {
         "@type": TYPE + "envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
@@ -239,7 +284,10 @@ def _http_filters(settings: EdgeSettings) -> list[Json]:
             "typed_config": {"@type": TYPE + "envoy.extensions.filters.http.lua.v3.Lua"},
         },
         {"name": TRANSCODER, "typed_config": _transcoder(settings, settings.default_max_body_bytes, snake_case=False)},
-        {"name": "envoy.filters.http.router", "typed_config": {"@type": TYPE + "envoy.extensions.filters.http.router.v3.Router"}},
+        {
+            "name": "envoy.filters.http.router",
+            "typed_config": {"@type": TYPE + "envoy.extensions.filters.http.router.v3.Router"},
+        },
     ]
 
 
@@ -333,7 +381,9 @@ def _cluster(name: str, upstream: Upstream, *, health_checked: bool = True) -> J
             }
         },
         "circuit_breakers": {
-            "thresholds": [{"max_connections": 1024, "max_pending_requests": 4096, "max_requests": 4096, "max_retries": 16}]
+            "thresholds": [
+                {"max_connections": 1024, "max_pending_requests": 4096, "max_requests": 4096, "max_retries": 16}
+            ]
         },
         "load_assignment": {
             "cluster_name": name,
@@ -374,13 +424,17 @@ def render(settings: EdgeSettings) -> Json:
                 {
                     "name": "envoy.resource_monitors.global_downstream_max_connections",
                     "typed_config": {
-                        "@type": TYPE + "envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig",
+                        "@type": TYPE
+                        + "envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig",
                         "max_active_downstream_connections": settings.max_connections,
                     },
                 },
             ],
             "actions": [
-                {"name": "envoy.overload_actions.shrink_heap", "triggers": [{"name": heap_monitor, "threshold": {"value": 0.95}}]},
+                {
+                    "name": "envoy.overload_actions.shrink_heap",
+                    "triggers": [{"name": heap_monitor, "threshold": {"value": 0.95}}],
+                },
                 {
                     "name": "envoy.overload_actions.stop_accepting_requests",
                     "triggers": [{"name": heap_monitor, "threshold": {"value": 0.98}}],
@@ -396,7 +450,10 @@ def render(settings: EdgeSettings) -> Json:
                     "filter_chains": [
                         {
                             "filters": [
-                                {"name": "envoy.filters.network.http_connection_manager", "typed_config": _connection_manager(settings)}
+                                {
+                                    "name": "envoy.filters.network.http_connection_manager",
+                                    "typed_config": _connection_manager(settings),
+                                }
                             ]
                         }
                     ],

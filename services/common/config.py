@@ -33,14 +33,14 @@ class EnvReader:
             return None
         return value.strip()
 
-    def str(self, name: str, default: str) -> str:
+    def text(self, name: str, default: str) -> str:
         raw = self._raw(name)
         return default if raw is None else raw
 
-    def optional_str(self, name: str) -> str | None:
+    def optional_text(self, name: str) -> str | None:
         return self._raw(name)
 
-    def int(self, name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    def integer(self, name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
         raw = self._raw(name)
         if raw is None:
             return default
@@ -54,7 +54,7 @@ class EnvReader:
             return default
         return value
 
-    def float(self, name: str, default: float, *, minimum: float = 0.0) -> float:
+    def number(self, name: str, default: float, *, minimum: float = 0.0) -> float:
         raw = self._raw(name)
         if raw is None:
             return default
@@ -68,7 +68,7 @@ class EnvReader:
             return default
         return value
 
-    def bool(self, name: str, default: bool) -> bool:
+    def flag(self, name: str, default: bool) -> bool:
         raw = self._raw(name)
         if raw is None:
             return default
@@ -90,7 +90,7 @@ class EnvReader:
         return raw.lower()
 
     def path(self, name: str, default: str) -> Path:
-        return Path(self.str(name, default)).expanduser()
+        return Path(self.text(name, default)).expanduser()
 
     def problem(self, message: str) -> None:
         """Records a problem found by a cross-field check."""
@@ -125,14 +125,14 @@ def read_server_config(
 ) -> ServerConfig:
     """Reads the shared server settings of one service from `SPARK_<NAME>_*` variables."""
     prefix = f"SPARK_{name.upper()}_"
-    metrics_port = env.int(prefix + "METRICS_PORT", -1, minimum=-1, maximum=65535)
+    metrics_port = env.integer(prefix + "METRICS_PORT", -1, minimum=-1, maximum=65535)
     return ServerConfig(
         name=name,
-        host=env.str(prefix + "HOST", "127.0.0.1"),
-        port=env.int(prefix + "PORT", default_port, minimum=0, maximum=65535),
+        host=env.text(prefix + "HOST", "127.0.0.1"),
+        port=env.integer(prefix + "PORT", default_port, minimum=0, maximum=65535),
         metrics_port=None if metrics_port < 0 else metrics_port,
-        shutdown_grace_s=env.float("SPARK_SHUTDOWN_GRACE_S", 5.0),
+        shutdown_grace_s=env.number("SPARK_SHUTDOWN_GRACE_S", 5.0),
         max_message_bytes=max_message_bytes,
         log_level=env.choice("SPARK_LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
-        otlp_endpoint=env.optional_str("OTEL_EXPORTER_OTLP_ENDPOINT"),
+        otlp_endpoint=env.optional_text("OTEL_EXPORTER_OTLP_ENDPOINT"),
     )

@@ -94,7 +94,7 @@ STATUS_BY_ERROR: dict[type[DomainError], grpc.StatusCode] = {
 
 def status_code_of(error: DomainError) -> grpc.StatusCode:
     for cls in type(error).__mro__:
-        code = STATUS_BY_ERROR.get(cls)  # type: ignore[arg-type]
+        code = STATUS_BY_ERROR.get(cls)
         if code is not None:
             return code
     return grpc.StatusCode.UNKNOWN

@@ -36,7 +36,9 @@ class _Outcome:
         self.started = time.perf_counter()
 
 
-async def _on_error(error: BaseException, context: grpc.aio.ServicerContext[Any, Any], method: str, outcome: _Outcome) -> None:
+async def _on_error(
+    error: BaseException, context: grpc.aio.ServicerContext[Any, Any], method: str, outcome: _Outcome
+) -> None:
     """Turns an exception raised by a handler into an aborted RPC (or re-raises cancellation)."""
     if isinstance(error, DomainError):
         outcome.code = status_code_of(error).name
@@ -99,13 +101,13 @@ class ErrorAndMetricsInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any]:
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
-        method: str = handler_call_details.method  # type: ignore[attr-defined]
+        method: str = handler_call_details.method
         return handler._replace(  # type: ignore[attr-defined,no-any-return]
             unary_unary=_wrap(handler.unary_unary, method, self._metrics),
             unary_stream=_wrap(handler.unary_stream, method, self._metrics),

@@ -35,7 +35,6 @@ Registrar = Callable[[grpc.aio.Server], None]
 Closer = Callable[[], Awaitable[None]]
 
 
-
 class HasServerConfig(Protocol):
     @property
     def server(self) -> ServerConfig: ...
@@ -127,7 +126,9 @@ async def start_server(
     )
 
 
-def run_service(name: str, read_config: Callable[[], ConfigT], build: Callable[[ConfigT], Awaitable[RunningServer]]) -> None:
+def run_service(
+    name: str, read_config: Callable[[], ConfigT], build: Callable[[ConfigT], Awaitable[RunningServer]]
+) -> None:
     """The body of every `python -m services.<name>`: config once, logging, serve until signalled."""
     try:
         config = read_config()

@@ -29,15 +29,17 @@ class KvConfig:
 def read_config(environ: Mapping[str, str] | None = None) -> KvConfig:
     """Reads every `SPARK_KV_*` setting at once; raises ConfigError listing all problems."""
     env = EnvReader(os.environ if environ is None else environ)
-    max_value = env.int("SPARK_KV_MAX_VALUE_BYTES", 10 * MIB, minimum=1, maximum=1024 * MIB)
-    max_list_bytes = env.int("SPARK_KV_MAX_LIST_BYTES", 32 * MIB, minimum=1, maximum=1024 * MIB)
+    max_value = env.integer("SPARK_KV_MAX_VALUE_BYTES", 10 * MIB, minimum=1, maximum=1024 * MIB)
+    max_list_bytes = env.integer("SPARK_KV_MAX_LIST_BYTES", 32 * MIB, minimum=1, maximum=1024 * MIB)
     config = KvConfig(
-        server=read_server_config(env, "kv", default_port=DEFAULT_PORT, max_message_bytes=max(max_value, max_list_bytes)),
+        server=read_server_config(
+            env, "kv", default_port=DEFAULT_PORT, max_message_bytes=max(max_value, max_list_bytes)
+        ),
         data_dir=env.path("SPARK_DATA_DIR", "./var"),
-        redis_url=env.optional_str("REDIS_URL"),
+        redis_url=env.optional_text("REDIS_URL"),
         max_value_bytes=max_value,
-        max_key_bytes=env.int("SPARK_KV_MAX_KEY_BYTES", 1024, minimum=1, maximum=64 * 1024),
-        max_list_entries=env.int("SPARK_KV_MAX_LIST_ENTRIES", 10_000, minimum=1, maximum=1_000_000),
+        max_key_bytes=env.integer("SPARK_KV_MAX_KEY_BYTES", 1024, minimum=1, maximum=64 * 1024),
+        max_list_entries=env.integer("SPARK_KV_MAX_LIST_ENTRIES", 10_000, minimum=1, maximum=1_000_000),
         max_list_bytes=max_list_bytes,
     )
     env.finish()

@@ -111,9 +111,11 @@ class KvRepository:
                         f"collection holds more than {self._limits.max_entries} entries or "
                         f"{self._limits.max_bytes} bytes; page through it with ListEntries",
                         reason="COLLECTION_TOO_LARGE",
-                        metadata={"max_entries": str(self._limits.max_entries), "max_bytes": str(self._limits.max_bytes)},
+                        metadata={
+                            "max_entries": str(self._limits.max_entries),
+                            "max_bytes": str(self._limits.max_bytes),
+                        },
                     )
             if len(batch) < _SCAN_BATCH:
                 return entries
             start_after = batch[-1].key
-

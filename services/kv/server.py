@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import grpc
+from spark.kv.v1 import kv_pb2, kv_pb2_grpc
 
 from services.common.server import RunningServer, start_server
 from services.common.store import Store, open_store
 from services.kv.config import KvConfig
 from services.kv.repository import KvRepository, ListLimits
 from services.kv.service import KvServicer
-from spark.kv.v1 import kv_pb2, kv_pb2_grpc
 
 SERVICE_NAME = kv_pb2.DESCRIPTOR.services_by_name["KvService"].full_name
 
@@ -24,6 +24,4 @@ async def build_server(config: KvConfig, store: Store | None = None) -> RunningS
     def register(server: grpc.aio.Server) -> None:
         kv_pb2_grpc.add_KvServiceServicer_to_server(servicer, server)
 
-    return await start_server(
-        config.server, [SERVICE_NAME], register, closers=[active_store.close] if owned else []
-    )
+    return await start_server(config.server, [SERVICE_NAME], register, closers=[active_store.close] if owned else [])

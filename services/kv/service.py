@@ -10,12 +10,12 @@ import grpc
 import orjson
 from google.api import httpbody_pb2
 from google.protobuf import timestamp_pb2
+from spark.kv.v1 import kv_pb2, kv_pb2_grpc
 
 from services.common.errors import Aborted, FieldViolation, InvalidArgument, NotFound
 from services.common.store import Entry
 from services.kv import validation
 from services.kv.repository import KvRepository
-from spark.kv.v1 import kv_pb2, kv_pb2_grpc
 
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 INITIAL_HEADER = "x-spark-initial"
@@ -93,7 +93,9 @@ class KvServicer(kv_pb2_grpc.KvServiceServicer):
             raise NotFound("key not found", reason="KEY_NOT_FOUND", metadata={"key": request.key})
         return httpbody_pb2.HttpBody(content_type=JSON_CONTENT_TYPE, data=entry.value)
 
-    async def SetSparkValue(self, request: kv_pb2.SetSparkValueRequest, context: Context) -> kv_pb2.SetSparkValueResponse:
+    async def SetSparkValue(
+        self, request: kv_pb2.SetSparkValueRequest, context: Context
+    ) -> kv_pb2.SetSparkValueResponse:
         self._check_address(request.collection, request.key)
         value = request.body.data
         validation.check_value_size(value, self._max_value_bytes, "body")

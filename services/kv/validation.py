@@ -61,11 +61,15 @@ def check_value_size(data: bytes, limit: int, field: str) -> None:
 def check_name(value: str, field: str, limit: int, *, allow_empty: bool) -> None:
     """Keys and collection names: any Unicode text up to `limit` UTF-8 bytes."""
     if not value and not allow_empty:
-        raise InvalidArgument(f"{field} must not be empty", reason="INVALID_KEY", violations=(FieldViolation(field, "must not be empty"),))
+        raise InvalidArgument(
+            f"{field} must not be empty", reason="INVALID_KEY", violations=(FieldViolation(field, "must not be empty"),)
+        )
     size = len(value.encode("utf-8", "surrogatepass"))
     if size > limit:
         description = f"is {size} bytes in UTF-8, over the limit of {limit} bytes"
-        raise InvalidArgument(f"{field} {description}", reason="INVALID_KEY", violations=(FieldViolation(field, description),))
+        raise InvalidArgument(
+            f"{field} {description}", reason="INVALID_KEY", violations=(FieldViolation(field, description),)
+        )
 
 
 def check_versionstamp(value: str, field: str) -> None:

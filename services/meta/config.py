@@ -44,12 +44,12 @@ def parse_backends(raw: str, env: EnvReader) -> tuple[Backend, ...]:
 
 def read_config(environ: Mapping[str, str] | None = None) -> MetaConfig:
     env = EnvReader(os.environ if environ is None else environ)
-    descriptor = env.optional_str("SPARK_DESCRIPTOR_SET")
+    descriptor = env.optional_text("SPARK_DESCRIPTOR_SET")
     config = MetaConfig(
         server=read_server_config(env, "meta", default_port=DEFAULT_PORT),
-        backends=parse_backends(env.str("SPARK_META_BACKENDS", ""), env),
+        backends=parse_backends(env.text("SPARK_META_BACKENDS", ""), env),
         descriptor_path=Path(descriptor) if descriptor else None,
-        health_timeout_s=env.float("SPARK_META_HEALTH_TIMEOUT_S", 1.0, minimum=0.05),
+        health_timeout_s=env.number("SPARK_META_HEALTH_TIMEOUT_S", 1.0, minimum=0.05),
     )
     env.finish()
     return config

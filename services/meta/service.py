@@ -9,10 +9,10 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from spark.meta.v1 import meta_pb2, meta_pb2_grpc
 
 from services.common.channels import open_channel
 from services.meta.config import Backend
-from spark.meta.v1 import meta_pb2, meta_pb2_grpc
 
 # The edge turns this initial-metadata header into the HTTP status (see edge/lua).
 HTTP_STATUS_HEADER = "x-http-status"
@@ -37,7 +37,9 @@ class MetaServicer(meta_pb2_grpc.MetaServiceServicer):
         started = time.perf_counter()
         try:
             # Waiting for the channel to (re)connect within the timeout tells "restarting" from "down".
-            reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=self._timeout_s, wait_for_ready=True)
+            reply = await stub.Check(
+                health_pb2.HealthCheckRequest(service=""), timeout=self._timeout_s, wait_for_ready=True
+            )
             status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
             message = "" if status == SERVING else f"{backend.name} reports {status}"
         except grpc.aio.AioRpcError as error:

@@ -62,7 +62,19 @@ def test_healthz_reports_every_service(http: httpx.Client) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ['{"a":1}', '"just a string"', "42", "-0.5e-3", "null", "true", "[1,2,3]", ' { "spaced" : [ 1 , 2 ] } ', '"héllo 😀 مرحبا"', "{}", '""'],
+    [
+        '{"a":1}',
+        '"just a string"',
+        "42",
+        "-0.5e-3",
+        "null",
+        "true",
+        "[1,2,3]",
+        ' { "spaced" : [ 1 , 2 ] } ',
+        '"héllo 😀 مرحبا"',
+        "{}",
+        '""',
+    ],
 )
 def test_value_round_trips_byte_for_byte(http: httpx.Client, text: str) -> None:
     key = "round-trip-" + str(abs(hash(text)))
@@ -100,13 +112,20 @@ def test_collections_list_key_and_json_text(http: httpx.Client) -> None:
     empty = http.get("/_spark/db/collections/never-used")
     assert empty.status_code == 200
     assert empty.content == b"[]"
-    docs = {"01J0000000000000000000000A": {"title": "one", "done": False}, "01J0000000000000000000000B": {"title": "two"}}
+    docs = {
+        "01J0000000000000000000000A": {"title": "one", "done": False},
+        "01J0000000000000000000000B": {"title": "two"},
+    }
     for doc_id, doc in docs.items():
-        assert http.post(f"/_spark/kv/{doc_id}?collection=todos", content=json.dumps(doc), headers=TEXT).status_code == 200
+        assert (
+            http.post(f"/_spark/kv/{doc_id}?collection=todos", content=json.dumps(doc), headers=TEXT).status_code == 200
+        )
     listing = http.get("/_spark/db/collections/todos")
     assert listing.status_code == 200
     assert listing.json() == [{"key": k, "value": json.dumps(v)} for k, v in docs.items()]
-    assert http.get("/_spark/kv/01J0000000000000000000000A?collection=todos").json() == docs["01J0000000000000000000000A"]
+    assert (
+        http.get("/_spark/kv/01J0000000000000000000000A?collection=todos").json() == docs["01J0000000000000000000000A"]
+    )
     assert http.get("/_spark/kv/01J0000000000000000000000A").status_code == 404
 
 
@@ -159,7 +178,9 @@ def test_value_at_the_limit_is_stored_and_one_byte_more_is_413(http: httpx.Clien
     assert http.post("/_spark/kv/at-limit", content=exact, headers=TEXT).status_code == 200
     assert http.get("/_spark/kv/at-limit").content == exact
     over = b'"' + b"x" * (VALUE_LIMIT - 1) + b'"'
-    assert_json_error(http.post("/_spark/kv/over-limit", content=over, headers=TEXT), 413, "exceeds the configured limit")
+    assert_json_error(
+        http.post("/_spark/kv/over-limit", content=over, headers=TEXT), 413, "exceeds the configured limit"
+    )
     assert http.get("/_spark/kv/over-limit").status_code == 404
     assert_json_error(http.post("/_spark/kv/at-limit", content=over, headers=TEXT), 413, "limit")
     assert http.get("/_spark/kv/at-limit").content == exact
@@ -171,7 +192,9 @@ def test_key_limits(http: httpx.Client) -> None:
     longest = "é" * 512
     assert http.post(f"/_spark/kv/{enc(longest)}", content="1", headers=TEXT).status_code == 200
     too_long = longest + "x"
-    assert_json_error(http.post(f"/_spark/kv/{enc(too_long)}", content="1", headers=TEXT), 400, "over the limit of 1024 bytes")
+    assert_json_error(
+        http.post(f"/_spark/kv/{enc(too_long)}", content="1", headers=TEXT), 400, "over the limit of 1024 bytes"
+    )
     assert too_long not in http.get("/_spark/kv").json()
 
 
@@ -195,7 +218,10 @@ def test_errors_and_successes_leak_no_grpc_headers(http: httpx.Client) -> None:
 
 
 def test_cors_allows_only_configured_origins(http: httpx.Client) -> None:
-    preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type,x-spark-initial"}
+    preflight = {
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type,x-spark-initial",
+    }
     allowed = http.options("/_spark/kv/x", headers={"Origin": "http://app.example", **preflight})
     assert allowed.status_code == 200
     assert allowed.headers["access-control-allow-origin"] == "http://app.example"

@@ -48,22 +48,30 @@ class RunningSuite:
         return f"127.0.0.1:{self.ports['edge']}"
 
     @classmethod
-    def start(cls, directory: Path, extra_env: Mapping[str, str] | None = None, timeout_s: float = 60.0) -> RunningSuite:
+    def start(
+        cls, directory: Path, extra_env: Mapping[str, str] | None = None, timeout_s: float = 60.0
+    ) -> RunningSuite:
         directory.mkdir(parents=True, exist_ok=True)
         ports = {name: free_port() for name in ("edge", "edge_admin", "meta", "kv", "meta_metrics", "kv_metrics")}
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SPARK_") and k not in {"REDIS_URL", "OTEL_EXPORTER_OTLP_ENDPOINT"}}
-        env.update({
-            "SPARK_DATA_DIR": str(directory / "data"),
-            "SPARK_LOG_DIR": str(directory / "logs"),
-            "SPARK_EDGE_ACCESS_LOG": str(directory / "logs" / "access.log"),
-            "SPARK_EDGE_PORT": str(ports["edge"]),
-            "SPARK_EDGE_ADMIN_PORT": str(ports["edge_admin"]),
-            "SPARK_META_PORT": str(ports["meta"]),
-            "SPARK_KV_PORT": str(ports["kv"]),
-            "SPARK_META_METRICS_PORT": str(ports["meta_metrics"]),
-            "SPARK_KV_METRICS_PORT": str(ports["kv_metrics"]),
-            "SPARK_SHUTDOWN_GRACE_S": "2",
-        })
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("SPARK_") and k not in {"REDIS_URL", "OTEL_EXPORTER_OTLP_ENDPOINT"}
+        }
+        env.update(
+            {
+                "SPARK_DATA_DIR": str(directory / "data"),
+                "SPARK_LOG_DIR": str(directory / "logs"),
+                "SPARK_EDGE_ACCESS_LOG": str(directory / "logs" / "access.log"),
+                "SPARK_EDGE_PORT": str(ports["edge"]),
+                "SPARK_EDGE_ADMIN_PORT": str(ports["edge_admin"]),
+                "SPARK_META_PORT": str(ports["meta"]),
+                "SPARK_KV_PORT": str(ports["kv"]),
+                "SPARK_META_METRICS_PORT": str(ports["meta_metrics"]),
+                "SPARK_KV_METRICS_PORT": str(ports["kv_metrics"]),
+                "SPARK_SHUTDOWN_GRACE_S": "2",
+            }
+        )
         env.update(extra_env or {})
         stdout = (directory / "launcher.out").open("wb")
         process = subprocess.Popen(

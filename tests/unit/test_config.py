@@ -1,0 +1,75 @@
+"""Configuration is read once, typed, and every problem is reported at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edge.settings import read_settings
+from services.common.config import ConfigError, EnvReader
+from services.kv.config import read_config as read_kv_config
+from services.launcher import read_config as read_launcher_config
+from services.meta.config import read_config as read_meta_config
+
+
+def test_every_problem_is_reported_together() -> None:
+    with pytest.raises(ConfigError) as raised:
+        read_kv_config({"SPARK_KV_PORT": "eighty", "SPARK_KV_MAX_VALUE_BYTES": "0", "SPARK_LOG_LEVEL": "loud"})
+    problems = raised.value.problems
+    assert len(problems) == 3
+    assert any("SPARK_KV_PORT" in p for p in problems)
+    assert any("SPARK_KV_MAX_VALUE_BYTES" in p for p in problems)
+    assert any("SPARK_LOG_LEVEL" in p for p in problems)
+
+
+def test_kv_defaults() -> None:
+    config = read_kv_config({})
+    assert config.max_value_bytes == 10 * 1024 * 1024
+    assert config.max_key_bytes == 1024
+    assert config.redis_url is None
+    assert config.server.port == 50051
+    assert config.server.host == "127.0.0.1"
+    assert config.server.metrics_port is None
+    assert config.server.max_message_bytes >= config.max_value_bytes
+
+
+def test_blank_values_mean_unset() -> None:
+    reader = EnvReader({"A": "  ", "B": "true"})
+    assert reader.optional_text("A") is None
+    assert reader.flag("B", False) is True
+    assert reader.integer("A", 7) == 7
+    reader.finish()
+
+
+def test_meta_backends_are_parsed_and_checked() -> None:
+    config = read_meta_config({"SPARK_META_BACKENDS": "kv=127.0.0.1:50051, llm=llm:50052"})
+    assert [(b.name, b.address) for b in config.backends] == [("kv", "127.0.0.1:50051"), ("llm", "llm:50052")]
+    with pytest.raises(ConfigError, match="not name=host:port"):
+        read_meta_config({"SPARK_META_BACKENDS": "kv"})
+
+
+def test_edge_settings() -> None:
+    settings = read_settings(
+        Path("/x.pb"),
+        {
+            "SPARK_EDGE_UPSTREAMS": "kv=kv:50051,meta=127.0.0.1:50050",
+            "ALLOWED_ORIGINS": "https://a.example, https://b.example",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://jaeger:4317",
+        },
+    )
+    assert settings.port == 8080
+    assert settings.upstreams["kv"].host == "kv"
+    assert settings.allowed_origins == ("https://a.example", "https://b.example")
+    assert settings.otlp is not None and (settings.otlp.host, settings.otlp.port) == ("jaeger", 4317)
+    with pytest.raises(ConfigError, match="SPARK_EDGE_UPSTREAMS"):
+        read_settings(Path("/x.pb"), {"SPARK_EDGE_UPSTREAMS": "kv=nohost"})
+
+
+def test_launcher_rejects_unknown_services() -> None:
+    with pytest.raises(ConfigError, match="unknown service 'nope'"):
+        read_launcher_config({"SPARK_SERVICES": "meta,kv,nope"})
+    config = read_launcher_config({"SPARK_KV_PORT": "0"})
+    assert config.services == ("meta", "kv")
+    assert config.ports["kv"] > 0
+    assert config.ports["meta"] == 50050
