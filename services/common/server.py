@@ -58,9 +58,18 @@ class RunningServer:
     tracer_provider: TracerProvider
     metrics_endpoint: MetricsEndpoint | None
     closers: list[Closer] = field(default_factory=list)
+    _stopping: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
 
     async def stop(self) -> None:
-        """Graceful stop: advertise NOT_SERVING, drain in-flight RPCs, then release resources."""
+        """Graceful stop: advertise NOT_SERVING, drain in-flight RPCs, then release resources.
+
+        Safe to call more than once: later callers wait for the first stop.
+        """
+        if self._stopping is None:
+            self._stopping = asyncio.ensure_future(self._stop())
+        await asyncio.shield(self._stopping)
+
+    async def _stop(self) -> None:
         await self.health.enter_graceful_shutdown()
         await self.server.stop(self.config.shutdown_grace_s)
         for close in reversed(self.closers):

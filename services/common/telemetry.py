@@ -6,7 +6,7 @@ import logging
 
 import grpc
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor
+from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor, filters
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -26,7 +26,10 @@ def build_tracer_provider(service: str, otlp_endpoint: str | None) -> TracerProv
 
 def server_interceptor(provider: TracerProvider) -> grpc.aio.ServerInterceptor:
     """Starts a server span per RPC, continuing the caller's trace from its metadata."""
-    interceptor: grpc.aio.ServerInterceptor = aio_server_interceptor(tracer_provider=provider)
+    # Health and reflection are operator plumbing, not requests worth a trace; Health/Watch is also a
+    # coroutine-style stream, which the instrumentation's stream wrapper cannot drive.
+    untraced = filters.negate(filters.any_of(filters.health_check(), filters.service_prefix("grpc.reflection.")))
+    interceptor: grpc.aio.ServerInterceptor = aio_server_interceptor(tracer_provider=provider, filter_=untraced)
     return interceptor
 
 

@@ -1,0 +1,93 @@
+"""The shared bootstrap: error mapping for the unexpected, and a service process's lifecycle."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from services.common.config import ServerConfig
+from services.common.server import start_server
+from tests.support.suite import ROOT, free_port
+
+CONFIG = ServerConfig(
+    name="test",
+    host="127.0.0.1",
+    port=0,
+    metrics_port=None,
+    shutdown_grace_s=1.0,
+    max_message_bytes=1024,
+    log_level="info",
+    otlp_endpoint=None,
+)
+
+
+async def test_an_unexpected_exception_is_internal_and_leaks_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    async def explode(request: bytes, context: Any) -> bytes:
+        raise RuntimeError("secret path /etc/db-password")
+
+    def register(server: grpc.aio.Server) -> None:
+        handler = grpc.unary_unary_rpc_method_handler(explode)
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.Exploding", {"Go": handler}),))
+
+    running = await start_server(CONFIG, ["test.Exploding"], register)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            call = channel.unary_unary("/test.Exploding/Go")
+            with caplog.at_level(logging.ERROR), pytest.raises(grpc.aio.AioRpcError) as raised:
+                await call(b"")
+        assert raised.value.code() == grpc.StatusCode.INTERNAL
+        assert raised.value.details() == "internal error"
+        assert "secret" not in str(raised.value.trailing_metadata())
+        assert any("secret path" in str(r.exc_info[1]) for r in caplog.records if r.exc_info)
+    finally:
+        await running.stop()
+
+
+def _run_kv(tmp_path: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("SPARK_") and k != "REDIS_URL"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "services.kv"],
+        cwd=ROOT,
+        env={**base, "SPARK_DATA_DIR": str(tmp_path), **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def test_sigterm_drains_and_exits_cleanly(tmp_path: Path) -> None:
+    port = free_port()
+    process = _run_kv(tmp_path, {"SPARK_KV_PORT": str(port), "SPARK_SHUTDOWN_GRACE_S": "1"})
+    try:
+        deadline = time.monotonic() + 20
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            grpc.channel_ready_future(channel).result(timeout=max(0.1, deadline - time.monotonic()))
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, output
+    lines = output.splitlines()
+    assert any('"msg":"ready on :' in line for line in lines), output
+    assert any('"msg":"shutting down"' in line for line in lines), output
+    assert lines[-1].endswith('"msg":"stopped"}'), output
+
+
+def test_invalid_configuration_exits_2_and_lists_every_problem(tmp_path: Path) -> None:
+    process = _run_kv(tmp_path, {"SPARK_KV_PORT": "-1", "SPARK_KV_MAX_KEY_BYTES": "big"})
+    output, _ = process.communicate(timeout=30)
+    assert process.returncode == 2
+    assert "SPARK_KV_PORT" in output
+    assert "SPARK_KV_MAX_KEY_BYTES" in output
+    assert "Traceback" not in output
