@@ -15,12 +15,12 @@ from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
+from spark.kv.v1 import kv_pb2, kv_pb2_grpc
 
 from services.common.server import RunningServer
 from services.common.store import Store
 from services.kv.config import read_config
 from services.kv.server import SERVICE_NAME, build_server
-from spark.kv.v1 import kv_pb2, kv_pb2_grpc
 
 LIMIT = 64 * 1024
 
@@ -86,7 +86,9 @@ async def test_only_if_absent_and_conditional_delete(kv: Kv) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await kv.stub.DeleteEntry(kv_pb2.DeleteEntryRequest(key="once", expected_versionstamp="0" * 20))
     assert raised.value.code() == grpc.StatusCode.ABORTED
-    deleted = await kv.stub.DeleteEntry(kv_pb2.DeleteEntryRequest(key="once", expected_versionstamp=created.versionstamp))
+    deleted = await kv.stub.DeleteEntry(
+        kv_pb2.DeleteEntryRequest(key="once", expected_versionstamp=created.versionstamp)
+    )
     assert deleted.deleted is True
     assert (await kv.stub.DeleteEntry(kv_pb2.DeleteEntryRequest(key="once"))).deleted is False
 
@@ -217,7 +219,7 @@ async def test_metrics_count_requests_by_method_and_code(kv: Kv) -> None:
     url = f"http://127.0.0.1:{endpoint.port}/metrics"
 
     def scrape() -> str:
-        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310
+        with urllib.request.urlopen(url, timeout=5) as response:
             return str(response.read().decode())
 
     text = await asyncio.to_thread(scrape)
