@@ -27,7 +27,7 @@ class _Receiver(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignore[mi
         self.spans: list[ReceivedSpan] = []
         self.lock = threading.Lock()
 
-    def Export(self, request: Any, context: Any) -> Any:  # noqa: N802 - gRPC method name
+    def Export(self, request: Any, context: Any) -> Any:
         received = []
         for resource_spans in request.resource_spans:
             service = next(
