@@ -141,7 +141,7 @@ def _http_route(route: HttpRoute, settings: EdgeSettings) -> Json:
         "match": dict(route.match),
         "route": {
             "cluster": route.upstream,
-            "timeout": f"{route.timeout_s}s",
+            "timeout": f"{route.timeout_s if route.timeout_s is not None else settings.route_timeout_s}s",
             "retry_policy": {"retry_on": "connect-failure,refused-stream,reset-before-request", "num_retries": 2},
         },
         "typed_per_filter_config": per_filter,
@@ -153,7 +153,8 @@ def _grpc_route(service: str, upstream: str) -> Json:
     return {
         "name": f"grpc-{service}",
         "match": {"prefix": f"/{service}/", "grpc": {}},
-        "route": {"cluster": upstream, "timeout": "0s"},
+        # The caller's grpc-timeout is the deadline, as it would be without the edge.
+        "route": {"cluster": upstream, "timeout": "0s", "max_stream_duration": {"grpc_timeout_header_max": "0s"}},
         "typed_per_filter_config": {HEADER_MUTATION: _filter_config(disabled=True)},
     }
 

@@ -23,7 +23,8 @@ class HttpRoute:
     snake_case: bool = False
     # The service sets the HTTP status through the `x-http-status` header.
     status_from_metadata: bool = False
-    timeout_s: float = 30.0
+    # None: the edge's route timeout (SPARK_EDGE_ROUTE_TIMEOUT_S).
+    timeout_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,6 +37,7 @@ class EdgeSettings:
     otlp: Upstream | None
     max_heap_bytes: int
     max_connections: int
+    route_timeout_s: float
 
 
 def parse_upstreams(raw: str, env: EnvReader) -> dict[str, Upstream]:
@@ -77,6 +78,7 @@ def read_settings(descriptor_path: Path, environ: Mapping[str, str] | None = Non
         otlp=parse_otlp(env.optional_text("OTEL_EXPORTER_OTLP_ENDPOINT"), env),
         max_heap_bytes=env.integer("SPARK_EDGE_MAX_HEAP_BYTES", 1024 * MIB, minimum=64 * MIB),
         max_connections=env.integer("SPARK_EDGE_MAX_CONNECTIONS", 10_000, minimum=1),
+        route_timeout_s=env.number("SPARK_EDGE_ROUTE_TIMEOUT_S", 30.0, minimum=0.01),
     )
     env.finish()
     return settings

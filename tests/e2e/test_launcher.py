@@ -120,3 +120,24 @@ def test_default_value_limit_is_10_mib(tmp_path: Path) -> None:
             assert http.get("/_spark/kv/eleven").status_code == 404
     finally:
         suite.stop()
+
+
+def test_a_hung_service_times_out_as_504_json(tmp_path: Path) -> None:
+    suite = RunningSuite.start(tmp_path, {"SPARK_EDGE_ROUTE_TIMEOUT_S": "1"})
+    try:
+        with httpx.Client(base_url=suite.base_url, timeout=10.0) as http:
+            kv_pid = suite.child_pids()["kv"]
+            os.kill(kv_pid, signal.SIGSTOP)
+            try:
+                started = time.monotonic()
+                response = http.get("/_spark/kv/anything")
+                elapsed = time.monotonic() - started
+            finally:
+                os.kill(kv_pid, signal.SIGCONT)
+            assert response.status_code == 504, response.text
+            assert response.json()["code"] == 4
+            assert response.headers["content-type"] == "application/json"
+            assert 0.9 < elapsed < 5.0
+            assert wait_until(lambda: http.get("/_spark/kv/anything").status_code == 404, 10.0)
+    finally:
+        suite.stop()
