@@ -1,0 +1,1 @@
+"""Benchmarks of the suite through its real edge; see benchmarks/README.md."""

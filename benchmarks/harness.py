@@ -1,0 +1,303 @@
+"""Plumbing shared by the benchmarks: free ports, the launched suite, /proc sampling, wrk and redis-benchmark.
+
+Everything here only ever signals processes it started, by PID, and every
+wait is bounded by a deadline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Final
+
+HOST: Final = "127.0.0.1"
+WRK_SCRIPTS: Final = Path(__file__).parent / "wrk"
+_CLK_TCK: Final = os.sysconf("SC_CLK_TCK")
+_READY_LINE: Final = "Spark services ready on "
+# The launcher stops the edge and then the services, each with a 5 s grace.
+_STOP_TIMEOUT_S: Final = 30.0
+
+
+class BenchError(RuntimeError):
+    """Something the benchmark depends on did not start, crashed or printed nonsense."""
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free ports: all sockets stay bound until every port is picked."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)]
+        for sock in sockets:
+            sock.bind((HOST, 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+
+
+# --- /proc sampling -------------------------------------------------------------------------------
+
+
+def rss_bytes(pid: int) -> int | None:
+    """VmRSS of a live process, or None if it is gone."""
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return None
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process (all its threads); 0 if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    # The command name may contain spaces and parentheses; the fields after the last ")" may not.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid`, from the kernel's per-thread children lists."""
+    found: list[int] = []
+    pending = [pid]
+    while pending:
+        parent = pending.pop()
+        for children in Path(f"/proc/{parent}/task").glob("*/children"):
+            with contextlib.suppress(OSError):
+                for child in map(int, children.read_text().split()):
+                    found.append(child)
+                    pending.append(child)
+    return found
+
+
+def _host_cpu() -> tuple[float, float]:
+    """(busy, total) jiffies of the whole machine, from the first line of /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]
+    return float(sum(values) - idle), float(sum(values))
+
+
+class CpuMeter:
+    """CPU used since construction by named processes, by our waited-for children (the load tool) and by the host.
+
+    Percentages are of one core, so a saturated 2-core host reads 200.
+    """
+
+    def __init__(self, pids: Mapping[str, int]) -> None:
+        self._pids = dict(pids)
+        self._start = self._sample()
+
+    def _sample(self) -> tuple[float, dict[str, float], tuple[float, float]]:
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        seconds = {name: cpu_seconds(pid) for name, pid in self._pids.items()}
+        seconds["load tool"] = usage.ru_utime + usage.ru_stime
+        return time.monotonic(), seconds, _host_cpu()
+
+    def read(self) -> dict[str, float]:
+        (wall0, seconds0, (busy0, total0)), (wall, seconds, (busy, total)) = self._start, self._sample()
+        elapsed = max(wall - wall0, 1e-6)
+        result = {name: round(100 * (seconds[name] - seconds0[name]) / elapsed, 1) for name in seconds}
+        result["host"] = round(100 * (os.cpu_count() or 1) * (busy - busy0) / max(total - total0, 1.0), 1)
+        return result
+
+
+# --- the suite --------------------------------------------------------------------------------------
+
+
+def _process_name(pid: int) -> str:
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return f"pid {pid}"
+    for arg in argv:
+        if arg.startswith(b"services."):
+            return arg.decode().removeprefix("services.")
+    program = Path(argv[0].decode(errors="replace")).name
+    return "edge" if "envoy" in program else program
+
+
+class Suite:
+    """`python -m services` with explicit free ports, in its own work dir, stopped by PID."""
+
+    def __init__(self, work_dir: Path, *, redis_url: str | None, startup_timeout_s: float = 90.0) -> None:
+        self.work_dir = work_dir
+        self.redis_url = redis_url
+        self.startup_timeout_s = startup_timeout_s
+        self.url = ""
+        self._process: subprocess.Popen[bytes] | None = None
+        self._outputs: list[IO[bytes]] = []
+
+    def _environ(self, ports: Sequence[int]) -> dict[str, str]:
+        # Only our settings: a developer's SPARK_*, REDIS_URL or OTEL_* must not change what is measured.
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("SPARK_", "OTEL_")) and k != "REDIS_URL"}
+        names = ("EDGE_PORT", "EDGE_ADMIN_PORT", "KV_PORT", "META_PORT", "KV_METRICS_PORT", "META_METRICS_PORT")
+        env.update({f"SPARK_{name}": str(port) for name, port in zip(names, ports, strict=True)})
+        env["SPARK_DATA_DIR"] = str(self.work_dir / "data")
+        env["SPARK_LOG_DIR"] = str(self.work_dir / "logs")
+        env["SPARK_EDGE_ACCESS_LOG"] = os.devnull
+        if self.redis_url:
+            env["REDIS_URL"] = self.redis_url
+        return env
+
+    def start(self, attempts: int = 3) -> None:
+        """Starts the launcher and waits for its ready line; retries if another process took a port."""
+        for attempt in range(1, attempts + 1):
+            ports = free_ports(6)
+            if self._start_once(ports):
+                self.url = f"http://{HOST}:{ports[0]}"
+                return
+            if attempt == attempts:
+                raise BenchError(f"the suite did not start; launcher log tail:\n{self.log_tail()}")
+
+    def _start_once(self, ports: Sequence[int]) -> bool:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        stdout_path = self.work_dir / "launcher.out"
+        stdout_path.write_bytes(b"")
+        self._outputs = [stdout_path.open("ab"), (self.work_dir / "launcher.log").open("ab")]
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "services"],
+            env=self._environ(ports),
+            stdin=subprocess.DEVNULL,
+            stdout=self._outputs[0],
+            stderr=self._outputs[1],
+        )
+        deadline = time.monotonic() + self.startup_timeout_s
+        while time.monotonic() < deadline:
+            if _READY_LINE in stdout_path.read_text(errors="replace"):
+                return True
+            if self._process.poll() is not None:
+                self._reap()
+                return False
+            time.sleep(0.1)
+        self.stop()
+        raise BenchError(f"the suite was not ready in {self.startup_timeout_s} s; log tail:\n{self.log_tail()}")
+
+    @property
+    def pid(self) -> int:
+        if self._process is None:
+            raise BenchError("the suite is not running")
+        return self._process.pid
+
+    def processes(self) -> dict[str, int]:
+        """The launcher's children by name: kv, meta, edge."""
+        return {_process_name(pid): pid for pid in descendants(self.pid)}
+
+    def check_alive(self) -> None:
+        if self._process is None or self._process.poll() is not None:
+            raise BenchError(f"the launcher exited; log tail:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 20) -> str:
+        tails = []
+        for path in [self.work_dir / "launcher.log", *sorted((self.work_dir / "logs").glob("*.log"))]:
+            with contextlib.suppress(OSError):
+                tails.append(f"== {path.name}\n" + "\n".join(path.read_text(errors="replace").splitlines()[-lines:]))
+        return "\n".join(tails)
+
+    def stop(self) -> None:
+        """SIGTERM to the launcher (it stops its children); SIGKILL if it overstays, which the kernel passes on."""
+        process = self._process
+        if process is None:
+            return
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(_STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self._reap()
+
+    def _reap(self) -> None:
+        self._process = None
+        for output in self._outputs:
+            output.close()
+        self._outputs = []
+
+    def __enter__(self) -> Suite:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+
+# --- load tools -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LoadResult:
+    """What one load run measured; latencies in milliseconds."""
+
+    requests: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: dict[str, int]
+
+    @property
+    def error_count(self) -> int:
+        return sum(self.errors.values())
+
+
+def _run(argv: Sequence[str], *, timeout_s: float) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, check=False)
+    except subprocess.TimeoutExpired as error:
+        raise BenchError(f"{argv[0]} did not finish in {timeout_s:g} s") from error
+
+
+def run_wrk(
+    url: str, script_args: Sequence[str], *, duration_s: float, connections: int, threads: int = 2
+) -> LoadResult:
+    """One wrk run with benchmarks/wrk/kv.lua; errors are socket errors plus non-2xx by status."""
+    argv = [
+        "wrk", f"-t{threads}", f"-c{connections}", f"-d{duration_s:g}s", "--latency", "--timeout", "2s",
+        "-s", str(WRK_SCRIPTS / "kv.lua"), url, "--", *script_args,
+    ]  # fmt: skip
+    completed = _run(argv, timeout_s=duration_s + 60)
+    line = next((ln for ln in completed.stdout.splitlines() if ln.startswith("WRK_JSON ")), None)
+    if completed.returncode != 0 or line is None:
+        raise BenchError(f"wrk failed ({completed.returncode}):\n{completed.stdout}\n{completed.stderr}")
+    report: dict[str, Any] = json.loads(line.removeprefix("WRK_JSON "))
+    # wrk counts status >= 400 as a "status" error; our Lua counts every non-2xx by code instead.
+    errors = {name: count for name, count in report["errors"].items() if name != "status" and count}
+    errors.update({f"http {status}": count for status, count in report["statuses"].items()})
+    latency = report["latency_us"]
+    return LoadResult(
+        requests=report["requests"],
+        rps=report["requests"] / (report["duration_us"] / 1e6),
+        p50_ms=latency["p50"] / 1000,
+        p99_ms=latency["p99"] / 1000,
+        errors=errors,
+    )
+
+
+def run_redis_benchmark(
+    port: int, test: str, *, requests: int, connections: int, keys: int, value_bytes: int
+) -> LoadResult:
+    """One `redis-benchmark --csv` test; it exits non-zero on the first error reply, so a result has no errors."""
+    argv = [
+        "redis-benchmark", "-h", HOST, "-p", str(port), "-c", str(connections), "-n", str(requests),
+        "-t", test, "-d", str(value_bytes), "-r", str(keys), "--csv",
+    ]  # fmt: skip
+    completed = _run(argv, timeout_s=300)
+    rows = [row for row in csv.DictReader(completed.stdout.splitlines()) if row.get("test") == test.upper()]
+    if completed.returncode != 0 or len(rows) != 1:
+        raise BenchError(f"redis-benchmark failed ({completed.returncode}):\n{completed.stdout}\n{completed.stderr}")
+    row = rows[0]
+    return LoadResult(
+        requests=requests,
+        rps=float(row["rps"]),
+        p50_ms=float(row["p50_latency_ms"]),
+        p99_ms=float(row["p99_latency_ms"]),
+        errors={},
+    )

@@ -1,0 +1,301 @@
+"""`python -m benchmarks.kv`: Spark KV through the Envoy edge, on SQLite and on Redis, next to raw Redis.
+
+One run starts a Redis (AOF everysec), then the suite (`python -m services`)
+twice in turn: on the embedded SQLite store and on that Redis. Each time it
+preloads `KEYS` values through the edge, checks every one reads back byte
+for byte, and drives `GET` and `POST /_spark/kv/{key}` with wrk. Last,
+redis-benchmark runs GET and SET on the same Redis for the side-by-side row.
+It prints one results table and one memory table, and writes both as JSON.
+
+The edge's access log goes to /dev/null during the run so that logging is not
+what gets measured. Run it from the repository root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import http.client
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from benchmarks.harness import BenchError, CpuMeter, LoadResult, Suite, rss_bytes, run_redis_benchmark, run_wrk
+from services.common.logs import setup_logging
+from tests.support.redis_server import RedisServer, start_redis_server
+
+logger = logging.getLogger(__name__)
+
+TARGET: Final = "KV GET through the edge ≥ 5,000 req/s with p99 ≤ 20 ms"
+TARGET_RPS: Final = 5000.0
+TARGET_P99_MS: Final = 20.0
+CONNECTIONS: Final = 16
+KEYS: Final = 1000
+VALUE_BYTES: Final = 100
+KEY_PREFIX: Final = "bench-"
+SETTLE_S: Final = 1.0
+MIB: Final = 1024 * 1024
+
+
+def value_for(i: int, size: int = VALUE_BYTES) -> bytes:
+    """The preloaded JSON text of key i; benchmarks/wrk/kv.lua writes the same shape with rev 2."""
+    head = f'{{"id":{i},"owner":"bench","rev":1,"tags":["a","b"],"note":"'
+    return (head + "x" * max(0, size - len(head) - 2) + '"}').encode()
+
+
+def key_for(i: int) -> str:
+    return f"{KEY_PREFIX}{i:06d}"
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One line of the results table."""
+
+    target: str
+    backend: str
+    op: str
+    conns: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: dict[str, int]
+    cpu_percent: dict[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryRow:
+    """RSS of one process (or the suite's sum) idle before and after the load."""
+
+    process: str
+    backend: str
+    idle_before_mib: float | None
+    after_load_mib: float | None
+
+
+def _row(target: str, backend: str, op: str, result: LoadResult, cpu: dict[str, float]) -> Row:
+    return Row(target, backend, op, CONNECTIONS, result.rps, result.p50_ms, result.p99_ms, result.errors, cpu)
+
+
+def _mib(value: int | None) -> float | None:
+    return None if value is None else round(value / MIB, 1)
+
+
+def preload(url: str) -> list[str]:
+    """Writes every key through the edge and reads it back; returns what did not match the contract."""
+    problems: list[str] = []
+    connection = http.client.HTTPConnection(url.removeprefix("http://"), timeout=10)
+    try:
+        for i in range(1, KEYS + 1):
+            connection.request("POST", f"/_spark/kv/{key_for(i)}", value_for(i), {"Content-Type": "text/plain"})
+            response = connection.getresponse()
+            if response.status != 200:
+                problems.append(f"POST {key_for(i)} -> {response.status} {response.read()[:200]!r}")
+            else:
+                response.read()
+        for i in range(1, KEYS + 1):
+            connection.request("GET", f"/_spark/kv/{key_for(i)}")
+            response = connection.getresponse()
+            body = response.read()
+            if response.status != 200 or body != value_for(i):
+                problems.append(f"GET {key_for(i)} -> {response.status} {body[:200]!r}, expected {value_for(i)!r}")
+    except (OSError, http.client.HTTPException) as error:
+        raise BenchError(f"preload through the edge failed: {error!r}") from error
+    finally:
+        connection.close()
+    return problems[:10] + ([f"... and {len(problems) - 10} more"] if len(problems) > 10 else [])
+
+
+def _suite_memory(backend: str, before: dict[str, int | None], after: dict[str, int | None]) -> list[MemoryRow]:
+    names = sorted(set(before) | set(after))
+    rows = [MemoryRow(name, backend, _mib(before.get(name)), _mib(after.get(name))) for name in names]
+    total_before = sum(v for v in before.values() if v is not None)
+    total_after = sum(v for v in after.values() if v is not None)
+    return [*rows, MemoryRow("suite total", backend, _mib(total_before), _mib(total_after))]
+
+
+def bench_suite(
+    backend: str, work_dir: Path, redis: RedisServer, duration_s: float
+) -> tuple[list[Row], list[MemoryRow], list[str]]:
+    """Starts the suite on one backend, preloads, and runs the GET and SET rows through the edge."""
+    redis_url = redis.url if backend == "redis" else None
+    with Suite(work_dir / backend, redis_url=redis_url) as suite:
+        logger.info("suite on %s ready at %s", backend, suite.url)
+        processes = suite.processes()
+        time.sleep(SETTLE_S)
+        idle_before = {name: rss_bytes(pid) for name, pid in processes.items()}
+        problems = [f"{backend} preload: {problem}" for problem in preload(suite.url)]
+        watched = {**processes, **({"redis-server": redis.pid} if backend == "redis" and redis.pid else {})}
+        rows = []
+        for op in ("get", "set"):
+            meter = CpuMeter(watched)
+            result = run_wrk(
+                suite.url, [op, str(KEYS), KEY_PREFIX, str(VALUE_BYTES)], duration_s=duration_s, connections=CONNECTIONS
+            )
+            rows.append(_row("edge (wrk)", backend, op.upper(), result, meter.read()))
+            suite.check_alive()
+            if result.errors:
+                problems.append(f"{backend} {op.upper()} through the edge: {result.errors}")
+        time.sleep(SETTLE_S)
+        after_load = {name: rss_bytes(pid) for name, pid in processes.items()}
+        if suite.processes() != processes:
+            problems.append(f"{backend}: a child of the launcher was restarted during the run: {suite.processes()}")
+    return rows, _suite_memory(backend, idle_before, after_load), problems
+
+
+def bench_redis(redis: RedisServer, requests: int) -> list[Row]:
+    """redis-benchmark GET and SET on the same Redis; SET first so GET finds values."""
+    if redis.port is None or redis.pid is None:
+        raise BenchError("redis-server is not running")
+    rows = []
+    for test in ("set", "get"):
+        meter = CpuMeter({"redis-server": redis.pid})
+        result = run_redis_benchmark(
+            redis.port, test, requests=requests, connections=CONNECTIONS, keys=KEYS, value_bytes=VALUE_BYTES
+        )
+        rows.append(_row("redis-benchmark", "redis", test.upper(), result, meter.read()))
+    return rows[::-1]
+
+
+def verdicts(rows: Sequence[Row]) -> list[str]:
+    lines = []
+    for row in rows:
+        if row.target == "edge (wrk)" and row.op == "GET":
+            ok = row.rps >= TARGET_RPS and row.p99_ms <= TARGET_P99_MS
+            lines.append(f"{'PASS' if ok else 'FAIL'}  {row.backend}: {row.rps:,.0f} req/s, p99 {row.p99_ms:.2f} ms")
+    return lines
+
+
+def _cpu_text(cpu: dict[str, float]) -> str:
+    short = {"redis-server": "redis", "load tool": "load"}
+    return " ".join(
+        f"{short.get(name, name)} {value:.0f}" for name, value in cpu.items() if value >= 1 or name == "host"
+    )
+
+
+def _table(header: Sequence[str], lines: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(cell) for cell in column) for column in zip(header, *lines, strict=True)]
+    rendered = [header, ["-" * width for width in widths], *lines]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip() for line in rendered
+    )
+
+
+def render(report: dict[str, Any], rows: Sequence[Row], memory: Sequence[MemoryRow]) -> str:
+    config = report["config"]
+    results = _table(
+        ("target", "backend", "op", "conns", "req/s", "p50 ms", "p99 ms", "errors/non-2xx", "cpu % of one core"),
+        [
+            (
+                row.target, row.backend, row.op, str(row.conns), f"{row.rps:,.0f}", f"{row.p50_ms:.2f}",
+                f"{row.p99_ms:.2f}", ", ".join(f"{k}: {v}" for k, v in row.errors.items()) or "0",
+                _cpu_text(row.cpu_percent),
+            )
+            for row in rows
+        ],
+    )  # fmt: skip
+
+    def cell(value: float | None) -> str:
+        return "-" if value is None else f"{value:.1f}"
+
+    memory_table = _table(
+        ("process", "backend", "idle before MiB", "after load MiB"),
+        [(m.process, m.backend, cell(m.idle_before_mib), cell(m.after_load_mib)) for m in memory],
+    )
+    parts = [
+        f"Spark KV benchmark: {config['keys']:,} keys of {config['value_bytes']}-byte JSON, "
+        f"{config['connections']} connections, wrk {config['duration_s']:g} s per row, "
+        f"redis-benchmark -n {config['redis_benchmark_requests']:,}; edge access log: {config['edge_access_log']}; "
+        f"host: {config['cpus']} CPUs, load average at start {config['load_average_at_start']}",
+        "",
+        results,
+        "",
+        f"Target: {TARGET}",
+        *(f"  {line}" for line in report["verdicts"]),
+        "",
+        memory_table,
+    ]
+    if report["problems"]:
+        parts += ["", "Problems:", *(f"  {problem}" for problem in report["problems"])]
+    return "\n".join(parts) + "\n"
+
+
+def run(duration_s: float, work_dir: Path) -> tuple[dict[str, Any], list[Row], list[MemoryRow]]:
+    redis_requests = max(10_000, int(10_000 * duration_s))
+    load_average = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    rows: list[Row] = []
+    memory: list[MemoryRow] = []
+    problems: list[str] = []
+    redis = start_redis_server(work_dir / "redis")
+    try:
+        if redis.pid is None:
+            raise BenchError("redis-server did not start")
+        redis_idle = rss_bytes(redis.pid)
+        for backend in ("sqlite", "redis"):
+            suite_rows, suite_memory, suite_problems = bench_suite(backend, work_dir, redis, duration_s)
+            rows += suite_rows
+            memory += suite_memory
+            problems += suite_problems
+        rows += bench_redis(redis, redis_requests)
+        time.sleep(SETTLE_S)
+        memory.append(MemoryRow("redis-server", "redis", _mib(redis_idle), _mib(rss_bytes(redis.pid))))
+    finally:
+        redis.stop()
+    return (
+        {
+            "target": {"text": TARGET, "min_rps": TARGET_RPS, "max_p99_ms": TARGET_P99_MS},
+            "config": {
+                "duration_s": duration_s,
+                "connections": CONNECTIONS,
+                "keys": KEYS,
+                "value_bytes": VALUE_BYTES,
+                "redis_benchmark_requests": redis_requests,
+                "edge_access_log": os.devnull,
+                "cpus": os.cpu_count(),
+                "load_average_at_start": load_average,
+            },
+            "rows": [dataclasses.asdict(row) for row in rows],
+            "verdicts": verdicts(rows),
+            "memory": [dataclasses.asdict(m) for m in memory],
+            "problems": problems,
+        },
+        rows,
+        memory,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.kv", description=__doc__.split("\n", 1)[0])
+    length = parser.add_mutually_exclusive_group()
+    length.add_argument("--duration", type=float, default=10.0, help="seconds of wrk load per row (default 10)")
+    length.add_argument("--quick", action="store_true", help="2 s per row, for smoke runs")
+    parser.add_argument("--json", type=Path, default=Path("var/bench/kv.json"), help="where to write the results")
+    args = parser.parse_args(argv)
+    setup_logging("bench", "info")
+    duration_s = 2.0 if args.quick else args.duration
+    work_dir = Path(tempfile.mkdtemp(prefix="spark-bench-kv-"))
+    try:
+        report, rows, memory = run(duration_s, work_dir)
+    except BenchError as error:
+        logger.error("benchmark failed; logs kept in %s: %s", work_dir, error)
+        return 1
+    sys.stdout.write(render(report, rows, memory))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    logger.info("wrote %s", args.json)
+    if report["problems"]:
+        logger.warning("problems found; logs kept in %s", work_dir)
+    else:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
