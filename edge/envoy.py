@@ -142,7 +142,22 @@ def _http_route(route: HttpRoute, settings: EdgeSettings) -> Json:
         "route": {
             "cluster": route.upstream,
             "timeout": f"{route.timeout_s if route.timeout_s is not None else settings.route_timeout_s}s",
-            "retry_policy": {"retry_on": "connect-failure,refused-stream,reset-before-request", "num_retries": 2},
+            # Retried when the request cannot have reached a service (or may safely run twice), on another
+            # instance when there is one.
+            "retry_policy": {
+                "retry_on": "connect-failure,refused-stream,reset-before-request"
+                + (",reset" if route.idempotent else ""),
+                "num_retries": 2,
+                "retry_host_predicate": [
+                    {
+                        "name": "envoy.retry_host_predicates.previous_hosts",
+                        "typed_config": {
+                            "@type": TYPE + "envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"
+                        },
+                    }
+                ],
+                "host_selection_retry_max_attempts": 3,
+            },
         },
         "typed_per_filter_config": per_filter,
     }
@@ -367,11 +382,11 @@ def _is_ip(host: str) -> bool:
     return True
 
 
-def _cluster(name: str, upstream: Upstream, *, health_checked: bool = True) -> Json:
+def _cluster(name: str, upstreams: tuple[Upstream, ...], *, health_checked: bool = True) -> Json:
     cluster: Json = {
         "name": name,
         # Service names (docker compose, Kubernetes) resolve through DNS and may list several instances.
-        "type": "STATIC" if _is_ip(upstream.host) else "STRICT_DNS",
+        "type": "STATIC" if all(_is_ip(u.host) for u in upstreams) else "STRICT_DNS",
         "connect_timeout": "1s",
         "lb_policy": "LEAST_REQUEST",
         "per_connection_buffer_limit_bytes": 1048576,
@@ -381,6 +396,15 @@ def _cluster(name: str, upstream: Upstream, *, health_checked: bool = True) -> J
                 "explicit_http_config": {"http2_protocol_options": {"max_concurrent_streams": 1000}},
             }
         },
+        # A dead instance leaves the rotation after two failed connections, well before its health check fails.
+        "outlier_detection": {
+            "consecutive_gateway_failure": 2,
+            "consecutive_local_origin_failure": 2,
+            "split_external_local_origin_errors": True,
+            "interval": "1s",
+            "base_ejection_time": "5s",
+            "max_ejection_percent": 100,
+        },
         "circuit_breakers": {
             "thresholds": [
                 {"max_connections": 1024, "max_pending_requests": 4096, "max_requests": 4096, "max_retries": 16}
@@ -388,7 +412,7 @@ def _cluster(name: str, upstream: Upstream, *, health_checked: bool = True) -> J
         },
         "load_assignment": {
             "cluster_name": name,
-            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _address(upstream.host, upstream.port)}}]}],
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _address(u.host, u.port)}} for u in upstreams]}],
         },
     }
     if health_checked:
@@ -406,9 +430,9 @@ def _cluster(name: str, upstream: Upstream, *, health_checked: bool = True) -> J
 
 def render(settings: EdgeSettings) -> Json:
     """The whole Envoy bootstrap for these settings."""
-    clusters = [_cluster(name, upstream) for name, upstream in settings.upstreams.items()]
+    clusters = [_cluster(name, upstreams) for name, upstreams in settings.upstreams.items()]
     if settings.otlp is not None:
-        clusters.append(_cluster("otlp_collector", settings.otlp, health_checked=False))
+        clusters.append(_cluster("otlp_collector", (settings.otlp,), health_checked=False))
     heap_monitor = "envoy.resource_monitors.fixed_heap"
     return {
         "admin": {"address": _address("127.0.0.1", settings.admin_port)},

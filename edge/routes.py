@@ -25,6 +25,9 @@ class HttpRoute:
     status_from_metadata: bool = False
     # None: the edge's route timeout (SPARK_EDGE_ROUTE_TIMEOUT_S).
     timeout_s: float | None = None
+    # Every method of the class may run twice with the same effect, so a request cut off by a dying
+    # instance is retried on another even if it may have reached the first.
+    idempotent: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,9 +41,10 @@ class DirectReply:
 
 
 HTTP_ROUTES: tuple[HttpRoute, ...] = (
-    HttpRoute("healthz", {"path": "/healthz"}, "meta", status_from_metadata=True, timeout_s=5.0),
-    HttpRoute("spark-kv", {"path_separated_prefix": "/_spark/kv"}, "kv", body_limit="kv"),
-    HttpRoute("spark-db", {"path_separated_prefix": "/_spark/db"}, "kv"),
+    HttpRoute("healthz", {"path": "/healthz"}, "meta", status_from_metadata=True, timeout_s=5.0, idempotent=True),
+    # KV writes are whole-value sets, set-if-absent and deletes: repeating one changes nothing.
+    HttpRoute("spark-kv", {"path_separated_prefix": "/_spark/kv"}, "kv", body_limit="kv", idempotent=True),
+    HttpRoute("spark-db", {"path_separated_prefix": "/_spark/db"}, "kv", idempotent=True),
 )
 
 DIRECT_REPLIES: tuple[DirectReply, ...] = (

@@ -28,7 +28,7 @@ class EdgeSettings:
     listen_host: str
     port: int
     admin_port: int
-    upstreams: dict[str, Upstream]
+    upstreams: dict[str, tuple[Upstream, ...]]
     descriptor_path: Path
     allowed_origins: tuple[str, ...]
     kv_max_value_bytes: int
@@ -40,16 +40,17 @@ class EdgeSettings:
     route_timeout_s: float
 
 
-def parse_upstreams(raw: str, env: EnvReader) -> dict[str, Upstream]:
-    """Parses `kv=127.0.0.1:50051,meta=meta:50050`."""
-    upstreams: dict[str, Upstream] = {}
+def parse_upstreams(raw: str, env: EnvReader) -> dict[str, tuple[Upstream, ...]]:
+    """Parses `kv=127.0.0.1:50051,kv=127.0.0.1:50061,meta=meta:50050`: a repeated name adds an endpoint."""
+    upstreams: dict[str, tuple[Upstream, ...]] = {}
     for item in filter(None, (part.strip() for part in raw.split(","))):
         name, _, address = item.partition("=")
         host, _, port = address.rpartition(":")
         if not name or not host or not port.isdigit():
             env.problem(f"SPARK_EDGE_UPSTREAMS entry {item!r} is not name=host:port")
             continue
-        upstreams[name.strip()] = Upstream(host.strip(), int(port))
+        name = name.strip()
+        upstreams[name] = (*upstreams.get(name, ()), Upstream(host.strip(), int(port)))
     return upstreams
 
 

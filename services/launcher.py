@@ -38,10 +38,21 @@ from services.meta.descriptors import default_descriptor_path
 
 logger = logging.getLogger(__name__)
 
-# (name, default gRPC port, default metrics port); meta first: it reports on the others.
-SERVICES: tuple[tuple[str, int, int], ...] = (("meta", 50050, 9460), ("kv", 50051, 9461))
+# (name, default gRPC port, default metrics port, default processes); meta first: it reports on the others.
+# kv runs two processes by default: one Python process is the bottleneck of KV traffic.
+SERVICES: tuple[tuple[str, int, int, int], ...] = (("meta", 50050, 9460, 1), ("kv", 50051, 9461, 2))
 _PR_SET_PDEATHSIG = 1
 _RESTART_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Instance:
+    """One process of a service: the first keeps the service's name and ports, the others are `<name>-<n>`."""
+
+    name: str
+    service: str
+    port: int
+    metrics_port: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,13 +63,14 @@ class LauncherConfig:
     edge_port: int
     edge_admin_port: int
     data_dir: Path
-    services: tuple[str, ...]
-    ports: dict[str, int]
-    metrics_ports: dict[str, int]
+    instances: tuple[Instance, ...]
     log_dir: Path | None
     startup_timeout_s: float
     grace_s: float
     log_level: str
+
+    def address(self, instance: Instance) -> str:
+        return f"{self.host}:{instance.port}"
 
 
 def _free_port(host: str) -> int:
@@ -67,30 +79,54 @@ def _free_port(host: str) -> int:
         return int(probe.getsockname()[1])
 
 
+def _instances(env: EnvReader, host: str, services: tuple[str, ...]) -> tuple[Instance, ...]:
+    """Every process to start. Workers of one service each get their own port, so that the edge
+    balances requests across them itself instead of leaving it to how the kernel hashes a few
+    long-lived HTTP/2 connections onto SO_REUSEPORT listeners."""
+    defaults = {name: (port, metrics_port, workers) for name, port, metrics_port, workers in SERVICES}
+    instances = []
+    for name in services:
+        port, metrics_port, default_workers = defaults[name]
+        prefix = f"SPARK_{name.upper()}_"
+        port = env.integer(prefix + "PORT", port, minimum=0, maximum=65535) or _free_port(host)
+        metrics_port = env.integer(prefix + "METRICS_PORT", metrics_port, minimum=-1, maximum=65535)
+        workers = env.integer(prefix + "WORKERS", default_workers, minimum=1, maximum=64)
+        for index in range(workers):
+            first = index == 0
+            if metrics_port < 0:
+                instance_metrics = -1
+            elif first and metrics_port > 0:
+                instance_metrics = metrics_port
+            else:
+                instance_metrics = _free_port(host)
+            instances.append(
+                Instance(
+                    name=name if first else f"{name}-{index + 1}",
+                    service=name,
+                    port=port if first else _free_port(host),
+                    metrics_port=instance_metrics,
+                )
+            )
+    return tuple(instances)
+
+
 def read_config(environ: Mapping[str, str] | None = None) -> LauncherConfig:
     env = EnvReader(os.environ if environ is None else environ)
     host = env.text("SPARK_HOST", "127.0.0.1")
-    known = [name for name, _, _ in SERVICES]
+    known = [name for name, _, _, _ in SERVICES]
     wanted = tuple(s.strip() for s in env.text("SPARK_SERVICES", ",".join(known)).split(",") if s.strip())
     for name in wanted:
         if name not in known:
             env.problem(f"SPARK_SERVICES names unknown service {name!r} (known: {', '.join(known)})")
     if "meta" not in wanted:
         env.problem("SPARK_SERVICES must include meta: the edge's /healthz and reflection live there")
-    ports, metrics_ports = {}, {}
-    for name, port, metrics_port in SERVICES:
-        ports[name] = env.integer(f"SPARK_{name.upper()}_PORT", port, minimum=0, maximum=65535) or _free_port(host)
-        chosen = env.integer(f"SPARK_{name.upper()}_METRICS_PORT", metrics_port, minimum=-1, maximum=65535)
-        metrics_ports[name] = _free_port(host) if chosen == 0 else chosen
     log_dir = env.optional_text("SPARK_LOG_DIR")
     config = LauncherConfig(
         host=host,
         edge_port=env.integer("SPARK_EDGE_PORT", 8080, minimum=0, maximum=65535) or _free_port(host),
         edge_admin_port=env.integer("SPARK_EDGE_ADMIN_PORT", 9901, minimum=0, maximum=65535) or _free_port(host),
         data_dir=env.path("SPARK_DATA_DIR", "./var"),
-        services=tuple(name for name in known if name in wanted),
-        ports=ports,
-        metrics_ports=metrics_ports,
+        instances=_instances(env, host, tuple(name for name in known if name in wanted)),
         log_dir=Path(log_dir) if log_dir else None,
         startup_timeout_s=env.number("SPARK_STARTUP_TIMEOUT_S", 60.0, minimum=1.0),
         grace_s=env.number("SPARK_SHUTDOWN_GRACE_S", 5.0),
@@ -202,29 +238,37 @@ class Suite:
         self._environ = dict(environ)
         self._stopping = False
 
-    def _service_env(self) -> dict[str, str]:
-        env = dict(self._environ)
-        env["SPARK_DATA_DIR"] = str(self.config.data_dir)
-        env["SPARK_META_BACKENDS"] = ",".join(
-            f"{name}={self.config.host}:{self.config.ports[name]}" for name in self.config.services if name != "meta"
+    def _backends(self, *, with_meta: bool) -> str:
+        """`name=host:port` per instance; a service with several workers repeats its name."""
+        return ",".join(
+            f"{(i.service if with_meta else i.name)}={self.config.address(i)}"
+            for i in self.config.instances
+            if with_meta or i.service != "meta"
         )
-        for name in self.config.services:
-            env[f"SPARK_{name.upper()}_HOST"] = self.config.host
-            env[f"SPARK_{name.upper()}_PORT"] = str(self.config.ports[name])
-            env[f"SPARK_{name.upper()}_METRICS_PORT"] = str(self.config.metrics_ports[name])
+
+    def _instance_env(self, instance: Instance) -> dict[str, str]:
+        env = dict(self._environ)
+        prefix = f"SPARK_{instance.service.upper()}_"
+        env.update(
+            {
+                "SPARK_DATA_DIR": str(self.config.data_dir),
+                "SPARK_META_BACKENDS": self._backends(with_meta=False),
+                prefix + "HOST": self.config.host,
+                prefix + "PORT": str(instance.port),
+                prefix + "METRICS_PORT": str(instance.metrics_port),
+            }
+        )
         return env
 
     def _log_path(self, name: str) -> Path | None:
         return None if self.config.log_dir is None else self.config.log_dir / f"{name}.log"
 
     def render_edge(self) -> Path:
-        env = dict(self._service_env())
+        env = dict(self._environ)
         env["SPARK_EDGE_HOST"] = self.config.host
         env["SPARK_EDGE_PORT"] = str(self.config.edge_port)
         env["SPARK_EDGE_ADMIN_PORT"] = str(self.config.edge_admin_port)
-        env["SPARK_EDGE_UPSTREAMS"] = ",".join(
-            f"{name}={self.config.host}:{self.config.ports[name]}" for name in self.config.services
-        )
+        env["SPARK_EDGE_UPSTREAMS"] = self._backends(with_meta=True)
         settings = read_settings(default_descriptor_path(), env)
         path = self.config.data_dir / "edge" / "envoy.json"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -234,15 +278,15 @@ class Suite:
     async def start(self) -> None:
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + self.config.startup_timeout_s
-        env = self._service_env()
-        for name in self.config.services:
-            child = Child(name, [sys.executable, "-m", f"services.{name}"], env, self._log_path(name))
+        for instance in self.config.instances:
+            argv = [sys.executable, "-m", f"services.{instance.service}"]
+            child = Child(instance.name, argv, self._instance_env(instance), self._log_path(instance.name))
             self.children.append(child)
             await child.start()
         await asyncio.gather(
             *(
-                wait_for_grpc_health(f"{self.config.host}:{self.config.ports[c.name]}", deadline, c)
-                for c in self.children
+                wait_for_grpc_health(self.config.address(instance), deadline, child)
+                for instance, child in zip(self.config.instances, self.children, strict=True)
             )
         )
         edge_config = self.render_edge()

@@ -98,19 +98,26 @@ class ErrorAndMetricsInterceptor(grpc.aio.ServerInterceptor):
 
     def __init__(self, metrics: ServiceMetrics) -> None:
         self._metrics = metrics
+        # Handlers are fixed per method once registered: wrap each once, not on every call.
+        self._wrapped: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
 
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        method: str = handler_call_details.method
+        wrapped = self._wrapped.get(method)
+        if wrapped is not None:
+            return wrapped
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
-        method: str = handler_call_details.method
-        return handler._replace(  # type: ignore[attr-defined,no-any-return]
+        wrapped = handler._replace(  # type: ignore[attr-defined]
             unary_unary=_wrap(handler.unary_unary, method, self._metrics),
             unary_stream=_wrap(handler.unary_stream, method, self._metrics),
             stream_unary=_wrap(handler.stream_unary, method, self._metrics),
             stream_stream=_wrap(handler.stream_stream, method, self._metrics),
         )
+        self._wrapped[method] = wrapped
+        return wrapped  # type: ignore[no-any-return]

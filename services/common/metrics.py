@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
@@ -42,10 +43,21 @@ class ServiceMetrics:
             registry=self.registry,
         )
 
+        # Labelled children looked up once per (method, code): `labels()` costs a lock and a tuple per call.
+        self._handled: dict[tuple[str, str], Any] = {}
+        self._latency: dict[str, Any] = {}
+
     def observe(self, full_method: str, code: str, seconds: float) -> None:
-        service, method = split_method(full_method)
-        self.handled.labels(service, method, code).inc()
-        self.latency.labels(service, method).observe(seconds)
+        handled = self._handled.get((full_method, code))
+        if handled is None:
+            service, method = split_method(full_method)
+            handled = self._handled[(full_method, code)] = self.handled.labels(service, method, code)
+        latency = self._latency.get(full_method)
+        if latency is None:
+            service, method = split_method(full_method)
+            latency = self._latency[full_method] = self.latency.labels(service, method)
+        handled.inc()
+        latency.observe(seconds)
 
 
 class MetricsEndpoint:

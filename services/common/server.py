@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
 import grpc
+import uvloop
 from google.protobuf import descriptor_pool
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from opentelemetry.sdk.trace import TracerProvider
@@ -82,6 +83,17 @@ class RunningServer:
         self.tracer_provider.shutdown()
 
 
+def _interceptors(
+    config: ServerConfig, provider: TracerProvider, metrics: ServiceMetrics
+) -> list[grpc.aio.ServerInterceptor]:
+    """Tracing (outermost, so errors and metrics run inside the span) only when traces go somewhere:
+    a span per RPC costs about a quarter of a small RPC's CPU, for nothing when no collector listens."""
+    interceptors: list[grpc.aio.ServerInterceptor] = [ErrorAndMetricsInterceptor(metrics)]
+    if config.otlp_endpoint:
+        interceptors.insert(0, server_interceptor(provider))
+    return interceptors
+
+
 async def start_server(
     config: ServerConfig,
     service_names: Sequence[str],
@@ -101,11 +113,11 @@ async def start_server(
     metrics = ServiceMetrics()
     max_bytes = config.max_message_bytes + MESSAGE_OVERHEAD_BYTES
     server = grpc.aio.server(
-        interceptors=[server_interceptor(provider), ErrorAndMetricsInterceptor(metrics)],
+        interceptors=_interceptors(config, provider, metrics),
         options=[
             ("grpc.max_receive_message_length", max_bytes),
             ("grpc.max_send_message_length", max_bytes),
-            # One process per port unless scaled out on purpose: a second copy must fail loudly.
+            # One process per port: a second copy must fail loudly, not share the port.
             ("grpc.so_reuseport", 0),
         ],
     )
@@ -149,7 +161,8 @@ def run_service(
     async def main() -> None:
         await serve_until_signalled(await build(config))
 
-    asyncio.run(main())
+    # uvloop: about 15% less CPU per small RPC than the default loop.
+    uvloop.run(main())
 
 
 async def serve_until_signalled(running: RunningServer) -> None:

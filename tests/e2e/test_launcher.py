@@ -47,7 +47,7 @@ def fresh_suite(tmp_path: Path) -> RunningSuite:
 
 def test_sigterm_stops_the_edge_and_every_service(fresh_suite: RunningSuite) -> None:
     pids = fresh_suite.child_pids()
-    assert set(pids) == {"meta", "kv", "edge"}
+    assert set(pids) == {"meta", "kv", "kv-2", "edge"}
     assert all(alive(pid) for pid in pids.values())
     assert fresh_suite.stop() == 0
     assert wait_until(lambda: not any(alive(pid) for pid in pids.values()), 5.0), fresh_suite.logs()
@@ -62,8 +62,9 @@ def test_a_killed_launcher_takes_its_children_with_it(fresh_suite: RunningSuite)
     assert wait_until(lambda: not any(alive(pid) for pid in pids.values()), 5.0), pids
 
 
-def test_a_killed_service_is_answered_503_json_then_restarted(fresh_suite: RunningSuite) -> None:
-    with httpx.Client(base_url=fresh_suite.base_url, timeout=10.0) as http:
+def test_a_killed_service_is_answered_503_json_then_restarted(tmp_path: Path) -> None:
+    fresh_suite = RunningSuite.start(tmp_path, {"SPARK_KV_WORKERS": "1"})
+    with fresh_suite, httpx.Client(base_url=fresh_suite.base_url, timeout=10.0) as http:
         assert http.post("/_spark/kv/survivor", content="1").status_code == 200
         kv_pid = fresh_suite.child_pids()["kv"]
         os.kill(kv_pid, signal.SIGKILL)
@@ -85,7 +86,6 @@ def test_a_killed_service_is_answered_503_json_then_restarted(fresh_suite: Runni
 
 
 def test_healthz_is_503_json_while_a_service_is_down(tmp_path: Path) -> None:
-    # A restart delay long enough to look at the suite with kv down.
     suite = RunningSuite.start(tmp_path)
     try:
         with httpx.Client(base_url=suite.base_url, timeout=10.0) as http:
@@ -98,9 +98,10 @@ def test_healthz_is_503_json_while_a_service_is_down(tmp_path: Path) -> None:
             assert response.status_code == 503, response.text
             body = response.json()
             assert body["status"] == "NOT_SERVING"
-            assert body["services"][0]["name"] == "kv"
-            assert body["services"][0]["status"] == "UNREACHABLE"
-            assert "DEADLINE_EXCEEDED" in body["services"][0]["message"]
+            services = {s["name"]: s for s in body["services"]}
+            assert services["kv"]["status"] == "UNREACHABLE"
+            assert "DEADLINE_EXCEEDED" in services["kv"]["message"]
+            assert services["kv-2"]["status"] == "SERVING"
             assert wait_until(lambda: http.get("/healthz").status_code == 200, 10.0)
     finally:
         suite.stop()
@@ -123,7 +124,7 @@ def test_default_value_limit_is_10_mib(tmp_path: Path) -> None:
 
 
 def test_a_hung_service_times_out_as_504_json(tmp_path: Path) -> None:
-    suite = RunningSuite.start(tmp_path, {"SPARK_EDGE_ROUTE_TIMEOUT_S": "1"})
+    suite = RunningSuite.start(tmp_path, {"SPARK_EDGE_ROUTE_TIMEOUT_S": "1", "SPARK_KV_WORKERS": "1"})
     try:
         with httpx.Client(base_url=suite.base_url, timeout=10.0) as http:
             kv_pid = suite.child_pids()["kv"]
@@ -139,5 +140,21 @@ def test_a_hung_service_times_out_as_504_json(tmp_path: Path) -> None:
             assert response.headers["content-type"] == "application/json"
             assert 0.9 < elapsed < 5.0
             assert wait_until(lambda: http.get("/_spark/kv/anything").status_code == 404, 10.0)
+    finally:
+        suite.stop()
+
+
+def test_a_killed_worker_costs_no_request_while_another_serves(tmp_path: Path) -> None:
+    suite = RunningSuite.start(tmp_path)
+    try:
+        with httpx.Client(base_url=suite.base_url, timeout=10.0) as http:
+            assert http.post("/_spark/kv/steady", content="7").status_code == 200
+            pids = suite.child_pids()
+            assert {"kv", "kv-2"} <= set(pids)
+            os.kill(pids["kv"], signal.SIGKILL)
+            statuses = [http.get("/_spark/kv/steady").status_code for _ in range(200)]
+            assert statuses == [200] * 200, suite.logs()
+            assert wait_until(lambda: suite.child_pids()["kv"] != pids["kv"], 10.0)
+            assert wait_until(lambda: http.get("/healthz").status_code == 200, 10.0)
     finally:
         suite.stop()

@@ -110,6 +110,12 @@ class RunningSuite:
                     pids[record["child"]] = int(record["pid"])
         return pids
 
+    def __enter__(self) -> RunningSuite:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
     def stop(self, timeout_s: float = 20.0) -> int:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)

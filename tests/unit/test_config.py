@@ -59,9 +59,11 @@ def test_edge_settings() -> None:
         },
     )
     assert settings.port == 8080
-    assert settings.upstreams["kv"].host == "kv"
+    assert [u.host for u in settings.upstreams["kv"]] == ["kv"]
     assert settings.allowed_origins == ("https://a.example", "https://b.example")
     assert settings.otlp is not None and (settings.otlp.host, settings.otlp.port) == ("jaeger", 4317)
+    workers = read_settings(Path("/x.pb"), {"SPARK_EDGE_UPSTREAMS": "kv=127.0.0.1:1,kv=127.0.0.1:2"})
+    assert [u.port for u in workers.upstreams["kv"]] == [1, 2]
     with pytest.raises(ConfigError, match="SPARK_EDGE_UPSTREAMS"):
         read_settings(Path("/x.pb"), {"SPARK_EDGE_UPSTREAMS": "kv=nohost"})
 
@@ -69,7 +71,14 @@ def test_edge_settings() -> None:
 def test_launcher_rejects_unknown_services() -> None:
     with pytest.raises(ConfigError, match="unknown service 'nope'"):
         read_launcher_config({"SPARK_SERVICES": "meta,kv,nope"})
-    config = read_launcher_config({"SPARK_KV_PORT": "0"})
-    assert config.services == ("meta", "kv")
-    assert config.ports["kv"] > 0
-    assert config.ports["meta"] == 50050
+    config = read_launcher_config({"SPARK_KV_PORT": "0", "SPARK_KV_WORKERS": "3"})
+    names = [i.name for i in config.instances]
+    assert names == ["meta", "kv", "kv-2", "kv-3"]
+    ports = [i.port for i in config.instances]
+    assert ports[0] == 50050
+    assert len(set(ports)) == 4
+    metrics = [i.metrics_port for i in config.instances]
+    assert metrics[:2] == [9460, 9461]
+    assert len(set(metrics)) == 4
+    off = read_launcher_config({"SPARK_KV_METRICS_PORT": "-1"})
+    assert [i.metrics_port for i in off.instances if i.service == "kv"] == [-1, -1]
