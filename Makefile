@@ -56,7 +56,7 @@ protos: install-dev
 
 lint: install-dev test-deps
 	$(PY) -m ruff check .
-	$(PY) -m mypy services edge tools
+	$(PY) -m mypy services edge tools benchmarks
 	$(PY) -m tools.buflint
 
 bench: install-dev test-deps

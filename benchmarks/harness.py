@@ -128,9 +128,12 @@ def _process_name(pid: int) -> str:
 class Suite:
     """`python -m services` with explicit free ports, in its own work dir, stopped by PID."""
 
-    def __init__(self, work_dir: Path, *, redis_url: str | None, startup_timeout_s: float = 90.0) -> None:
+    def __init__(
+        self, work_dir: Path, *, redis_url: str | None, kv_workers: int = 2, startup_timeout_s: float = 90.0
+    ) -> None:
         self.work_dir = work_dir
         self.redis_url = redis_url
+        self.kv_workers = kv_workers
         self.startup_timeout_s = startup_timeout_s
         self.url = ""
         self._process: subprocess.Popen[bytes] | None = None
@@ -144,6 +147,7 @@ class Suite:
         env["SPARK_DATA_DIR"] = str(self.work_dir / "data")
         env["SPARK_LOG_DIR"] = str(self.work_dir / "logs")
         env["SPARK_EDGE_ACCESS_LOG"] = os.devnull
+        env["SPARK_KV_WORKERS"] = str(self.kv_workers)
         if self.redis_url:
             env["REDIS_URL"] = self.redis_url
         return env
@@ -188,8 +192,16 @@ class Suite:
         return self._process.pid
 
     def processes(self) -> dict[str, int]:
-        """The launcher's children by name: kv, meta, edge."""
-        return {_process_name(pid): pid for pid in descendants(self.pid)}
+        """The launcher's children by name: meta, kv, kv-2, ..., edge (workers numbered as the launcher does)."""
+        named: dict[str, int] = {}
+        for pid in sorted(descendants(self.pid)):
+            name = base = _process_name(pid)
+            copies = 1
+            while name in named:
+                copies += 1
+                name = f"{base}-{copies}"
+            named[name] = pid
+        return named
 
     def check_alive(self) -> None:
         if self._process is None or self._process.poll() is not None:

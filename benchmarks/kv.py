@@ -122,11 +122,12 @@ def _suite_memory(backend: str, before: dict[str, int | None], after: dict[str, 
 
 
 def bench_suite(
-    backend: str, work_dir: Path, redis: RedisServer, duration_s: float
+    backend: str, workers: int, work_dir: Path, redis: RedisServer, duration_s: float
 ) -> tuple[list[Row], list[MemoryRow], list[str]]:
-    """Starts the suite on one backend, preloads, and runs the GET and SET rows through the edge."""
+    """Starts the suite on one backend with `workers` kv processes, preloads, and runs GET and SET through the edge."""
     redis_url = redis.url if backend == "redis" else None
-    with Suite(work_dir / backend, redis_url=redis_url) as suite:
+    target = f"edge, kv x{workers}"
+    with Suite(work_dir / f"{backend}-{workers}", redis_url=redis_url, kv_workers=workers) as suite:
         logger.info("suite on %s ready at %s", backend, suite.url)
         processes = suite.processes()
         time.sleep(SETTLE_S)
@@ -139,7 +140,7 @@ def bench_suite(
             result = run_wrk(
                 suite.url, [op, str(KEYS), KEY_PREFIX, str(VALUE_BYTES)], duration_s=duration_s, connections=CONNECTIONS
             )
-            rows.append(_row("edge (wrk)", backend, op.upper(), result, meter.read()))
+            rows.append(_row(target, backend, op.upper(), result, meter.read()))
             suite.check_alive()
             if result.errors:
                 problems.append(f"{backend} {op.upper()} through the edge: {result.errors}")
@@ -147,7 +148,7 @@ def bench_suite(
         after_load = {name: rss_bytes(pid) for name, pid in processes.items()}
         if suite.processes() != processes:
             problems.append(f"{backend}: a child of the launcher was restarted during the run: {suite.processes()}")
-    return rows, _suite_memory(backend, idle_before, after_load), problems
+    return rows, _suite_memory(f"{backend}, kv x{workers}", idle_before, after_load), problems
 
 
 def bench_redis(redis: RedisServer, requests: int) -> list[Row]:
@@ -167,7 +168,7 @@ def bench_redis(redis: RedisServer, requests: int) -> list[Row]:
 def verdicts(rows: Sequence[Row]) -> list[str]:
     lines = []
     for row in rows:
-        if row.target == "edge (wrk)" and row.op == "GET":
+        if row.target.startswith("edge") and row.op == "GET":
             ok = row.rps >= TARGET_RPS and row.p99_ms <= TARGET_P99_MS
             lines.append(f"{'PASS' if ok else 'FAIL'}  {row.backend}: {row.rps:,.0f} req/s, p99 {row.p99_ms:.2f} ms")
     return lines
@@ -238,8 +239,9 @@ def run(duration_s: float, work_dir: Path) -> tuple[dict[str, Any], list[Row], l
         if redis.pid is None:
             raise BenchError("redis-server did not start")
         redis_idle = rss_bytes(redis.pid)
-        for backend in ("sqlite", "redis"):
-            suite_rows, suite_memory, suite_problems = bench_suite(backend, work_dir, redis, duration_s)
+        # The default (two kv processes) on both stores, and one process on SQLite for comparison.
+        for backend, workers in (("sqlite", 1), ("sqlite", 2), ("redis", 2)):
+            suite_rows, suite_memory, suite_problems = bench_suite(backend, workers, work_dir, redis, duration_s)
             rows += suite_rows
             memory += suite_memory
             problems += suite_problems

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 from edge.envoy import render
@@ -11,8 +12,9 @@ from edge.settings import read_settings
 from services.meta.descriptors import default_descriptor_path
 
 
-def write_config(out: Path, descriptor_path: Path | None = None) -> Path:
-    settings = read_settings(descriptor_path or default_descriptor_path())
+def write_config(out: Path, descriptor_path: Path | None = None, environ: Mapping[str, str] | None = None) -> Path:
+    """Renders the config from `environ` (default: the process environment) and writes it to `out`."""
+    settings = read_settings(descriptor_path or default_descriptor_path(), environ)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(render(settings), indent=2) + "\n", encoding="utf-8")
     return out

