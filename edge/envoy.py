@@ -198,13 +198,22 @@ def _cors_policy(settings: EdgeSettings) -> Json:
 
 def _route_config(settings: EdgeSettings) -> Json:
     routes: list[Json] = [_direct_reply(reply) for reply in DIRECT_REPLIES]
-    routes += [_http_route(route, settings) for route in HTTP_ROUTES if route.upstream in settings.upstreams]
     routes += [
         _grpc_route(service, upstream)
         for upstream, services in GRPC_SERVICES.items()
         if upstream in settings.upstreams
         for service in services
     ]
+    # A gRPC call to any other path is UNIMPLEMENTED here, rather than a confusing pass-through to an HTTP route.
+    routes.append(
+        {
+            "name": "grpc-unknown",
+            "match": {"prefix": "/", "grpc": {}},
+            "direct_response": {"status": 404, "body": {"inline_string": "unknown gRPC service or method"}},
+            "typed_per_filter_config": {HEADER_MUTATION: _filter_config(disabled=True)},
+        }
+    )
+    routes += [_http_route(route, settings) for route in HTTP_ROUTES if route.upstream in settings.upstreams]
     virtual_host: Json = {"name": "suite", "domains": ["*"], "routes": routes}
     if settings.allowed_origins:
         virtual_host["typed_per_filter_config"] = {CORS: _cors_policy(settings)}

@@ -35,7 +35,7 @@ class DirectReply:
     """A route Envoy answers itself, with a fixed JSON error."""
 
     name: str
-    match: dict[str, str]
+    match: dict[str, object]
     status: int
     message: str
 

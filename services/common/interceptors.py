@@ -7,13 +7,15 @@ import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 from google.rpc import status_pb2
 from grpc_status import rpc_status
 
-from services.common.errors import DomainError, internal_status, status_code_of, to_rpc_status
+from services.common.errors import DomainError, InvalidArgument, internal_status, status_code_of, to_rpc_status
 from services.common.metrics import ServiceMetrics
 
 logger = logging.getLogger(__name__)
@@ -58,10 +60,40 @@ async def _on_error(
         await _abort(context, internal_status())
 
 
+@dataclass(frozen=True, slots=True)
+class _Undecodable:
+    """Stands in for a request message that did not parse, so the handler wrapper can answer INVALID_ARGUMENT.
+
+    The transcoder copies URL text into string fields byte for byte; `%FF` in a path is not UTF-8, and
+    gRPC's own reply to a failed parse is UNKNOWN (an HTTP 500) with the exception class in its message.
+    """
+
+    reason: str
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except DecodeError as error:
+            return _Undecodable(str(error))
+
+    return deserialize
+
+
+def _check_decoded(request: Any) -> None:
+    if isinstance(request, _Undecodable):
+        raise InvalidArgument(f"the request is not a valid message: {request.reason}", reason="INVALID_REQUEST")
+
+
 def _wrap_unary(behavior: Behavior, method: str, metrics: ServiceMetrics) -> Behavior:
     async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         outcome = _Outcome()
         try:
+            _check_decoded(request)
             return await behavior(request, context)
         except BaseException as error:
             await _on_error(error, context, method, outcome)
@@ -75,6 +107,7 @@ def _wrap_streaming(behavior: Behavior, method: str, metrics: ServiceMetrics) ->
     async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
         outcome = _Outcome()
         try:
+            _check_decoded(request)
             async for response in behavior(request, context):
                 yield response
         except BaseException as error:
@@ -114,6 +147,9 @@ class ErrorAndMetricsInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return handler
         wrapped = handler._replace(  # type: ignore[attr-defined]
+            request_deserializer=(
+                handler.request_deserializer if handler.request_streaming else _tolerant(handler.request_deserializer)
+            ),
             unary_unary=_wrap(handler.unary_unary, method, self._metrics),
             unary_stream=_wrap(handler.unary_stream, method, self._metrics),
             stream_unary=_wrap(handler.stream_unary, method, self._metrics),

@@ -14,10 +14,13 @@ from spark.kv.v1 import kv_pb2, kv_pb2_grpc
 
 from services.common.errors import Aborted, FieldViolation, InvalidArgument, NotFound
 from services.common.store import Entry
+from services.common.transcoding import check_path_field, metadata_value
 from services.kv import validation
 from services.kv.repository import KvRepository
 
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
+KV_PATH = "/_spark/kv/"
+COLLECTIONS_PATH = "/_spark/db/collections/"
 INITIAL_HEADER = "x-spark-initial"
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
@@ -27,13 +30,6 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 def _json_body(payload: object) -> httpbody_pb2.HttpBody:
     return httpbody_pb2.HttpBody(content_type=JSON_CONTENT_TYPE, data=orjson.dumps(payload))
-
-
-def _header(context: Context, name: str) -> str | None:
-    for key, value in context.invocation_metadata() or ():
-        if key == name:
-            return value if isinstance(value, str) else value.decode("latin-1")
-    return None
 
 
 def _entry_message(collection: str, entry: Entry, *, with_value: bool = True) -> kv_pb2.Entry:
@@ -81,13 +77,17 @@ class KvServicer(kv_pb2_grpc.KvServiceServicer):
         validation.check_name(collection, "collection", self._max_key_bytes, allow_empty=True)
         validation.check_name(key, "key", self._max_key_bytes, allow_empty=False)
 
+    def _check_spark_address(self, context: Context, collection: str, key: str) -> None:
+        self._check_address(collection, key)
+        check_path_field(context, KV_PATH, "key", key)
+
     async def ListSparkKeys(self, request: kv_pb2.ListSparkKeysRequest, context: Context) -> httpbody_pb2.HttpBody:
         validation.check_name(request.collection, "collection", self._max_key_bytes, allow_empty=True)
         entries = await self._repository.all_entries(request.collection)
         return _json_body([entry.key for entry in entries])
 
     async def GetSparkValue(self, request: kv_pb2.GetSparkValueRequest, context: Context) -> httpbody_pb2.HttpBody:
-        self._check_address(request.collection, request.key)
+        self._check_spark_address(context, request.collection, request.key)
         entry = await self._repository.get(request.collection, request.key)
         if entry is None:
             raise NotFound("key not found", reason="KEY_NOT_FOUND", metadata={"key": request.key})
@@ -96,18 +96,18 @@ class KvServicer(kv_pb2_grpc.KvServiceServicer):
     async def SetSparkValue(
         self, request: kv_pb2.SetSparkValueRequest, context: Context
     ) -> kv_pb2.SetSparkValueResponse:
-        self._check_address(request.collection, request.key)
+        self._check_spark_address(context, request.collection, request.key)
         value = request.body.data
         validation.check_value_size(value, self._max_value_bytes, "body")
         validation.check_json(value, "body")
-        only_if_absent = (_header(context, INITIAL_HEADER) or "").strip().lower() == "true"
+        only_if_absent = (metadata_value(context, INITIAL_HEADER) or "").strip().lower() == "true"
         result = await self._repository.set(request.collection, request.key, value, only_if_absent=only_if_absent)
         return kv_pb2.SetSparkValueResponse(written=result.written, versionstamp=result.versionstamp or "")
 
     async def DeleteSparkValue(
         self, request: kv_pb2.DeleteSparkValueRequest, context: Context
     ) -> kv_pb2.DeleteSparkValueResponse:
-        self._check_address(request.collection, request.key)
+        self._check_spark_address(context, request.collection, request.key)
         deleted = await self._repository.delete(request.collection, request.key)
         return kv_pb2.DeleteSparkValueResponse(deleted=deleted)
 
@@ -115,6 +115,7 @@ class KvServicer(kv_pb2_grpc.KvServiceServicer):
         self, request: kv_pb2.ListSparkCollectionRequest, context: Context
     ) -> httpbody_pb2.HttpBody:
         validation.check_name(request.name, "name", self._max_key_bytes, allow_empty=False)
+        check_path_field(context, COLLECTIONS_PATH, "name", request.name)
         entries = await self._repository.all_entries(request.name)
         return _json_body([{"key": entry.key, "value": entry.value.decode("utf-8")} for entry in entries])
 

@@ -248,3 +248,38 @@ def test_concurrent_writers_lose_and_tear_nothing(http: httpx.Client, suite: obj
         assert entries[f"writer-{i}"] == {"writer": i, "pad": big}
     assert entries["shared"]["pad"] == big
     assert 0 <= entries["shared"]["writer"] < 100
+
+
+def test_path_fields_cannot_be_overridden_from_the_query(http: httpx.Client) -> None:
+    http.post("/_spark/kv/kept", content="1", headers=TEXT)
+    http.post("/_spark/kv/other", content="2", headers=TEXT)
+    refused = "is part of the path and may not also be given as a query parameter"
+    assert_json_error(http.delete("/_spark/kv/kept?key=other"), 400, refused)
+    assert_json_error(http.delete("/_spark/kv/kept?k%65y=other"), 400, refused)
+    assert_json_error(http.post("/_spark/kv/kept?key=other", content="3", headers=TEXT), 400, refused)
+    assert_json_error(http.get("/_spark/kv/kept?key=other"), 400, refused)
+    assert_json_error(http.get("/_spark/db/collections/todos?name=other"), 400, refused)
+    assert http.delete(f"/_spark/kv/{enc('a/b')}?key=a%2Fb").status_code == 200
+    assert http.get("/_spark/kv/kept").content == b"1"
+    assert http.get("/_spark/kv/other").content == b"2"
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/_spark/kv/%FF", "/_spark/kv/x?collection=%C3", "/_spark/db/collections/%FE%FF"],
+)
+def test_text_that_is_not_utf8_is_a_400(http: httpx.Client, path: str) -> None:
+    assert_json_error(http.get(path), 400, "bad UTF-8")
+    assert_json_error(http.post(path, content="1", headers=TEXT), 400 if "/kv/" in path else 404, "")
+
+
+def test_nul_in_a_path_is_refused_by_the_edge(http: httpx.Client) -> None:
+    response = http.post("/_spark/kv/a%00b", content="1", headers=TEXT)
+    assert response.status_code == 400
+    assert response.json()["details"][0]["reason"] == "path_normalization_failed"
+
+
+def test_grpc_content_type_on_an_http_route_is_unimplemented(http: httpx.Client) -> None:
+    response = http.post("/_spark/kv/x", content=b"\0\0\0\0\0", headers={"content-type": "application/grpc"})
+    assert response.headers["grpc-status"] == "12"
+    assert http.get("/_spark/kv/x").status_code == 404
