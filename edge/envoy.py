@@ -220,6 +220,17 @@ def _route_config(settings: EdgeSettings) -> Json:
     return {"name": "edge", "virtual_hosts": [virtual_host], "max_direct_response_body_size_bytes": 4096}
 
 
+def _status_filter(http_status: int) -> Json:
+    return {
+        "status_code_filter": {
+            "comparison": {
+                "op": "EQ",
+                "value": {"default_value": http_status, "runtime_key": f"edge.reply_{http_status}"},
+            }
+        }
+    }
+
+
 def _local_reply_config() -> Json:
     """Envoy's own replies (no route, 413, upstream down, timeouts) as JSON in the services' error shape."""
     # Native gRPC callers get a text body. A transcoded request also has a gRPC content type by the time the
@@ -243,18 +254,27 @@ def _local_reply_config() -> Json:
         },
         "body_format_override": {"text_format_source": {"inline_string": "%LOCAL_REPLY_BODY%"}},
     }
-    mappers = [grpc_mapper]
+    # Path normalisation refuses an encoded NUL with an empty body; say why.
+    nul_mapper = {
+        "filter": {
+            "and_filter": {
+                "filters": [
+                    _status_filter(400),
+                    {"header_filter": {"header": {"name": ":path", "string_match": {"contains": "%00"}}}},
+                ]
+            }
+        },
+        "body": {"inline_string": "the path holds an encoded NUL (%00), which no key or name may contain"},
+        "body_format_override": {
+            "json_format": _error_body(3, "%LOCAL_REPLY_BODY%", "%RESPONSE_CODE_DETAILS%"),
+            "content_type": JSON_CONTENT_TYPE,
+        },
+    }
+    mappers = [grpc_mapper, nul_mapper]
     for http_status, grpc_code in GRPC_CODE_BY_HTTP.items():
         mappers.append(
             {
-                "filter": {
-                    "status_code_filter": {
-                        "comparison": {
-                            "op": "EQ",
-                            "value": {"default_value": http_status, "runtime_key": f"edge.reply_{http_status}"},
-                        }
-                    }
-                },
+                "filter": _status_filter(http_status),
                 "body_format_override": {
                     "json_format": _error_body(grpc_code, "%LOCAL_REPLY_BODY%", "%RESPONSE_CODE_DETAILS%"),
                     "content_type": JSON_CONTENT_TYPE,

@@ -274,9 +274,8 @@ def test_text_that_is_not_utf8_is_a_400(http: httpx.Client, path: str) -> None:
 
 
 def test_nul_in_a_path_is_refused_by_the_edge(http: httpx.Client) -> None:
-    response = http.post("/_spark/kv/a%00b", content="1", headers=TEXT)
-    assert response.status_code == 400
-    assert response.json()["details"][0]["reason"] == "path_normalization_failed"
+    response = assert_json_error(http.post("/_spark/kv/a%00b", content="1", headers=TEXT), 400, "encoded NUL")
+    assert response["details"][0]["reason"] == "path_normalization_failed"  # type: ignore[index]
 
 
 def test_grpc_content_type_on_an_http_route_is_unimplemented(http: httpx.Client) -> None:
