@@ -11,7 +11,6 @@ import csv
 import json
 import os
 import resource
-import signal
 import socket
 import subprocess
 import sys
@@ -20,6 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Final
+
+from tests.support.processes import terminate
 
 HOST: Final = "127.0.0.1"
 WRK_SCRIPTS: Final = Path(__file__).parent / "wrk"
@@ -219,13 +220,7 @@ class Suite:
         process = self._process
         if process is None:
             return
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(_STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        terminate(process, _STOP_TIMEOUT_S)
         self._reap()
 
     def _reap(self) -> None:

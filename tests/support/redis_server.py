@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import signal
 import socket
 import subprocess
 import time
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Final
+
+from tests.support.processes import terminate
 
 __all__ = ["RedisServer", "RedisServerError", "start_redis_server"]
 
@@ -114,13 +115,7 @@ class RedisServer:
         process = self._process
         if process is None:
             return
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        terminate(process, timeout_s)
         self._reap()
 
     def kill(self) -> None:
