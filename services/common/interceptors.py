@@ -15,8 +15,16 @@ from google.protobuf.message import DecodeError
 from google.rpc import status_pb2
 from grpc_status import rpc_status
 
-from services.common.errors import DomainError, InvalidArgument, internal_status, status_code_of, to_rpc_status
+from services.common.errors import (
+    DomainError,
+    InvalidArgument,
+    Unavailable,
+    internal_status,
+    status_code_of,
+    to_rpc_status,
+)
 from services.common.metrics import ServiceMetrics
+from services.common.store import StoreUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +50,12 @@ async def _on_error(
     error: BaseException, context: grpc.aio.ServicerContext[Any, Any], method: str, outcome: _Outcome
 ) -> None:
     """Turns an exception raised by a handler into an aborted RPC (or re-raises cancellation)."""
+    if isinstance(error, StoreUnavailable):
+        # The cause names hosts and ports: log it, tell the caller only what to do.
+        logger.warning("store unavailable in %s: %s", method, error)
+        error = Unavailable(
+            "the data store is unavailable; retry shortly", reason="STORE_UNAVAILABLE", retry_after_s=1.0
+        )
     if isinstance(error, DomainError):
         outcome.code = status_code_of(error).name
         if outcome.code == "INTERNAL":

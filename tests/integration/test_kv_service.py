@@ -6,6 +6,7 @@ import asyncio
 import urllib.request
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 import pytest
@@ -18,9 +19,10 @@ from grpc_status import rpc_status
 from spark.kv.v1 import kv_pb2, kv_pb2_grpc
 
 from services.common.server import RunningServer
-from services.common.store import Store
+from services.common.store import RedisStore, Store
 from services.kv.config import read_config
 from services.kv.server import SERVICE_NAME, build_server
+from tests.support.redis_server import RedisServer
 
 LIMIT = 64 * 1024
 
@@ -238,3 +240,26 @@ async def test_graceful_stop_announces_not_serving_first(kv: Kv) -> None:
     assert second.status == health_pb2.HealthCheckResponse.NOT_SERVING
     watch.cancel()
     await stopping
+
+
+async def test_a_store_outage_is_unavailable_with_a_retry_hint(tmp_path: Path) -> None:
+    with RedisServer(tmp_path / "redis") as redis:
+        store = RedisStore(redis.url, prefix="{outage}:")
+        config = read_config({"SPARK_KV_PORT": "0"})
+        running = await build_server(config, store)
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+                stub = kv_pb2_grpc.KvServiceStub(channel)
+                await stub.SetEntry(kv_pb2.SetEntryRequest(key="k", value="1"))
+                redis.stop()
+                with pytest.raises(grpc.aio.AioRpcError) as raised:
+                    await stub.GetEntry(kv_pb2.GetEntryRequest(key="k"), timeout=10)
+                assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+                assert raised.value.details() == "the data store is unavailable; retry shortly"
+                assert error_info(raised.value).reason == "STORE_UNAVAILABLE"
+                redis.start()
+                got = await stub.GetEntry(kv_pb2.GetEntryRequest(key="k"), timeout=10)
+                assert got.entry.value == "1"
+        finally:
+            await running.stop()
+            await store.close()
