@@ -149,6 +149,9 @@ class Suite:
         env["SPARK_LOG_DIR"] = str(self.work_dir / "logs")
         env["SPARK_EDGE_ACCESS_LOG"] = os.devnull
         env["SPARK_KV_WORKERS"] = str(self.kv_workers)
+        # Not measured here, but started by the launcher: any free port.
+        env["SPARK_PROMPTS_PORT"] = "0"
+        env["SPARK_PROMPTS_METRICS_PORT"] = "0"
         if self.redis_url:
             env["REDIS_URL"] = self.redis_url
         return env

@@ -110,7 +110,8 @@ def _transcoder(settings: EdgeSettings, max_body_bytes: int, *, snake_case: bool
             "reject_binding_body_field_collisions": True,
         },
         "max_request_body_size": max_body_bytes,
-        "max_response_body_size": max(max_body_bytes, settings.kv_max_value_bytes) + 1024 * 1024,
+        "max_response_body_size": max(max_body_bytes, settings.kv_max_value_bytes, settings.restore_max_body_bytes)
+        + 1024 * 1024,
         "print_options": {
             "add_whitespace": False,
             "always_print_primitive_fields": True,
@@ -129,7 +130,10 @@ def _filter_config(config: Json | None = None, *, disabled: bool = False) -> Jso
 
 
 def _http_route(route: HttpRoute, settings: EdgeSettings) -> Json:
-    body_limit = settings.kv_max_value_bytes if route.body_limit == "kv" else settings.default_max_body_bytes
+    body_limit = {
+        "kv": settings.kv_max_value_bytes,
+        "restore": settings.restore_max_body_bytes,
+    }.get(route.body_limit or "", settings.default_max_body_bytes)
     per_filter: Json = {TRANSCODER: _transcoder(settings, body_limit, snake_case=route.snake_case)}
     if route.status_from_metadata:
         per_filter[LUA] = _filter_config(

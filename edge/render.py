@@ -9,7 +9,7 @@ from pathlib import Path
 
 from edge.envoy import render
 from edge.settings import read_settings
-from services.meta.descriptors import default_descriptor_path
+from services.common.descriptors import default_descriptor_path
 
 
 def write_config(out: Path, descriptor_path: Path | None = None, environ: Mapping[str, str] | None = None) -> Path:

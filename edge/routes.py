@@ -17,7 +17,7 @@ class HttpRoute:
     name: str
     match: dict[str, str]
     upstream: str
-    # None: the edge default; "kv": the KV value limit.
+    # None: the edge default; "kv": the KV value limit; "restore": the prompt-restore limit.
     body_limit: str | None = None
     # Snake_case JSON on the wire (OpenAI, vision and prompts shapes).
     snake_case: bool = False
@@ -45,6 +45,15 @@ HTTP_ROUTES: tuple[HttpRoute, ...] = (
     # KV writes are whole-value sets, set-if-absent and deletes: repeating one changes nothing.
     HttpRoute("spark-kv", {"path_separated_prefix": "/_spark/kv"}, "kv", body_limit="kv", idempotent=True),
     HttpRoute("spark-db", {"path_separated_prefix": "/_spark/db"}, "kv", idempotent=True),
+    HttpRoute(
+        "prompts", {"path_separated_prefix": "/v1/prompts"}, "prompts", snake_case=True, status_from_metadata=True
+    ),
+    HttpRoute("prompts-render", {"path": "/v1/prompts:render"}, "prompts", snake_case=True),
+    HttpRoute("about", {"path": "/about"}, "prompts", snake_case=True, idempotent=True),
+    HttpRoute("admin-backup", {"path": "/admin/backup"}, "prompts", snake_case=True),
+    HttpRoute("admin-backups", {"path": "/admin/backups"}, "prompts", snake_case=True, idempotent=True),
+    HttpRoute("admin-restore", {"path": "/admin/restore"}, "prompts", snake_case=True, body_limit="restore"),
+    HttpRoute("admin-regex-cleanup", {"path": "/admin/regex_cleanup"}, "prompts", snake_case=True),
 )
 
 DIRECT_REPLIES: tuple[DirectReply, ...] = (
@@ -54,6 +63,7 @@ DIRECT_REPLIES: tuple[DirectReply, ...] = (
 
 GRPC_SERVICES: dict[str, tuple[str, ...]] = {
     "kv": ("spark.kv.v1.KvService",),
+    "prompts": ("spark.prompts.v1.PromptsService",),
     "meta": (
         "spark.meta.v1.MetaService",
         "grpc.reflection.v1alpha.ServerReflection",
@@ -63,4 +73,8 @@ GRPC_SERVICES: dict[str, tuple[str, ...]] = {
 }
 
 # The gRPC services the transcoder exposes over HTTP.
-TRANSCODED_SERVICES: tuple[str, ...] = ("spark.kv.v1.KvService", "spark.meta.v1.MetaService")
+TRANSCODED_SERVICES: tuple[str, ...] = (
+    "spark.kv.v1.KvService",
+    "spark.meta.v1.MetaService",
+    "spark.prompts.v1.PromptsService",
+)

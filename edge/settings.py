@@ -32,6 +32,7 @@ class EdgeSettings:
     descriptor_path: Path
     allowed_origins: tuple[str, ...]
     kv_max_value_bytes: int
+    restore_max_body_bytes: int
     default_max_body_bytes: int
     access_log_path: str
     otlp: Upstream | None
@@ -74,6 +75,7 @@ def read_settings(descriptor_path: Path, environ: Mapping[str, str] | None = Non
         descriptor_path=descriptor_path,
         allowed_origins=tuple(o.strip() for o in env.text("ALLOWED_ORIGINS", "").split(",") if o.strip()),
         kv_max_value_bytes=env.integer("SPARK_KV_MAX_VALUE_BYTES", 10 * MIB, minimum=1, maximum=1024 * MIB),
+        restore_max_body_bytes=env.integer("SPARK_EDGE_MAX_RESTORE_BYTES", 64 * MIB, minimum=1, maximum=1024 * MIB),
         default_max_body_bytes=env.integer("SPARK_EDGE_MAX_BODY_BYTES", MIB, minimum=1, maximum=1024 * MIB),
         access_log_path=env.text("SPARK_EDGE_ACCESS_LOG", "/dev/stdout"),
         otlp=parse_otlp(env.optional_text("OTEL_EXPORTER_OTLP_ENDPOINT"), env),

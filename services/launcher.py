@@ -38,7 +38,11 @@ logger = logging.getLogger(__name__)
 
 # (name, default gRPC port, default metrics port, default processes); meta first: it reports on the others.
 # kv runs two processes by default: one Python process is the bottleneck of KV traffic.
-SERVICES: tuple[tuple[str, int, int, int], ...] = (("meta", 50050, 9460, 1), ("kv", 50051, 9461, 2))
+SERVICES: tuple[tuple[str, int, int, int], ...] = (
+    ("meta", 50050, 9460, 1),
+    ("kv", 50051, 9461, 2),
+    ("prompts", 50053, 9463, 1),
+)
 _PR_SET_PDEATHSIG = 1
 _RESTART_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
 

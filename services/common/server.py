@@ -103,6 +103,7 @@ async def start_server(
     pool: descriptor_pool.DescriptorPool | None = None,
     reflected_names: Sequence[str] = (),
     tracer_provider: TracerProvider | None = None,
+    metrics: ServiceMetrics | None = None,
 ) -> RunningServer:
     """Builds, binds and starts a server for the given services; all of them report SERVING.
 
@@ -110,7 +111,8 @@ async def start_server(
     `reflected_names` from `pool` when a service reflects more than it serves.
     """
     provider = tracer_provider or build_tracer_provider(config.name, config.otlp_endpoint)
-    metrics = ServiceMetrics()
+    # A service with metrics of its own creates the registry first and passes it in.
+    metrics = metrics or ServiceMetrics()
     max_bytes = config.max_message_bytes + MESSAGE_OVERHEAD_BYTES
     server = grpc.aio.server(
         interceptors=_interceptors(config, provider, metrics),

@@ -5,9 +5,9 @@ from __future__ import annotations
 import grpc
 from spark.meta.v1 import meta_pb2, meta_pb2_grpc
 
+from services.common.descriptors import default_descriptor_path, load_pool
 from services.common.server import RunningServer, start_server
 from services.meta.config import MetaConfig
-from services.meta.descriptors import default_descriptor_path, load_pool
 from services.meta.service import MetaServicer
 
 SERVICE_NAME = meta_pb2.DESCRIPTOR.services_by_name["MetaService"].full_name

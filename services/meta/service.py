@@ -12,10 +12,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from spark.meta.v1 import meta_pb2, meta_pb2_grpc
 
 from services.common.channels import open_channel
+from services.common.transcoding import set_http_status
 from services.meta.config import Backend
 
-# The edge turns this initial-metadata header into the HTTP status (see edge/lua).
-HTTP_STATUS_HEADER = "x-http-status"
 SERVING = "SERVING"
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -51,5 +50,5 @@ class MetaServicer(meta_pb2_grpc.MetaServiceServicer):
     async def GetHealth(self, request: meta_pb2.GetHealthRequest, context: Context) -> meta_pb2.GetHealthResponse:
         reports = await asyncio.gather(*(self._check(backend) for backend in self._backends))
         healthy = all(report.status == SERVING for report in reports)
-        await context.send_initial_metadata(((HTTP_STATUS_HEADER, "200" if healthy else "503"),))
+        await set_http_status(context, 200 if healthy else 503)
         return meta_pb2.GetHealthResponse(status=SERVING if healthy else "NOT_SERVING", services=reports)

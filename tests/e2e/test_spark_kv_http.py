@@ -56,7 +56,7 @@ def test_healthz_reports_every_service(http: httpx.Client) -> None:
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "SERVING"
-    assert [s["name"] for s in body["services"]] == ["kv", "kv-2"]
+    assert [s["name"] for s in body["services"]] == ["kv", "kv-2", "prompts"]
     assert {s["status"] for s in body["services"]} == {"SERVING"}
 
 
@@ -282,3 +282,9 @@ def test_grpc_content_type_on_an_http_route_is_unimplemented(http: httpx.Client)
     response = http.post("/_spark/kv/x", content=b"\0\0\0\0\0", headers={"content-type": "application/grpc"})
     assert response.headers["grpc-status"] == "12"
     assert http.get("/_spark/kv/x").status_code == 404
+
+
+def test_admin_routes_are_closed_without_an_admin_token(http: httpx.Client) -> None:
+    body = {"namespace": "n", "name": "x", "text": "t"}
+    assert_json_error(http.post("/v1/prompts", json=body, headers={"X-Admin-Token": ""}), 403, "no ADMIN_TOKEN")
+    assert_json_error(http.post("/admin/backup", headers={"X-Admin-Token": "guess"}), 403, "no ADMIN_TOKEN")

@@ -23,6 +23,7 @@ from tests.support.processes import terminate
 
 ROOT = Path(__file__).resolve().parents[2]
 READY_LINE = "Spark services ready on "
+SERVICES = ("meta", "kv", "prompts")
 
 
 def free_port() -> int:
@@ -53,7 +54,7 @@ class RunningSuite:
         cls, directory: Path, extra_env: Mapping[str, str] | None = None, timeout_s: float = 60.0
     ) -> RunningSuite:
         directory.mkdir(parents=True, exist_ok=True)
-        ports = {name: free_port() for name in ("edge", "edge_admin", "meta", "kv", "meta_metrics", "kv_metrics")}
+        ports = {name: free_port() for name in ("edge", "edge_admin", *SERVICES, *(f"{s}_metrics" for s in SERVICES))}
         env = {
             k: v
             for k, v in os.environ.items()
@@ -66,10 +67,8 @@ class RunningSuite:
                 "SPARK_EDGE_ACCESS_LOG": str(directory / "logs" / "access.log"),
                 "SPARK_EDGE_PORT": str(ports["edge"]),
                 "SPARK_EDGE_ADMIN_PORT": str(ports["edge_admin"]),
-                "SPARK_META_PORT": str(ports["meta"]),
-                "SPARK_KV_PORT": str(ports["kv"]),
-                "SPARK_META_METRICS_PORT": str(ports["meta_metrics"]),
-                "SPARK_KV_METRICS_PORT": str(ports["kv_metrics"]),
+                **{f"SPARK_{name.upper()}_PORT": str(ports[name]) for name in SERVICES},
+                **{f"SPARK_{name.upper()}_METRICS_PORT": str(ports[f"{name}_metrics"]) for name in SERVICES},
                 "SPARK_SHUTDOWN_GRACE_S": "2",
             }
         )

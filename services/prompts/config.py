@@ -1,0 +1,49 @@
+"""The prompts service's settings; the only reader of the environment for this service."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from services.common.config import EnvReader, ServerConfig, read_server_config
+
+DEFAULT_PORT = 50053
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class PromptsConfig:
+    """Wiring, cache, backups and the admin token of the prompts service."""
+
+    server: ServerConfig
+    data_dir: Path
+    redis_url: str | None
+    admin_token: str | None = field(repr=False)
+    environment: str
+    cache_enabled: bool
+    cache_get_ttl_s: float
+    cache_list_ttl_s: float
+    backup_cron: str | None
+    backup_retention_days: int
+
+
+def read_config(environ: Mapping[str, str] | None = None) -> PromptsConfig:
+    env = EnvReader(os.environ if environ is None else environ)
+    cron = env.text("SPARK_PROMPTS_BACKUP_CRON", "0 3 * * *")
+    config = PromptsConfig(
+        # Restores carry a whole export.
+        server=read_server_config(env, "prompts", default_port=DEFAULT_PORT, max_message_bytes=64 * MIB),
+        data_dir=env.path("SPARK_DATA_DIR", "./var"),
+        redis_url=env.optional_text("REDIS_URL"),
+        admin_token=env.optional_text("ADMIN_TOKEN"),
+        environment=env.text("SPARK_ENVIRONMENT", "development"),
+        cache_enabled=env.flag("SPARK_PROMPTS_CACHE", True),
+        cache_get_ttl_s=env.number("SPARK_PROMPTS_CACHE_GET_TTL_S", 300.0),
+        cache_list_ttl_s=env.number("SPARK_PROMPTS_CACHE_LIST_TTL_S", 60.0),
+        backup_cron=None if cron.lower() == "off" else cron,
+        backup_retention_days=env.integer("SPARK_PROMPTS_BACKUP_RETENTION_DAYS", 30, minimum=1, maximum=3650),
+    )
+    env.finish()
+    return config

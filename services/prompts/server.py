@@ -1,0 +1,78 @@
+"""Wires the prompts service: store, registry, cache, backups and their schedule."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import grpc
+from spark.prompts.v1 import prompts_pb2, prompts_pb2_grpc
+
+from services.common.descriptors import default_descriptor_path, load_pool
+from services.common.metrics import ServiceMetrics
+from services.common.routes import http_routes
+from services.common.server import RunningServer, start_server
+from services.common.store import Check, Set, Store, open_store
+from services.prompts.backups import BackupStore
+from services.prompts.cache import ReadCache
+from services.prompts.config import PromptsConfig
+from services.prompts.cron import CronSchedule, run_on_schedule, utc_now
+from services.prompts.repository import META, PromptRepository
+from services.prompts.service import CacheTtls, PromptsServicer
+
+logger = logging.getLogger(__name__)
+
+SERVICE_NAME = prompts_pb2.DESCRIPTOR.services_by_name["PromptsService"].full_name
+# One instance takes each scheduled backup; the claim outlives any run.
+_CLAIM_TTL_MS = 6 * 3600 * 1000
+
+
+async def _scheduled_backup(store: Store, servicer: PromptsServicer) -> None:
+    """Takes the backup unless another instance already claimed this minute's run."""
+    slot = utc_now().strftime("%Y-%m-%dT%H:%M")
+    claim = await store.commit([Check(META, f"backup:{slot}", None)], [Set(META, f"backup:{slot}", b"", _CLAIM_TTL_MS)])
+    if not claim.ok:
+        logger.info("scheduled backup %s taken by another instance", slot)
+        return
+    _, info = await servicer.take_backup("scheduled")
+    logger.info("scheduled backup %s stored", info.id, extra={"count": info.count, "size_bytes": info.size_bytes})
+
+
+async def build_server(config: PromptsConfig, store: Store | None = None) -> RunningServer:
+    """Starts the prompts server; opens the configured store unless one is passed in (tests share one)."""
+    schedule = CronSchedule.parse(config.backup_cron) if config.backup_cron else None
+    owned = store is None
+    active_store = store if store is not None else open_store(config.redis_url, config.data_dir)
+    repository = PromptRepository(active_store)
+    metrics = ServiceMetrics()
+    cache = ReadCache(repository.generation, metrics.registry, enabled=config.cache_enabled)
+    pool, service_names = load_pool(default_descriptor_path())
+    servicer = PromptsServicer(
+        repository,
+        active_store,
+        cache,
+        BackupStore(active_store, retention_days=config.backup_retention_days),
+        admin_token=config.admin_token,
+        ttls=CacheTtls(config.cache_get_ttl_s, config.cache_list_ttl_s),
+        environment=config.environment,
+        routes=http_routes(pool, service_names),
+    )
+
+    def register(server: grpc.aio.Server) -> None:
+        prompts_pb2_grpc.add_PromptsServiceServicer_to_server(servicer, server)
+
+    closers = []
+    if schedule is not None:
+        task = asyncio.ensure_future(run_on_schedule(schedule, lambda: _scheduled_backup(active_store, servicer)))
+        logger.info("scheduled backups: %s", schedule)
+
+        async def stop_schedule() -> None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+        closers.append(stop_schedule)
+    if owned:
+        closers.insert(0, active_store.close)
+    return await start_server(config.server, [SERVICE_NAME], register, closers=closers, metrics=metrics)
