@@ -130,11 +130,18 @@ class Suite:
     """`python -m services` with explicit free ports, in its own work dir, stopped by PID."""
 
     def __init__(
-        self, work_dir: Path, *, redis_url: str | None, kv_workers: int = 2, startup_timeout_s: float = 90.0
+        self,
+        work_dir: Path,
+        *,
+        redis_url: str | None,
+        kv_workers: int = 2,
+        extra_env: Mapping[str, str] | None = None,
+        startup_timeout_s: float = 90.0,
     ) -> None:
         self.work_dir = work_dir
         self.redis_url = redis_url
         self.kv_workers = kv_workers
+        self.extra_env = dict(extra_env or {})
         self.startup_timeout_s = startup_timeout_s
         self.url = ""
         self._process: subprocess.Popen[bytes] | None = None
@@ -154,6 +161,7 @@ class Suite:
         env["SPARK_PROMPTS_METRICS_PORT"] = "0"
         if self.redis_url:
             env["REDIS_URL"] = self.redis_url
+        env.update(self.extra_env)
         return env
 
     def start(self, attempts: int = 3) -> None:

@@ -1,6 +1,7 @@
 -- wrk script for `python -m benchmarks.kv`: GET or POST over a fixed set of preloaded keys.
 --
 --   wrk -t2 -c16 -d10s --latency -s kv.lua http://127.0.0.1:PORT -- <get|set> <keys> <key prefix> <value bytes>
+--   wrk -t2 -c16 -d10s --latency -s kv.lua http://127.0.0.1:PORT -- path <path and query>
 --
 -- Requests are built once in init() so the load loop only hands out strings.
 -- Non-2xx responses are counted per status code (wrk's own counter only sees
@@ -21,19 +22,25 @@ local function body(i, size)
 end
 
 function init(args)
-  local op, count, prefix, size = args[1], tonumber(args[2]), args[3], tonumber(args[4])
-  assert(op == "get" or op == "set", "first argument must be get or set")
+  local op = args[1]
+  assert(op == "get" or op == "set" or op == "path", "first argument must be get, set or path")
   requests = {}
-  for i = 1, count do
-    local path = string.format("/_spark/kv/%s%06d", prefix, i)
-    if op == "get" then
-      requests[i] = wrk.format("GET", path)
-    else
-      requests[i] = wrk.format("POST", path, { ["Content-Type"] = "text/plain" }, body(i, size))
+  if op == "path" then
+    -- One fixed GET, e.g. `path /v1/prompts/default?namespace=bench`.
+    requests[1] = wrk.format("GET", args[2])
+  else
+    local count, prefix, size = tonumber(args[2]), args[3], tonumber(args[4])
+    for i = 1, count do
+      local path = string.format("/_spark/kv/%s%06d", prefix, i)
+      if op == "get" then
+        requests[i] = wrk.format("GET", path)
+      else
+        requests[i] = wrk.format("POST", path, { ["Content-Type"] = "text/plain" }, body(i, size))
+      end
     end
   end
   -- Threads start far apart so they do not walk the same keys in lockstep.
-  cursor = (id * 7919) % count
+  cursor = (id * 7919) % #requests
   non2xx = 0
   statuses = {}
 end
