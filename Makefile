@@ -61,6 +61,7 @@ lint: install-dev test-deps
 
 bench: install-dev test-deps
 	$(PY) -m benchmarks.kv
+	$(PY) -m benchmarks.prompts
 
 clean:
 	rm -rf $(VENV) $(CACHE) var

@@ -10,13 +10,16 @@ from typing import Any
 import orjson
 
 from services.common.errors import FieldViolation, InvalidArgument, NotFound
-from services.common.store import Set, Store
+from services.common.store import Check, Set, Store
 from services.prompts.model import Prompt, now_iso
 
 FORMAT_VERSION = 1
 BACKUPS = "prompts:backups"
 BACKUP_INDEX = "prompts:backup_index"
 DAY_MS = 24 * 3600 * 1000
+CLAIMS = "prompts:backup_claims"
+# A claim outlives any run of the job it guards.
+_CLAIM_TTL_MS = 6 * 3600 * 1000
 
 
 def export_document(prompts: Sequence[Prompt]) -> bytes:
@@ -124,6 +127,11 @@ class BackupStore:
             ],
         )
         return info
+
+    async def claim(self, slot: str) -> bool:
+        """True for exactly one of the instances that ask for the same scheduled slot."""
+        result = await self._store.commit([Check(CLAIMS, slot, None)], [Set(CLAIMS, slot, b"", _CLAIM_TTL_MS)])
+        return result.ok
 
     async def list(self) -> list[BackupInfo]:
         entries = await self._store.list(BACKUP_INDEX, limit=10_000)

@@ -13,26 +13,23 @@ from services.common.descriptors import default_descriptor_path, load_pool
 from services.common.metrics import ServiceMetrics
 from services.common.routes import http_routes
 from services.common.server import RunningServer, start_server
-from services.common.store import Check, Set, Store, open_store
+from services.common.store import Store, open_store
 from services.prompts.backups import BackupStore
 from services.prompts.cache import ReadCache
 from services.prompts.config import PromptsConfig
 from services.prompts.cron import CronSchedule, run_on_schedule, utc_now
-from services.prompts.repository import META, PromptRepository
+from services.prompts.repository import PromptRepository
 from services.prompts.service import CacheTtls, PromptsServicer
 
 logger = logging.getLogger(__name__)
 
 SERVICE_NAME = prompts_pb2.DESCRIPTOR.services_by_name["PromptsService"].full_name
-# One instance takes each scheduled backup; the claim outlives any run.
-_CLAIM_TTL_MS = 6 * 3600 * 1000
 
 
-async def _scheduled_backup(store: Store, servicer: PromptsServicer) -> None:
+async def _scheduled_backup(backups: BackupStore, servicer: PromptsServicer) -> None:
     """Takes the backup unless another instance already claimed this minute's run."""
     slot = utc_now().strftime("%Y-%m-%dT%H:%M")
-    claim = await store.commit([Check(META, f"backup:{slot}", None)], [Set(META, f"backup:{slot}", b"", _CLAIM_TTL_MS)])
-    if not claim.ok:
+    if not await backups.claim(slot):
         logger.info("scheduled backup %s taken by another instance", slot)
         return
     _, info = await servicer.take_backup("scheduled")
@@ -48,11 +45,12 @@ async def build_server(config: PromptsConfig, store: Store | None = None) -> Run
     metrics = ServiceMetrics()
     cache = ReadCache(repository.generation, metrics.registry, enabled=config.cache_enabled)
     pool, service_names = load_pool(default_descriptor_path())
+    backups = BackupStore(active_store, retention_days=config.backup_retention_days)
     servicer = PromptsServicer(
         repository,
         active_store,
         cache,
-        BackupStore(active_store, retention_days=config.backup_retention_days),
+        backups,
         admin_token=config.admin_token,
         ttls=CacheTtls(config.cache_get_ttl_s, config.cache_list_ttl_s),
         environment=config.environment,
@@ -64,7 +62,7 @@ async def build_server(config: PromptsConfig, store: Store | None = None) -> Run
 
     closers = []
     if schedule is not None:
-        task = asyncio.ensure_future(run_on_schedule(schedule, lambda: _scheduled_backup(active_store, servicer)))
+        task = asyncio.ensure_future(run_on_schedule(schedule, lambda: _scheduled_backup(backups, servicer)))
         logger.info("scheduled backups: %s", schedule)
 
         async def stop_schedule() -> None:

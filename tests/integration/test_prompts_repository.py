@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from services.common.errors import AlreadyExists, FailedPrecondition, NotFound
+from services.prompts.backups import BackupStore
+from services.prompts.cache import ReadCache
 from services.prompts.model import Changes, Draft, ListQuery
 from services.prompts.repository import PromptRepository
 from tests.integration.conftest import StoreFactory
@@ -87,3 +90,39 @@ async def test_every_change_moves_the_generation(store_factory: StoreFactory) ->
     await repo.delete(prompt.id, actor="t")
     seen.add(await repo.generation())
     assert len(seen) == 5
+
+
+async def test_one_instance_takes_each_scheduled_backup(store_factory: StoreFactory) -> None:
+    first, second = BackupStore(store_factory(), retention_days=30), BackupStore(store_factory(), retention_days=30)
+    claims = await asyncio.gather(*((first if i % 2 else second).claim("2026-11-23T03:00") for i in range(10)))
+    assert sum(claims) == 1
+    assert await first.claim("2026-11-24T03:00")
+
+
+async def test_backups_are_listed_newest_first_and_loadable(store_factory: StoreFactory) -> None:
+    backups = BackupStore(store_factory(), retention_days=30)
+    older = await backups.save(b'{"a":1}', 1, "scheduled")
+    newer = await backups.save(b'{"b":2}', 2, "manual")
+    assert [b.id for b in await backups.list()] == [newer.id, older.id]
+    assert await backups.load(older.id) == b'{"a":1}'
+    with pytest.raises(NotFound):
+        await backups.load("missing")
+
+
+async def test_the_cache_serves_hits_and_drops_everything_after_any_write(store_factory: StoreFactory) -> None:
+    writer, reader = PromptRepository(store_factory()), PromptRepository(store_factory())
+    cache = ReadCache(reader.generation, CollectorRegistry())
+    prompt = await writer.create(draft("c"), make_default=True, actor="t")
+    loads = 0
+
+    async def load() -> int:
+        nonlocal loads
+        loads += 1
+        return (await reader.get_default("ns", "en")).id
+
+    assert await cache.get_or_load("default", "k", 300, load) == prompt.id
+    assert await cache.get_or_load("default", "k", 300, load) == prompt.id
+    assert loads == 1
+    other = await writer.create(draft("d"), make_default=True, actor="t")
+    assert await cache.get_or_load("default", "k", 300, load) == other.id
+    assert loads == 2
