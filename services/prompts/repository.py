@@ -96,11 +96,14 @@ class PromptRepository:
         entry = await self._store.get(BY_ID, id_key(prompt_id))
         return None if entry is None else _Loaded(_decode(entry), entry.versionstamp)
 
-    async def get(self, prompt_id: int) -> Prompt:
+    async def _load_existing(self, prompt_id: int) -> _Loaded:
         loaded = await self._load(prompt_id)
         if loaded is None:
             raise NotFound(f"prompt {prompt_id} not found", reason="PROMPT_NOT_FOUND", metadata={"id": str(prompt_id)})
-        return loaded.prompt
+        return loaded
+
+    async def get(self, prompt_id: int) -> Prompt:
+        return (await self._load_existing(prompt_id)).prompt
 
     async def get_default(self, namespace: str, lang: str) -> Prompt:
         pointer = await self._store.get(DEFAULTS, default_key(namespace, lang))
@@ -214,11 +217,7 @@ class PromptRepository:
 
     async def update(self, prompt_id: int, changes: Changes, *, actor: str) -> Prompt:
         for _ in range(_ATTEMPTS):
-            loaded = await self._load(prompt_id)
-            if loaded is None:
-                raise NotFound(
-                    f"prompt {prompt_id} not found", reason="PROMPT_NOT_FOUND", metadata={"id": str(prompt_id)}
-                )
+            loaded = await self._load_existing(prompt_id)
             before = loaded.prompt
             after = changes.apply(before, now_iso())
             validate_prompt(after)
@@ -248,11 +247,7 @@ class PromptRepository:
 
     async def delete(self, prompt_id: int, *, actor: str) -> Prompt:
         for _ in range(_ATTEMPTS):
-            loaded = await self._load(prompt_id)
-            if loaded is None:
-                raise NotFound(
-                    f"prompt {prompt_id} not found", reason="PROMPT_NOT_FOUND", metadata={"id": str(prompt_id)}
-                )
+            loaded = await self._load_existing(prompt_id)
             prompt = loaded.prompt
             change = _Change()
             change.expect(BY_ID, id_key(prompt_id), loaded.versionstamp)
@@ -272,11 +267,7 @@ class PromptRepository:
 
     async def set_default(self, prompt_id: int, *, actor: str) -> Prompt:
         for _ in range(_ATTEMPTS):
-            loaded = await self._load(prompt_id)
-            if loaded is None:
-                raise NotFound(
-                    f"prompt {prompt_id} not found", reason="PROMPT_NOT_FOUND", metadata={"id": str(prompt_id)}
-                )
+            loaded = await self._load_existing(prompt_id)
             before = loaded.prompt
             if not before.is_active:
                 raise FailedPrecondition(

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import concurrent.futures
 import itertools
-import sys
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import FAILED_KEY
 from tests.support.redis_server import RedisServer
 from tests.support.suite import RunningSuite
 
@@ -33,14 +31,6 @@ def suite(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     running = RunningSuite.start(tmp_path_factory.mktemp(f"prompts-{request.param}"), env)
     yield running
     running.stop()
-
-
-@pytest.fixture
-def http(suite: RunningSuite, request: pytest.FixtureRequest) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=suite.base_url, timeout=30.0) as client:
-        yield client
-    if request.node.stash.get(FAILED_KEY, False):
-        sys.stderr.write(suite.logs())
 
 
 _names = itertools.count(1)
