@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.common.config import EnvReader, ServerConfig, read_server_config
+from services.common.errors import InvalidArgument
+from services.prompts.cron import CronSchedule
 
 DEFAULT_PORT = 50053
 MIB = 1024 * 1024
@@ -32,6 +34,11 @@ class PromptsConfig:
 def read_config(environ: Mapping[str, str] | None = None) -> PromptsConfig:
     env = EnvReader(os.environ if environ is None else environ)
     cron = env.text("SPARK_PROMPTS_BACKUP_CRON", "0 3 * * *")
+    if cron.lower() != "off":
+        try:
+            CronSchedule.parse(cron)
+        except InvalidArgument as error:
+            env.problem(f"SPARK_PROMPTS_BACKUP_CRON={cron!r}: {error.message}")
     config = PromptsConfig(
         # Restores carry a whole export.
         server=read_server_config(env, "prompts", default_port=DEFAULT_PORT, max_message_bytes=64 * MIB),

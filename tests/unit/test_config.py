@@ -11,6 +11,7 @@ from services.common.config import ConfigError, EnvReader
 from services.kv.config import read_config as read_kv_config
 from services.launcher import read_config as read_launcher_config
 from services.meta.config import read_config as read_meta_config
+from services.prompts.config import read_config as read_prompts_config
 
 
 def test_every_problem_is_reported_together() -> None:
@@ -83,3 +84,11 @@ def test_launcher_rejects_unknown_services() -> None:
     assert len(set(metrics)) == 5
     off = read_launcher_config({"SPARK_KV_METRICS_PORT": "-1"})
     assert [i.metrics_port for i in off.instances if i.service == "kv"] == [-1, -1]
+
+
+def test_prompts_config_checks_the_backup_schedule() -> None:
+    assert read_prompts_config({}).backup_cron == "0 3 * * *"
+    assert read_prompts_config({"SPARK_PROMPTS_BACKUP_CRON": "off"}).backup_cron is None
+    with pytest.raises(ConfigError, match="SPARK_PROMPTS_BACKUP_CRON"):
+        read_prompts_config({"SPARK_PROMPTS_BACKUP_CRON": "61 * * * *"})
+    assert "secret" not in repr(read_prompts_config({"ADMIN_TOKEN": "secret"}))
