@@ -96,28 +96,6 @@ def _typed_list(data: Mapping[str, Any], key: str, where: str) -> list[str]:
     return value
 
 
-def validate_fields(
-    *, namespace: str, name: str, version: int, lang: str, text: str, tags: tuple[str, ...], where: str = ""
-) -> None:
-    """The rules every stored prompt obeys; raises InvalidArgument naming the first field that breaks one."""
-    prefix = f"{where}." if where else ""
-    for field, value in (("namespace", namespace), ("name", name), ("lang", lang)):
-        if not value.strip():
-            raise _invalid(prefix + field, "is required")
-        if len(value) > MAX_NAME_CHARS:
-            raise _invalid(prefix + field, f"is longer than {MAX_NAME_CHARS} characters")
-    if not 1 <= version <= 1_000_000:
-        raise _invalid(prefix + "version", "must be between 1 and 1000000")
-    if not text:
-        raise _invalid(prefix + "text", "is required")
-    if len(text) > MAX_TEXT_CHARS:
-        raise _invalid(prefix + "text", f"is {len(text)} characters, over the limit of {MAX_TEXT_CHARS}")
-    if len(tags) > MAX_TAGS or any(not tag or len(tag) > MAX_TAG_CHARS for tag in tags):
-        raise _invalid(
-            prefix + "tags", f"must be at most {MAX_TAGS} non-empty tags of up to {MAX_TAG_CHARS} characters"
-        )
-
-
 @dataclass(frozen=True, slots=True)
 class Draft:
     """A prompt to create."""
@@ -210,12 +188,20 @@ def sort_key(prompt: Prompt) -> tuple[int, str, int, int]:
 
 
 def validate_prompt(prompt: Prompt | Draft, where: str = "") -> None:
-    validate_fields(
-        namespace=prompt.namespace,
-        name=prompt.name,
-        version=prompt.version,
-        lang=prompt.lang,
-        text=prompt.text,
-        tags=prompt.tags,
-        where=where,
-    )
+    """The rules every stored prompt obeys; raises InvalidArgument naming the first field that breaks one."""
+    prefix = f"{where}." if where else ""
+    for field, value in (("namespace", prompt.namespace), ("name", prompt.name), ("lang", prompt.lang)):
+        if not value.strip():
+            raise _invalid(prefix + field, "is required")
+        if len(value) > MAX_NAME_CHARS:
+            raise _invalid(prefix + field, f"is longer than {MAX_NAME_CHARS} characters")
+    if not 1 <= prompt.version <= 1_000_000:
+        raise _invalid(prefix + "version", "must be between 1 and 1000000")
+    if not prompt.text:
+        raise _invalid(prefix + "text", "is required")
+    if len(prompt.text) > MAX_TEXT_CHARS:
+        raise _invalid(prefix + "text", f"is {len(prompt.text)} characters, over the limit of {MAX_TEXT_CHARS}")
+    if len(prompt.tags) > MAX_TAGS or any(not tag or len(tag) > MAX_TAG_CHARS for tag in prompt.tags):
+        raise _invalid(
+            prefix + "tags", f"must be at most {MAX_TAGS} non-empty tags of up to {MAX_TAG_CHARS} characters"
+        )
