@@ -279,3 +279,18 @@ def test_no_instance_serves_a_stale_default_after_a_write(http: httpx.Client) ->
         assert http.put(f"/v1/prompts/{second['id']}/default", headers=ADMIN).status_code == 200
         seen = {http.get("/v1/prompts/default", params={"namespace": ns}).json()["id"] for _ in range(10)}
         assert seen == {second["id"]}
+
+
+def test_cache_hits_and_misses_are_counted(http: httpx.Client, suite: RunningSuite) -> None:
+    new_prompt(http, namespace="metrics", make_default=True)
+    for _ in range(50):
+        assert http.get("/v1/prompts/default", params={"namespace": "metrics"}).status_code == 200
+    text = httpx.get(f"http://127.0.0.1:{suite.ports['prompts_metrics']}/metrics").text
+    counts = {
+        result: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        for result in ("hit", "miss")
+        if line.startswith(f'prompts_cache_lookups_total{{kind="default",result="{result}"}}')
+    }
+    assert counts["miss"] >= 1
+    assert counts["hit"] >= 1
