@@ -1,0 +1,1 @@
+"""Local stand-ins for external services that speak their real wire protocols."""

@@ -1,0 +1,793 @@
+"""A local LLM provider for tests that speaks the real HTTP wire protocols of OpenAI and Anthropic.
+
+One asyncio HTTP/1.1 server (stdlib only) answers the OpenAI Chat Completions API, which GitHub
+Models, OpenRouter and Zhipu BigModel speak too, and the Anthropic Messages API, so tests can drive
+the official `openai` and `anthropic` SDKs, or a service built on them, against it. A test scripts
+what the provider does (reply, delays, failures) and asserts what the client sent (`requests`) and
+whether it hung up (`disconnects`).
+
+    async with running_fake(reply="Hi") as fake:
+        client = openai.AsyncOpenAI(base_url=fake.openai_base_url, api_key="k")
+
+    with FakeProviderThread() as fake:  # sync tests, and services run as subprocesses
+        subprocess.run(..., env={**os.environ, **fake.env()})
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import itertools
+import json
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from http import HTTPStatus
+from types import TracebackType
+from typing import Any, Literal, Self, TypeVar
+from urllib.parse import urlsplit
+
+DEFAULT_REPLY = "Hello from the fake"
+DEFAULT_JSON_REPLY = '{"ok": true}'
+DEFAULT_MODELS = ("gpt-4o-mini", "claude-haiku-4-5")
+
+Api = Literal["openai", "anthropic", "other"]
+
+_MAX_HEAD_BYTES = 64 * 1024
+# Base64 images make large request bodies; this only guards against a runaway client.
+_MAX_BODY_BYTES = 64 * 1024 * 1024
+_READ_SIZE = 64 * 1024
+_STOP_TIMEOUT_S = 10.0
+
+# What the real APIs put in `error.type` (and OpenAI in `error.code`) for each status.
+_OPENAI_ERRORS: dict[int, tuple[str, str | None]] = {
+    400: ("invalid_request_error", None),
+    401: ("invalid_request_error", "invalid_api_key"),
+    403: ("invalid_request_error", None),
+    404: ("invalid_request_error", "model_not_found"),
+    429: ("requests", "rate_limit_exceeded"),
+}
+_ANTHROPIC_ERRORS: dict[int, str] = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedRequest:
+    """One HTTP request as the fake received it."""
+
+    method: str
+    path: str
+    query: str
+    # Names lower-cased; a repeated header's values joined with ", ".
+    headers: dict[str, str]
+    # The parsed JSON body; None when the body was empty or not JSON.
+    body: Any
+    raw_body: bytes
+    # The TCP connection that carried it: requests with the same number reused one connection.
+    connection: int
+
+    @property
+    def api(self) -> Api:
+        """Which provider API the path belongs to (`/models` is told apart by `anthropic-version`)."""
+        if self.path.endswith("/chat/completions"):
+            return "openai"
+        if self.path.endswith("/v1/messages"):
+            return "anthropic"
+        if self.path.endswith("/models"):
+            return "anthropic" if "anthropic-version" in self.headers else "openai"
+        return "other"
+
+    @property
+    def stream(self) -> bool:
+        return isinstance(self.body, dict) and self.body.get("stream") is True
+
+    @property
+    def has_image(self) -> bool:
+        """Whether a message carries an image part: `image_url` for OpenAI, an `image` block for Anthropic."""
+        return any(_is_image(part, self.api) for part in _content_parts(self.body))
+
+
+class FakeProvider:
+    """What the fake provider answers, scripted per test, and what it saw.
+
+    Settings may be changed at any time; each request reads them when it arrives.
+    """
+
+    def __init__(
+        self,
+        *,
+        reply: str = DEFAULT_REPLY,
+        json_reply: str = DEFAULT_JSON_REPLY,
+        anthropic_fenced_json: bool = False,
+        chunk_chars: int = 4,
+        delay_s: float = 0.0,
+        gap_s: float = 0.0,
+        models: tuple[str, ...] = DEFAULT_MODELS,
+    ) -> None:
+        # The reply text; a stream sends it in deltas of `chunk_chars` characters.
+        self.reply = reply
+        # The reply when the request asks for JSON (OpenAI `response_format`, Anthropic `output_config.format`).
+        self.json_reply = json_reply
+        # Anthropic replies become `json_reply` inside a ```json fence, as Claude tends to answer "reply in JSON".
+        self.anthropic_fenced_json = anthropic_fenced_json
+        self.chunk_chars = chunk_chars
+        # Seconds before the first byte of a completion, and between two deltas of a stream.
+        self.delay_s = delay_s
+        self.gap_s = gap_s
+        self.models = models
+
+        self.requests: list[RecordedRequest] = []
+        # Clients that hung up before their response was complete, and an event set on the first
+        # (await it on the serving loop; from another thread use FakeProviderThread.wait_for_disconnect).
+        self.disconnects = 0
+        self.disconnected = asyncio.Event()
+        # Exceptions inside the fake itself; leaving `serving()` with any of them fails the test.
+        self.errors: list[BaseException] = []
+        self.url = ""
+
+        self._failures: deque[_Failure] = deque()
+        self._stream_breaks: deque[int] = deque()
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._disconnected_any_thread = threading.Event()
+
+    @property
+    def openai_base_url(self) -> str:
+        """The `base_url` for `openai` clients (the SDK appends `/chat/completions`)."""
+        return f"{self._require_url()}/v1"
+
+    @property
+    def anthropic_base_url(self) -> str:
+        """The `base_url` for `anthropic` clients (the SDK appends `/v1/messages`)."""
+        return self._require_url()
+
+    def env(self) -> dict[str, str]:
+        """The variables that point the official SDKs, in any process, at this fake."""
+        return {"OPENAI_BASE_URL": self.openai_base_url, "ANTHROPIC_BASE_URL": self.anthropic_base_url}
+
+    def fail_next(self, n: int, status: int, retry_after: float | None = None, message: str | None = None) -> None:
+        """The next `n` requests get HTTP `status` with the API's error body (and `Retry-After`, if given)."""
+        failure = _Failure(status, retry_after, message or _phrase(status))
+        with self._lock:
+            self._failures.extend([failure] * n)
+
+    def fail_mid_stream(self, n: int = 1, after_deltas: int = 1) -> None:
+        """The next `n` streams send `after_deltas` deltas, then the connection drops without a final event."""
+        with self._lock:
+            self._stream_breaks.extend([after_deltas] * n)
+
+    @contextlib.asynccontextmanager
+    async def serving(self) -> AsyncIterator[Self]:
+        """Listens on 127.0.0.1 and a free port on the running loop until the block ends."""
+        server = _Server(self)
+        self.url = f"http://127.0.0.1:{await server.start()}"
+        try:
+            yield self
+        finally:
+            await server.stop()
+        self._raise_errors()
+
+    def _require_url(self) -> str:
+        if not self.url:
+            raise RuntimeError("the fake provider is not serving yet")
+        return self.url
+
+    def _raise_errors(self) -> None:
+        if self.errors:
+            raise AssertionError(f"the fake provider failed: {self.errors[0]!r}") from self.errors[0]
+
+    def _take(self, queue: deque[_T]) -> _T | None:
+        with self._lock:
+            return queue.popleft() if queue else None
+
+    def _record_disconnect(self) -> None:
+        self.disconnects += 1
+        self.disconnected.set()
+        self._disconnected_any_thread.set()
+
+    async def _respond(self, connection: _Connection, request: RecordedRequest) -> None:
+        self.requests.append(request)
+        api = request.api
+        is_models = request.path.endswith("/models")
+        if api == "other" or request.method != ("GET" if is_models else "POST"):
+            await self._send_error(connection, api, _Failure(404, None, f"Unknown URL {request.method} {request.path}"))
+            return
+        if failure := self._take(self._failures):
+            await self._send_error(connection, api, failure)
+            return
+        if is_models:
+            await self._send_models(connection, api)
+            return
+        if problem := _invalid(request):
+            await self._send_error(connection, api, _Failure(400, None, problem))
+            return
+        reply = self._plan(request)
+        await asyncio.sleep(self.delay_s)
+        if api == "openai":
+            send = self._openai_stream if request.stream else self._openai_completion
+        else:
+            send = self._anthropic_stream if request.stream else self._anthropic_message
+        await send(connection, request, reply)
+
+    def _plan(self, request: RecordedRequest) -> _Reply:
+        body = request.body
+        text = self._reply_text(request)
+        size = max(1, self.chunk_chars)
+        deltas = [text[i : i + size] for i in range(0, len(text), size)]
+        limit = next((v for k in ("max_completion_tokens", "max_tokens") if type(v := body.get(k)) is int), None)
+        truncated = limit is not None and 0 <= limit < len(deltas)
+        return _Reply(
+            id=next(self._ids),
+            model=body["model"],
+            deltas=deltas[:limit] if truncated else deltas,
+            truncated=truncated,
+            input_tokens=sum(len(_part_text(part).split()) for part in _content_parts(body)),
+            break_after=self._take(self._stream_breaks) if request.stream else None,
+        )
+
+    def _reply_text(self, request: RecordedRequest) -> str:
+        body = request.body
+        if request.api == "anthropic":
+            if self.anthropic_fenced_json:
+                return f"```json\n{self.json_reply}\n```"
+            output_config = body.get("output_config")
+            wants_json = isinstance(output_config, dict) and isinstance(output_config.get("format"), dict)
+        else:
+            response_format = body.get("response_format")
+            wants_json = isinstance(response_format, dict) and response_format.get("type") in (
+                "json_object",
+                "json_schema",
+            )
+        return self.json_reply if wants_json else self.reply
+
+    async def _send_deltas(self, connection: _Connection, reply: _Reply, frame: Callable[[str], bytes]) -> bool:
+        """Sends the deltas `gap_s` apart; False when the script dropped the connection instead of finishing."""
+        for index, text in enumerate(reply.deltas):
+            if index == reply.break_after:
+                break
+            if index:
+                await asyncio.sleep(self.gap_s)
+            await connection.send_chunk(frame(text))
+        if reply.break_after is None:
+            return True
+        connection.abort()
+        return False
+
+    async def _openai_completion(self, connection: _Connection, request: RecordedRequest, reply: _Reply) -> None:
+        payload = {
+            "id": f"chatcmpl-fake{reply.id}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": reply.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "".join(reply.deltas), "refusal": None},
+                    "logprobs": None,
+                    "finish_reason": "length" if reply.truncated else "stop",
+                }
+            ],
+            "usage": _openai_usage(reply),
+            "system_fingerprint": "fp_fake",
+        }
+        await connection.send_response(200, _headers("openai", reply.id), _dumps(payload))
+
+    async def _openai_stream(self, connection: _Connection, request: RecordedRequest, reply: _Reply) -> None:
+        options = request.body.get("stream_options")
+        include_usage = isinstance(options, dict) and options.get("include_usage") is True
+        common = {
+            "id": f"chatcmpl-fake{reply.id}",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": reply.model,
+            "system_fingerprint": "fp_fake",
+        }
+
+        def chunk(choices: list[dict[str, Any]], usage: dict[str, int] | None = None) -> bytes:
+            # With include_usage every chunk carries "usage": null except the last one.
+            frame = {**common, "choices": choices, **({"usage": usage} if include_usage else {})}
+            return b"data: " + _dumps(frame) + b"\n\n"
+
+        def choice(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+            return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+
+        await connection.start_stream(_headers("openai", reply.id, sse=True))
+        await connection.send_chunk(chunk([choice({"role": "assistant", "content": "", "refusal": None})]))
+        if not await self._send_deltas(connection, reply, lambda text: chunk([choice({"content": text})])):
+            return
+        await connection.send_chunk(chunk([choice({}, "length" if reply.truncated else "stop")]))
+        if include_usage:
+            await connection.send_chunk(chunk([], _openai_usage(reply)))
+        await connection.send_chunk(b"data: [DONE]\n\n")
+        await connection.end_stream()
+
+    async def _anthropic_message(self, connection: _Connection, request: RecordedRequest, reply: _Reply) -> None:
+        payload = {
+            "id": f"msg_fake{reply.id}",
+            "type": "message",
+            "role": "assistant",
+            "model": reply.model,
+            "content": [{"type": "text", "text": "".join(reply.deltas)}],
+            "stop_reason": "max_tokens" if reply.truncated else "end_turn",
+            "stop_sequence": None,
+            "usage": {"input_tokens": reply.input_tokens, "output_tokens": len(reply.deltas)},
+        }
+        await connection.send_response(200, _headers("anthropic", reply.id), _dumps(payload))
+
+    async def _anthropic_stream(self, connection: _Connection, request: RecordedRequest, reply: _Reply) -> None:
+        def event(payload: dict[str, Any]) -> bytes:
+            return f"event: {payload['type']}\ndata: ".encode() + _dumps(payload) + b"\n\n"
+
+        message: dict[str, Any] = {
+            "id": f"msg_fake{reply.id}",
+            "type": "message",
+            "role": "assistant",
+            "model": reply.model,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            # The real API reports a provisional output count here and the total in message_delta.
+            "usage": {"input_tokens": reply.input_tokens, "output_tokens": 1},
+        }
+        await connection.start_stream(_headers("anthropic", reply.id, sse=True))
+        await connection.send_chunk(event({"type": "message_start", "message": message}))
+        block_start = {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}
+        await connection.send_chunk(event(block_start))
+        await connection.send_chunk(event({"type": "ping"}))
+
+        def delta(text: str) -> bytes:
+            return event({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}})
+
+        if not await self._send_deltas(connection, reply, delta):
+            return
+        await connection.send_chunk(event({"type": "content_block_stop", "index": 0}))
+        stop = {"stop_reason": "max_tokens" if reply.truncated else "end_turn", "stop_sequence": None}
+        await connection.send_chunk(
+            event({"type": "message_delta", "delta": stop, "usage": {"output_tokens": len(reply.deltas)}})
+        )
+        await connection.send_chunk(event({"type": "message_stop"}))
+        await connection.end_stream()
+
+    async def _send_models(self, connection: _Connection, api: Api) -> None:
+        number = next(self._ids)
+        if api == "anthropic":
+            data: list[dict[str, Any]] = [
+                {
+                    "type": "model",
+                    "id": model,
+                    "display_name": model,
+                    "created_at": "2025-01-01T00:00:00Z",
+                    "lifecycle": "active",
+                }
+                for model in self.models
+            ]
+            ids = [model["id"] for model in data]
+            payload: dict[str, Any] = {
+                "data": data,
+                "has_more": False,
+                "first_id": ids[0] if ids else None,
+                "last_id": ids[-1] if ids else None,
+            }
+        else:
+            data = [
+                {"id": model, "object": "model", "created": 1_700_000_000, "owned_by": "fake"} for model in self.models
+            ]
+            payload = {"object": "list", "data": data}
+        await connection.send_response(200, _headers(api, number), _dumps(payload))
+
+    async def _send_error(self, connection: _Connection, api: Api, failure: _Failure) -> None:
+        number = next(self._ids)
+        headers = _headers(api, number)
+        if failure.retry_after is not None:
+            headers["Retry-After"] = f"{failure.retry_after:g}"
+        payload: dict[str, Any]
+        if api == "anthropic":
+            error = {"type": _ANTHROPIC_ERRORS.get(failure.status, "api_error"), "message": failure.message}
+            payload = {"type": "error", "error": error, "request_id": f"req_fake{number}"}
+        else:
+            default = ("server_error", None) if failure.status >= 500 else ("invalid_request_error", None)
+            error_type, code = _OPENAI_ERRORS.get(failure.status, default)
+            payload = {"error": {"message": failure.message, "type": error_type, "param": None, "code": code}}
+        await connection.send_response(failure.status, headers, _dumps(payload))
+
+
+class FakeProviderThread(FakeProvider):
+    """The same fake on an event loop of its own in a background thread, for sync tests and for
+    services run as subprocesses (point them at it with `env()`)."""
+
+    _thread: threading.Thread | None = None
+    _loop: asyncio.AbstractEventLoop | None = None
+    _stop_requested: asyncio.Event | None = None
+
+    def start(self) -> Self:
+        ready = threading.Event()
+        self._thread = threading.Thread(target=self._main, args=(ready,), name="fake-llm-provider", daemon=True)
+        self._thread.start()
+        if not ready.wait(_STOP_TIMEOUT_S) or not self.url:
+            self._raise_errors()
+            raise RuntimeError("the fake provider did not start")
+        return self
+
+    def stop(self) -> None:
+        self._shut_down()
+        self._raise_errors()
+
+    def wait_for_disconnect(self, timeout_s: float) -> bool:
+        """Blocks until a client has hung up mid-response (True) or `timeout_s` passes (False)."""
+        return self._disconnected_any_thread.wait(timeout_s)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self._shut_down()
+        if exc is None:
+            self._raise_errors()
+
+    def _shut_down(self) -> None:
+        if self._thread is None:
+            return
+        if self._loop is not None and self._stop_requested is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has already ended
+                self._loop.call_soon_threadsafe(self._stop_requested.set)
+        self._thread.join(_STOP_TIMEOUT_S)
+        if self._thread.is_alive():
+            raise RuntimeError("the fake provider thread did not stop")
+        self._thread = None
+
+    def _main(self, ready: threading.Event) -> None:
+        try:
+            asyncio.run(self._serve_until_stopped(ready))
+        except BaseException as error:  # reported by start() and stop() in the test's thread
+            self.errors.append(error)
+        finally:
+            ready.set()
+
+    async def _serve_until_stopped(self, ready: threading.Event) -> None:
+        server = _Server(self)
+        self._loop = asyncio.get_running_loop()
+        self._stop_requested = asyncio.Event()
+        self.url = f"http://127.0.0.1:{await server.start()}"
+        ready.set()
+        try:
+            await self._stop_requested.wait()
+        finally:
+            await server.stop()
+
+
+@contextlib.asynccontextmanager
+async def running_fake(
+    *,
+    reply: str = DEFAULT_REPLY,
+    json_reply: str = DEFAULT_JSON_REPLY,
+    anthropic_fenced_json: bool = False,
+    chunk_chars: int = 4,
+    delay_s: float = 0.0,
+    gap_s: float = 0.0,
+    models: tuple[str, ...] = DEFAULT_MODELS,
+) -> AsyncIterator[FakeProvider]:
+    """A `FakeProvider` serving on the running loop for the duration of the block."""
+    fake = FakeProvider(
+        reply=reply,
+        json_reply=json_reply,
+        anthropic_fenced_json=anthropic_fenced_json,
+        chunk_chars=chunk_chars,
+        delay_s=delay_s,
+        gap_s=gap_s,
+        models=models,
+    )
+    async with fake.serving():
+        yield fake
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    status: int
+    retry_after: float | None
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Reply:
+    id: int
+    model: str
+    deltas: list[str]
+    # Cut short by the request's max_tokens: finish_reason "length" / stop_reason "max_tokens".
+    truncated: bool
+    input_tokens: int
+    # Deltas to send before dropping the connection; None for a complete response.
+    break_after: int | None
+
+
+def _invalid(request: RecordedRequest) -> str | None:
+    """What the real API would reject the body for, in its words; None when it is acceptable."""
+    body = request.body
+    if not isinstance(body, dict):
+        return "The request body is not a valid JSON object."
+    if not isinstance(body.get("model"), str):
+        return "model: Field required"
+    if not isinstance(body.get("messages"), list) or not body["messages"]:
+        return "messages: Field required"
+    if request.api == "anthropic" and type(body.get("max_tokens")) is not int:
+        return "max_tokens: Field required"
+    return None
+
+
+def _content_parts(body: Any) -> Iterator[Any]:
+    """Every piece of prompt content: Anthropic's top-level `system`, then each message's content."""
+    if not isinstance(body, dict):
+        return
+    yield from _as_parts(body.get("system"))
+    messages = body.get("messages")
+    for message in messages if isinstance(messages, list) else []:
+        if isinstance(message, dict):
+            yield from _as_parts(message.get("content"))
+
+
+def _as_parts(content: Any) -> list[Any]:
+    return content if isinstance(content, list) else [content]
+
+
+def _part_text(part: Any) -> str:
+    if isinstance(part, str):
+        return part
+    if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str):
+        return str(part["text"])
+    return ""
+
+
+def _is_image(part: Any, api: Api) -> bool:
+    if not isinstance(part, dict):
+        return False
+    if api == "anthropic":
+        return part.get("type") == "image" and isinstance(part.get("source"), dict)
+    return part.get("type") == "image_url" and isinstance(part.get("image_url"), dict)
+
+
+def _openai_usage(reply: _Reply) -> dict[str, int]:
+    completion = len(reply.deltas)
+    return {
+        "prompt_tokens": reply.input_tokens,
+        "completion_tokens": completion,
+        "total_tokens": reply.input_tokens + completion,
+    }
+
+
+def _headers(api: Api, number: int, *, sse: bool = False) -> dict[str, str]:
+    request_id = "request-id" if api == "anthropic" else "x-request-id"
+    content_type = "text/event-stream; charset=utf-8" if sse else "application/json"
+    return {"Content-Type": content_type, request_id: f"req_fake{number}"}
+
+
+def _dumps(payload: Any) -> bytes:
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Overloaded" if status == 529 else "Error"
+
+
+class _BadRequest(Exception):
+    """The bytes received are not an HTTP/1.1 request this server understands."""
+
+
+class _Connection:
+    """One client's TCP connection: buffered HTTP/1.1 request parsing and response writing."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, number: int) -> None:
+        self.number = number
+        self.keep_alive = True
+        self._reader = reader
+        self._writer = writer
+        self._buffer = bytearray()
+
+    async def read_request(self) -> RecordedRequest | None:
+        """The next request; None when the client closed the connection between requests."""
+        head = await self._read_until(b"\r\n\r\n", _MAX_HEAD_BYTES, at_start=True)
+        if head is None:
+            return None
+        request_line, *header_lines = head.decode("latin-1").split("\r\n")
+        method, target, version = [*request_line.split(" "), "", "", ""][:3]
+        if not method or not version.startswith("HTTP/1."):
+            raise _BadRequest(f"not an HTTP/1.x request line: {request_line!r}")
+        headers: dict[str, str] = {}
+        for line in header_lines:
+            name, colon, value = line.partition(":")
+            if not colon:
+                raise _BadRequest(f"malformed header line: {line!r}")
+            name, value = name.strip().lower(), value.strip()
+            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        tokens = headers.get("connection", "").lower()
+        self.keep_alive = "close" not in tokens if version == "HTTP/1.1" else "keep-alive" in tokens
+        if headers.get("expect", "").lower() == "100-continue":
+            await self.send(b"HTTP/1.1 100 Continue\r\n\r\n")
+        raw_body = await self._read_body(headers)
+        url = urlsplit(target)
+        return RecordedRequest(method, url.path, url.query, headers, _parse_json(raw_body), raw_body, self.number)
+
+    async def wait_until_peer_closes(self) -> None:
+        """Returns once the client hangs up; anything it sends meanwhile is kept for the next request."""
+        with contextlib.suppress(ConnectionError):
+            while await self._fill():
+                pass
+
+    async def send(self, data: bytes) -> None:
+        self._writer.write(data)
+        await self._writer.drain()
+
+    async def send_response(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        await self.send(self._head(status, {**headers, "Content-Length": str(len(body))}) + body)
+
+    async def start_stream(self, headers: dict[str, str]) -> None:
+        await self.send(self._head(200, {**headers, "Cache-Control": "no-cache", "Transfer-Encoding": "chunked"}))
+
+    async def send_chunk(self, data: bytes) -> None:
+        await self.send(b"%x\r\n%s\r\n" % (len(data), data))
+
+    async def end_stream(self) -> None:
+        await self.send(b"0\r\n\r\n")
+
+    def abort(self) -> None:
+        """Drops the connection at once, with no terminating chunk."""
+        self.keep_alive = False
+        self._writer.transport.abort()
+
+    async def close(self) -> None:
+        self._writer.close()
+        with contextlib.suppress(ConnectionError):
+            await self._writer.wait_closed()
+
+    def _head(self, status: int, headers: dict[str, str]) -> bytes:
+        lines = [f"HTTP/1.1 {status} {_phrase(status)}", f"Date: {email.utils.formatdate(usegmt=True)}"]
+        lines += [f"{name}: {value}" for name, value in headers.items()]
+        if not self.keep_alive:
+            lines.append("Connection: close")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+    async def _fill(self) -> bool:
+        data = await self._reader.read(_READ_SIZE)
+        self._buffer += data
+        return bool(data)
+
+    async def _read_until(self, separator: bytes, limit: int, *, at_start: bool = False) -> bytes | None:
+        while (end := self._buffer.find(separator)) < 0:
+            if len(self._buffer) > limit:
+                raise _BadRequest("header section too large")
+            if not await self._fill():
+                if at_start and not self._buffer:
+                    return None
+                raise _BadRequest("connection closed in the middle of a request")
+        data = bytes(self._buffer[:end])
+        del self._buffer[: end + len(separator)]
+        return data
+
+    async def _read_line(self) -> bytes:
+        line = await self._read_until(b"\r\n", _MAX_HEAD_BYTES)
+        assert line is not None
+        return line
+
+    async def _read_exactly(self, size: int) -> bytes:
+        while len(self._buffer) < size:
+            if not await self._fill():
+                raise _BadRequest("connection closed in the middle of a body")
+        data = bytes(self._buffer[:size])
+        del self._buffer[:size]
+        return data
+
+    async def _read_body(self, headers: dict[str, str]) -> bytes:
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            return await self._read_chunked_body()
+        length = headers.get("content-length", "0")
+        if not length.isdigit() or int(length) > _MAX_BODY_BYTES:
+            raise _BadRequest(f"bad Content-Length: {length!r}")
+        return await self._read_exactly(int(length))
+
+    async def _read_chunked_body(self) -> bytes:
+        body = bytearray()
+        while True:
+            size_field = (await self._read_line()).split(b";")[0].strip()
+            try:
+                size = int(size_field, 16)
+            except ValueError:
+                raise _BadRequest(f"bad chunk size: {size_field!r}") from None
+            if size == 0:
+                while await self._read_line():  # trailer fields, up to the empty line
+                    pass
+                return bytes(body)
+            body += await self._read_exactly(size)
+            if await self._read_exactly(2) != b"\r\n" or len(body) > _MAX_BODY_BYTES:
+                raise _BadRequest("bad chunk framing or body too large")
+
+
+def _parse_json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw) if raw else None
+    except ValueError:
+        return None
+
+
+class _Server:
+    """Accepts connections and runs each request's response against the client hanging up."""
+
+    def __init__(self, provider: FakeProvider) -> None:
+        self._provider = provider
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._numbers = itertools.count(1)
+
+    async def start(self) -> int:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
+    async def stop(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        connection = _Connection(reader, writer, next(self._numbers))
+        try:
+            # stop() cancels connections; ending normally spares Python 3.11's stream callback,
+            # which calls exception() on the finished task and logs an error for a cancelled one.
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._serve(connection)
+        except Exception as error:  # a bug in the fake: fail the test rather than hide it in a log
+            self._provider.errors.append(error)
+        finally:
+            self._tasks.discard(task)
+            await connection.close()
+
+    async def _serve(self, connection: _Connection) -> None:
+        while connection.keep_alive:
+            try:
+                request = await connection.read_request()
+            except _BadRequest as error:
+                connection.keep_alive = False
+                await connection.send_response(400, {"Content-Type": "text/plain"}, str(error).encode())
+                return
+            except ConnectionError:
+                return
+            if request is None:
+                return
+            await self._answer(connection, request)
+
+    async def _answer(self, connection: _Connection, request: RecordedRequest) -> None:
+        responding = asyncio.create_task(self._provider._respond(connection, request))
+        watching = asyncio.create_task(connection.wait_until_peer_closes())
+        try:
+            await asyncio.wait({responding, watching}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watching.cancel()
+            responding.cancel()
+            await asyncio.wait({responding, watching})
+        if responding.cancelled() or isinstance(responding.exception(), ConnectionError):
+            connection.keep_alive = False
+            self._provider._record_disconnect()
+            return
+        responding.result()
