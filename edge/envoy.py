@@ -136,10 +136,11 @@ def _http_route(route: HttpRoute, settings: EdgeSettings) -> Json:
     }.get(route.body_limit or "", settings.default_max_body_bytes)
     per_filter: Json = {TRANSCODER: _transcoder(settings, body_limit, snake_case=route.snake_case)}
     if route.status_from_metadata:
-        per_filter[LUA] = _filter_config(
-            {"@type": TYPE + "envoy.extensions.filters.http.lua.v3.LuaPerRoute"}, disabled=False
-        )
-        per_filter[LUA]["config"]["source_code"] = {"inline_string": STATUS_LUA}
+        lua = {
+            "@type": TYPE + "envoy.extensions.filters.http.lua.v3.LuaPerRoute",
+            "source_code": {"inline_string": STATUS_LUA},
+        }
+        per_filter[LUA] = _filter_config(lua, disabled=False)
     return {
         "name": route.name,
         "match": dict(route.match),

@@ -237,7 +237,6 @@ class Suite:
         self.config = config
         self.children: list[Child] = []
         self._environ = dict(environ)
-        self._stopping = False
 
     def _backends(self, *, with_meta: bool) -> str:
         """`name=host:port` per instance; a service with several workers repeats its name."""

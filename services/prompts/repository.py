@@ -116,23 +116,27 @@ class PromptRepository:
             )
         return loaded.prompt
 
-    async def all_prompts(self) -> list[Prompt]:
-        """Every prompt, by id."""
-        prompts: list[Prompt] = []
+    async def _scan(self, space: str, prefix: str = "") -> list[Entry]:
+        """Every entry of a space (under a key prefix), a page at a time."""
+        entries: list[Entry] = []
         start_after: str | None = None
         while True:
-            batch = await self._store.list(BY_ID, start_after=start_after, limit=_SCAN_BATCH)
-            prompts += [_decode(entry) for entry in batch]
+            batch = await self._store.list(space, prefix=prefix, start_after=start_after, limit=_SCAN_BATCH)
+            entries += batch
             if len(batch) < _SCAN_BATCH:
-                return prompts
+                return entries
             start_after = batch[-1].key
+
+    async def all_prompts(self) -> list[Prompt]:
+        """Every prompt, by id."""
+        return [_decode(entry) for entry in await self._scan(BY_ID)]
 
     async def query(self, query: ListQuery) -> list[Prompt]:
         """Every prompt matching the filters, in listing order."""
         return sorted((p for p in await self.all_prompts() if query.matches(p)), key=sort_key)
 
     async def revisions(self, prompt_id: int) -> list[Revision]:
-        entries = await self._store.list(REVISIONS, prefix=id_key(prompt_id) + ":", limit=10_000)
+        entries = await self._scan(REVISIONS, id_key(prompt_id) + ":")
         return [Revision.from_json(orjson.loads(entry.value)) for entry in entries]
 
     async def generation(self) -> str:
@@ -289,13 +293,13 @@ class PromptRepository:
     async def replace_all(self, prompts: Sequence[Prompt], *, actor: str) -> int:
         """Replaces the whole registry with `prompts` (already validated) in one commit."""
         for _ in range(_ATTEMPTS):
-            current = await self._store.list(BY_ID, limit=10_000)
+            current = await self._scan(BY_ID)
             existing = {p.id: p for p in (_decode(e) for e in current)}
             change = _Change()
             for entry in current:
                 change.expect(BY_ID, entry.key, entry.versionstamp)
-            names = await self._store.list(BY_NAME, limit=10_000)
-            defaults = await self._store.list(DEFAULTS, limit=10_000)
+            names = await self._scan(BY_NAME)
+            defaults = await self._scan(DEFAULTS)
             for entry in (*names, *defaults):
                 change.expect(entry.space, entry.key, entry.versionstamp)
                 change.mutations.append(Delete(entry.space, entry.key))
