@@ -11,7 +11,6 @@ import csv
 import json
 import os
 import resource
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Final
 
+from tests.support.ports import free_ports
 from tests.support.processes import terminate
 
 HOST: Final = "127.0.0.1"
@@ -32,15 +32,6 @@ _STOP_TIMEOUT_S: Final = 30.0
 
 class BenchError(RuntimeError):
     """Something the benchmark depends on did not start, crashed or printed nonsense."""
-
-
-def free_ports(count: int) -> list[int]:
-    """`count` distinct free ports: all sockets stay bound until every port is picked."""
-    with contextlib.ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)]
-        for sock in sockets:
-            sock.bind((HOST, 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
 
 
 # --- /proc sampling -------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -75,38 +75,75 @@ class LauncherConfig:
         return f"{self.host}:{instance.port}"
 
 
-def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
+class _Ports:
+    """Picks free ports for everything configured as 0, never one that is configured explicitly.
+
+    A port the kernel calls free is free only until someone binds it; every explicit port is known
+    before any is picked, so a picked port cannot collide with one a caller chose but has not bound yet.
+    """
+
+    def __init__(self, host: str, explicit: Iterable[int]) -> None:
+        self._host = host
+        self._taken = {port for port in explicit if port > 0}
+
+    def pick(self) -> int:
+        while True:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                probe.bind((self._host, 0))
+                port = int(probe.getsockname()[1])
+            if port not in self._taken:
+                self._taken.add(port)
+                return port
+
+    def given_or_pick(self, port: int) -> int:
+        return port or self.pick()
 
 
-def _instances(env: EnvReader, host: str, services: tuple[str, ...]) -> tuple[Instance, ...]:
+@dataclass(frozen=True, slots=True)
+class _ServicePorts:
+    name: str
+    port: int
+    metrics_port: int
+    workers: int
+
+
+def _read_service_ports(env: EnvReader, services: tuple[str, ...]) -> list[_ServicePorts]:
+    defaults = {name: (port, metrics_port, workers) for name, port, metrics_port, workers in SERVICES}
+    configured = []
+    for name in services:
+        port, metrics_port, workers = defaults[name]
+        prefix = f"SPARK_{name.upper()}_"
+        configured.append(
+            _ServicePorts(
+                name,
+                env.integer(prefix + "PORT", port, minimum=0, maximum=65535),
+                env.integer(prefix + "METRICS_PORT", metrics_port, minimum=-1, maximum=65535),
+                env.integer(prefix + "WORKERS", workers, minimum=1, maximum=64),
+            )
+        )
+    return configured
+
+
+def _instances(configured: list[_ServicePorts], ports: _Ports) -> tuple[Instance, ...]:
     """Every process to start. Workers of one service each get their own port, so that the edge
     balances requests across them itself instead of leaving it to how the kernel hashes a few
     long-lived HTTP/2 connections onto SO_REUSEPORT listeners."""
-    defaults = {name: (port, metrics_port, workers) for name, port, metrics_port, workers in SERVICES}
     instances = []
-    for name in services:
-        port, metrics_port, default_workers = defaults[name]
-        prefix = f"SPARK_{name.upper()}_"
-        port = env.integer(prefix + "PORT", port, minimum=0, maximum=65535) or _free_port(host)
-        metrics_port = env.integer(prefix + "METRICS_PORT", metrics_port, minimum=-1, maximum=65535)
-        workers = env.integer(prefix + "WORKERS", default_workers, minimum=1, maximum=64)
-        for index in range(workers):
+    for service in configured:
+        for index in range(service.workers):
             first = index == 0
-            if metrics_port < 0:
-                instance_metrics = -1
-            elif first and metrics_port > 0:
-                instance_metrics = metrics_port
+            if service.metrics_port < 0:
+                metrics_port = -1
+            elif first:
+                metrics_port = ports.given_or_pick(service.metrics_port)
             else:
-                instance_metrics = _free_port(host)
+                metrics_port = ports.pick()
             instances.append(
                 Instance(
-                    name=name if first else f"{name}-{index + 1}",
-                    service=name,
-                    port=port if first else _free_port(host),
-                    metrics_port=instance_metrics,
+                    name=service.name if first else f"{service.name}-{index + 1}",
+                    service=service.name,
+                    port=ports.given_or_pick(service.port) if first else ports.pick(),
+                    metrics_port=metrics_port,
                 )
             )
     return tuple(instances)
@@ -122,13 +159,17 @@ def read_config(environ: Mapping[str, str] | None = None) -> LauncherConfig:
             env.problem(f"SPARK_SERVICES names unknown service {name!r} (known: {', '.join(known)})")
     if "meta" not in wanted:
         env.problem("SPARK_SERVICES must include meta: the edge's /healthz and reflection live there")
+    edge_port = env.integer("SPARK_EDGE_PORT", 8080, minimum=0, maximum=65535)
+    admin_port = env.integer("SPARK_EDGE_ADMIN_PORT", 9901, minimum=0, maximum=65535)
+    configured = _read_service_ports(env, tuple(name for name in known if name in wanted))
+    ports = _Ports(host, [edge_port, admin_port, *(p for c in configured for p in (c.port, c.metrics_port))])
     log_dir = env.optional_text("SPARK_LOG_DIR")
     config = LauncherConfig(
         host=host,
-        edge_port=env.integer("SPARK_EDGE_PORT", 8080, minimum=0, maximum=65535) or _free_port(host),
-        edge_admin_port=env.integer("SPARK_EDGE_ADMIN_PORT", 9901, minimum=0, maximum=65535) or _free_port(host),
+        edge_port=ports.given_or_pick(edge_port),
+        edge_admin_port=ports.given_or_pick(admin_port),
         data_dir=env.path("SPARK_DATA_DIR", "./var"),
-        instances=_instances(env, host, tuple(name for name in known if name in wanted)),
+        instances=_instances(configured, ports),
         log_dir=Path(log_dir) if log_dir else None,
         startup_timeout_s=env.number("SPARK_STARTUP_TIMEOUT_S", 60.0, minimum=1.0),
         grace_s=env.number("SPARK_SHUTDOWN_GRACE_S", 5.0),

@@ -16,7 +16,8 @@ import pytest
 
 from services.common.config import ServerConfig
 from services.common.server import start_server
-from tests.support.suite import ROOT, free_port
+from tests.support.ports import free_port
+from tests.support.suite import ROOT
 
 CONFIG = ServerConfig(
     name="test",

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,17 +18,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.support.ports import free_ports
 from tests.support.processes import terminate
 
 ROOT = Path(__file__).resolve().parents[2]
 READY_LINE = "Spark services ready on "
 SERVICES = ("meta", "kv", "prompts")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass
@@ -54,7 +48,8 @@ class RunningSuite:
         cls, directory: Path, extra_env: Mapping[str, str] | None = None, timeout_s: float = 60.0
     ) -> RunningSuite:
         directory.mkdir(parents=True, exist_ok=True)
-        ports = {name: free_port() for name in ("edge", "edge_admin", *SERVICES, *(f"{s}_metrics" for s in SERVICES))}
+        names = ("edge", "edge_admin", *SERVICES, *(f"{s}_metrics" for s in SERVICES))
+        ports = dict(zip(names, free_ports(len(names)), strict=True))
         env = {
             k: v
             for k, v in os.environ.items()
