@@ -30,8 +30,21 @@ CORS_ALLOWED_HEADERS = (
     "x-admin-token",
     "x-nonce",
     "x-spark-initial",
+    "x-spark-cache",
     "x-request-id",
     "traceparent",
+)
+
+CORS_EXPOSED_HEADERS = (
+    "x-request-id",
+    "retry-after",
+    "x-ratelimit-limit",
+    "x-ratelimit-remaining",
+    "x-ratelimit-reset",
+    "x-cache",
+    "x-spark-model",
+    "x-spark-provider",
+    "x-spark-prompt-injection",
 )
 
 # Turns the `x-http-status` initial-metadata header a service sends into the
@@ -45,6 +58,48 @@ function envoy_on_response(handle)
       headers:replace(":status", status)
     end
     headers:remove("x-http-status")
+  end
+end
+"""
+
+# Sends a JSON body whose top-level "stream" member is true to STREAM_PATH. A scanner that skips strings
+# and tracks nesting, so a "stream" key inside a message or a nested object does not count; its searches
+# jump over string contents (base64 images) at C speed.
+STREAM_SWITCH_LUA = """
+local function string_end(body, from)
+  while true do
+    local at = string.find(body, '["\\\\]', from)
+    if at == nil then return nil end
+    if string.byte(body, at) == 92 then from = at + 2 else return at end
+  end
+end
+
+local function asks_for_stream(body)
+  local depth, from = 0, 1
+  while true do
+    local at = string.find(body, '[{}%[%]"]', from)
+    if at == nil then return false end
+    local c = string.byte(body, at)
+    if c == 34 then
+      local close = string_end(body, at + 1)
+      if close == nil then return false end
+      if depth == 1 and string.sub(body, at + 1, close - 1) == "stream" then
+        local value = string.match(body, "^%s*:%s*(%a+)", close + 1)
+        if value == "true" then return true end
+      end
+      from = close + 1
+    else
+      if c == 123 or c == 91 then depth = depth + 1 else depth = depth - 1 end
+      from = at + 1
+    end
+  end
+end
+
+function envoy_on_request(handle)
+  local body = handle:body()
+  if body == nil or body:length() == 0 then return end
+  if asks_for_stream(body:getBytes(0, body:length())) then
+    handle:headers():replace(":path", "STREAM_PATH")
   end
 end
 """
@@ -129,24 +184,36 @@ def _filter_config(config: Json | None = None, *, disabled: bool = False) -> Jso
     return wrapped
 
 
+def _route_lua(route: HttpRoute) -> str | None:
+    """The route's Lua source: the request-side stream switch and the response-side status, as it needs."""
+    parts = []
+    if route.stream_path is not None:
+        parts.append(STREAM_SWITCH_LUA.replace("STREAM_PATH", route.stream_path))
+    if route.status_from_metadata:
+        parts.append(STATUS_LUA)
+    return "".join(parts) or None
+
+
 def _http_route(route: HttpRoute, settings: EdgeSettings) -> Json:
     body_limit = {
         "kv": settings.kv_max_value_bytes,
         "restore": settings.restore_max_body_bytes,
+        "llm": settings.llm_max_body_bytes,
     }.get(route.body_limit or "", settings.default_max_body_bytes)
     per_filter: Json = {TRANSCODER: _transcoder(settings, body_limit, snake_case=route.snake_case)}
-    if route.status_from_metadata:
+    if (source := _route_lua(route)) is not None:
         lua = {
             "@type": TYPE + "envoy.extensions.filters.http.lua.v3.LuaPerRoute",
-            "source_code": {"inline_string": STATUS_LUA},
+            "source_code": {"inline_string": source},
         }
         per_filter[LUA] = _filter_config(lua, disabled=False)
-    return {
+    timeout_s = 0 if route.streaming else route.timeout_s if route.timeout_s is not None else settings.route_timeout_s
+    config: Json = {
         "name": route.name,
         "match": dict(route.match),
         "route": {
             "cluster": route.upstream,
-            "timeout": f"{route.timeout_s if route.timeout_s is not None else settings.route_timeout_s}s",
+            "timeout": f"{timeout_s:g}s",
             # Retried when the request cannot have reached a service (or may safely run twice), on another
             # instance when there is one.
             "retry_policy": {
@@ -166,6 +233,12 @@ def _http_route(route: HttpRoute, settings: EdgeSettings) -> Json:
         },
         "typed_per_filter_config": per_filter,
     }
+    if route.streaming:
+        config["route"]["idle_timeout"] = "0s"
+    if route.stream_path is not None:
+        # Lua buffers the whole body, which the listener's small buffer limit would otherwise refuse with 413.
+        config["per_request_buffer_limit_bytes"] = body_limit
+    return config
 
 
 def _grpc_route(service: str, upstream: str) -> Json:
@@ -195,7 +268,7 @@ def _cors_policy(settings: EdgeSettings) -> Json:
         "allow_origin_string_match": [{"exact": origin} for origin in settings.allowed_origins],
         "allow_methods": "GET, POST, PUT, DELETE, OPTIONS",
         "allow_headers": ", ".join(CORS_ALLOWED_HEADERS),
-        "expose_headers": "x-request-id, retry-after, x-ratelimit-limit, x-ratelimit-remaining, x-ratelimit-reset",
+        "expose_headers": ", ".join(CORS_EXPOSED_HEADERS),
         "max_age": "600",
         "forward_not_matching_preflights": False,
     }

@@ -17,7 +17,7 @@ class HttpRoute:
     name: str
     match: dict[str, str]
     upstream: str
-    # None: the edge default; "kv": the KV value limit; "restore": the prompt-restore limit.
+    # None: the edge default; "kv": the KV value limit; "restore": the prompt-restore limit; "llm": the chat limit.
     body_limit: str | None = None
     # Snake_case JSON on the wire (OpenAI, vision and prompts shapes).
     snake_case: bool = False
@@ -28,6 +28,10 @@ class HttpRoute:
     # Every method of the class may run twice with the same effect, so a request cut off by a dying
     # instance is retried on another even if it may have reached the first.
     idempotent: bool = False
+    # A JSON body whose top-level "stream" is true goes to this path instead (Envoy routes on paths, not bodies).
+    stream_path: str | None = None
+    # Server-Sent Events that last as long as the model talks: no route or idle timeout.
+    streaming: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +58,20 @@ HTTP_ROUTES: tuple[HttpRoute, ...] = (
     HttpRoute("admin-backups", {"path": "/admin/backups"}, "prompts", snake_case=True, idempotent=True),
     HttpRoute("admin-restore", {"path": "/admin/restore"}, "prompts", snake_case=True, body_limit="restore"),
     HttpRoute("admin-regex-cleanup", {"path": "/admin/regex_cleanup"}, "prompts", snake_case=True),
+    # The llm service's own deadline (SPARK_LLM_TIMEOUT_S) ends slow completions; the route allows more.
+    HttpRoute(
+        "llm-chat",
+        {"path": "/v1/chat/completions"},
+        "llm",
+        body_limit="llm",
+        timeout_s=600.0,
+        stream_path="/v1/chat/completions:stream",
+    ),
+    HttpRoute("llm-chat-stream", {"path": "/v1/chat/completions:stream"}, "llm", body_limit="llm", streaming=True),
+    HttpRoute("spark-llm", {"path": "/_spark/llm"}, "llm", body_limit="llm", timeout_s=600.0),
+    HttpRoute("llm-models", {"path": "/v1/models"}, "llm", snake_case=True, idempotent=True),
+    HttpRoute("llm-usage", {"path": "/v1/usage"}, "llm", snake_case=True, idempotent=True),
+    HttpRoute("llm-providers", {"path": "/v1/providers"}, "llm", snake_case=True, idempotent=True),
 )
 
 DIRECT_REPLIES: tuple[DirectReply, ...] = (
@@ -63,6 +81,7 @@ DIRECT_REPLIES: tuple[DirectReply, ...] = (
 
 GRPC_SERVICES: dict[str, tuple[str, ...]] = {
     "kv": ("spark.kv.v1.KvService",),
+    "llm": ("spark.llm.v1.LlmService",),
     "prompts": ("spark.prompts.v1.PromptsService",),
     "meta": (
         "spark.meta.v1.MetaService",
@@ -75,6 +94,7 @@ GRPC_SERVICES: dict[str, tuple[str, ...]] = {
 # The gRPC services the transcoder exposes over HTTP.
 TRANSCODED_SERVICES: tuple[str, ...] = (
     "spark.kv.v1.KvService",
+    "spark.llm.v1.LlmService",
     "spark.meta.v1.MetaService",
     "spark.prompts.v1.PromptsService",
 )

@@ -41,6 +41,7 @@ logger = logging.getLogger(__name__)
 SERVICES: tuple[tuple[str, int, int, int], ...] = (
     ("meta", 50050, 9460, 1),
     ("kv", 50051, 9461, 2),
+    ("llm", 50052, 9462, 1),
     ("prompts", 50053, 9463, 1),
 )
 _PR_SET_PDEATHSIG = 1

@@ -23,7 +23,20 @@ from tests.support.processes import terminate
 
 ROOT = Path(__file__).resolve().parents[2]
 READY_LINE = "Spark services ready on "
-SERVICES = ("meta", "kv", "prompts")
+SERVICES = ("meta", "kv", "llm", "prompts")
+# Settings from the developer's shell that would change what a test sees (real provider keys above all).
+ISOLATED_VARIABLES = frozenset(
+    {
+        "REDIS_URL",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "ADMIN_TOKEN",
+        "ALLOWED_ORIGINS",
+        "DEFAULT_MODEL",
+        *(f"{p}_API_KEY" for p in ("OPENAI", "ANTHROPIC", "OPENROUTER", "BIGMODEL")),
+        *(f"{p}_BASE_URL" for p in ("OPENAI", "ANTHROPIC", "GITHUB_MODELS", "OPENROUTER", "BIGMODEL")),
+        "GITHUB_TOKEN",
+    }
+)
 
 
 @dataclass
@@ -53,7 +66,7 @@ class RunningSuite:
         env = {
             k: v
             for k, v in os.environ.items()
-            if not k.startswith("SPARK_") and k not in {"REDIS_URL", "OTEL_EXPORTER_OTLP_ENDPOINT"}
+            if not k.startswith("SPARK_") and k not in ISOLATED_VARIABLES
         }
         env.update(
             {

@@ -1,0 +1,98 @@
+"""One completion from request to answer: guard, cache, gateway, usage.
+
+The servicer converts wire formats; this module owns what happens in
+between, the same for HTTP and typed gRPC callers, unary and streamed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from services.llm.cache import CachedAnswer, CacheMode, ResponseCache
+from services.llm.chat import ChatRequest, Completion, Delta, Finished, Served, StreamEvent
+from services.llm.gateway import Gateway
+from services.llm.guard import GuardLimits, guard, injection_refusal
+from services.llm.metrics import LlmMetrics
+from services.llm.usage import UsageLedger
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A guarded request and what the cache knows about it, decided before any output."""
+
+    request: ChatRequest
+    injections: tuple[str, ...]
+    # None when the request is not cacheable.
+    cache_key: str | None
+    cached: CachedAnswer | None
+
+
+class Completions:
+    def __init__(
+        self,
+        gateway: Gateway,
+        limits: GuardLimits,
+        cache: ResponseCache,
+        ledger: UsageLedger,
+        metrics: LlmMetrics,
+    ) -> None:
+        self._gateway = gateway
+        self._limits = limits
+        self._cache = cache
+        self._ledger = ledger
+        self._metrics = metrics
+
+    async def plan(self, request: ChatRequest, mode: CacheMode) -> Plan:
+        """Guards the request (raising on refusal), resolves its candidates and looks it up in the cache."""
+        guarded = guard(request, self._limits)
+        if guarded.injections and self._limits.injection == "refuse":
+            self._metrics.injection(guarded.injections, "refused")
+            raise injection_refusal(guarded.injections)
+        if guarded.injections:
+            self._metrics.injection(guarded.injections, "flagged")
+            logger.warning("prompt-injection patterns in a request", extra={"patterns": list(guarded.injections)})
+        # Resolving now turns an unknown model or a missing key into an error before the cache is asked.
+        primary = self._gateway.candidates(guarded.request)[0]
+        key: str | None = None
+        cached: CachedAnswer | None = None
+        if self._cache.applies(guarded.request, mode):
+            key = self._cache.key(guarded.request, primary.name)
+            cached = await self._cache.get(key)
+            self._metrics.cache(cached is not None)
+        return Plan(guarded.request, guarded.injections, key, cached)
+
+    async def complete(self, plan: Plan, caller: str, timeout_s: float) -> tuple[Completion, Served]:
+        if plan.cached is not None:
+            self._ledger.record(caller, plan.cached.served, None)
+            return plan.cached.completion, plan.cached.served
+        completion, served = await self._gateway.complete(plan.request, timeout_s)
+        self._ledger.record(caller, served, completion.usage)
+        if plan.cache_key is not None and completion.finish_reason != "content_filter":
+            await self._cache.put(plan.cache_key, completion, served)
+        return completion, served
+
+    async def stream(self, plan: Plan, caller: str, timeout_s: float) -> AsyncIterator[Served | StreamEvent]:
+        """`Served`, then deltas, then `Finished`; see `Gateway.stream` for failures."""
+        if plan.cached is not None:
+            self._ledger.record(caller, plan.cached.served, None)
+            yield plan.cached.served
+            yield Delta(plan.cached.completion.text)
+            yield Finished(plan.cached.completion.finish_reason, plan.cached.completion.usage)
+            return
+        served: Served | None = None
+        text: list[str] = []
+        async for event in self._gateway.stream(plan.request, timeout_s):
+            if isinstance(event, Served):
+                served = event
+            elif isinstance(event, Delta):
+                text.append(event.text)
+            elif served is not None:
+                self._ledger.record(caller, served, event.usage)
+                if plan.cache_key is not None and event.finish_reason != "content_filter":
+                    completion = Completion("".join(text), event.finish_reason, event.usage)
+                    await self._cache.put(plan.cache_key, completion, served)
+            yield event

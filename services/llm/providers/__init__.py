@@ -1,0 +1,1 @@
+"""The LLM providers, each behind the `Provider` protocol in `base`."""

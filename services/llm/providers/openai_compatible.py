@@ -1,0 +1,142 @@
+"""OpenAI's Chat Completions API through the official `openai` SDK: OpenAI itself, and GitHub Models,
+OpenRouter and Zhipu BigModel, which speak the same protocol at other base URLs."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any, cast
+
+import openai
+import orjson
+
+from services.llm.chat import ChatMessage, ChatRequest, Completion, Delta, Finished, ImagePart, StreamEvent, Usage
+from services.llm.providers.base import ProviderError, ProviderSettings, kind_of_status, retry_after
+from services.llm.providers.finish import finish_reason
+
+Json = dict[str, Any]
+
+
+def message_payload(message: ChatMessage) -> Json:
+    """One message in OpenAI's wire shape."""
+    if isinstance(message.content, str):
+        return {"role": message.role, "content": message.content}
+    parts: list[Json] = []
+    for part in message.content:
+        if isinstance(part, ImagePart):
+            image: Json = {"url": part.url}
+            if part.detail is not None:
+                image["detail"] = part.detail
+            parts.append({"type": "image_url", "image_url": image})
+        else:
+            parts.append({"type": "text", "text": part.text})
+    return {"role": message.role, "content": parts}
+
+
+def request_payload(request: ChatRequest, upstream_model: str) -> Json:
+    """The create() arguments for a request, leaving out what the caller did not set."""
+    payload: Json = {"model": upstream_model, "messages": [message_payload(m) for m in request.messages]}
+    optional = {
+        "max_tokens": request.max_tokens,
+        "temperature": request.temperature,
+        "top_p": request.top_p,
+        "seed": request.seed,
+        "presence_penalty": request.presence_penalty,
+        "frequency_penalty": request.frequency_penalty,
+    }
+    payload.update({key: value for key, value in optional.items() if value is not None})
+    if request.stop:
+        payload["stop"] = list(request.stop)
+    if request.json_mode:
+        payload["response_format"] = {"type": "json_object"}
+    return payload
+
+
+def _usage(raw: Any) -> Usage | None:
+    if not isinstance(raw, dict):
+        return None
+    prompt, completion = raw.get("prompt_tokens"), raw.get("completion_tokens")
+    if not isinstance(prompt, int) or not isinstance(completion, int):
+        return None
+    return Usage(prompt, completion)
+
+
+class OpenAICompatibleProvider:
+    """One OpenAI-protocol endpoint; the SDK's own retries are off because the gateway retries across models."""
+
+    def __init__(self, settings: ProviderSettings) -> None:
+        self.name = settings.name
+        self._connect_timeout_s = settings.connect_timeout_s
+        self._client = openai.AsyncOpenAI(api_key=settings.api_key, base_url=settings.base_url, max_retries=0)
+
+    def _timeout(self, timeout_s: float) -> openai.Timeout:
+        return openai.Timeout(timeout_s, connect=min(self._connect_timeout_s, timeout_s))
+
+    def _error(self, error: Exception) -> ProviderError:
+        if isinstance(error, openai.APITimeoutError):
+            return ProviderError(self.name, "timeout", f"{self.name} did not answer in time")
+        if isinstance(error, openai.APIStatusError):
+            status = error.status_code
+            return ProviderError(
+                self.name,
+                kind_of_status(status),
+                f"{self.name} answered HTTP {status}: {_error_message(error.body) or error.message}",
+                status=status,
+                retry_after_s=retry_after(error.response.headers),
+            )
+        if isinstance(error, openai.APIConnectionError):
+            return ProviderError(self.name, "retryable", f"could not reach {self.name}")
+        # An error event inside a stream, or a body that is not the protocol's JSON.
+        return ProviderError(self.name, "retryable", f"{self.name} sent a malformed response: {error}")
+
+    async def complete(self, request: ChatRequest, upstream_model: str, timeout_s: float) -> Completion:
+        payload = request_payload(request, upstream_model)
+        try:
+            # The raw response skips building the SDK's pydantic models: orjson reads what the gateway needs.
+            raw = await self._client.chat.completions.with_raw_response.create(
+                **payload, timeout=self._timeout(timeout_s)
+            )
+            body = orjson.loads(raw.http_response.content)
+        except (openai.OpenAIError, orjson.JSONDecodeError) as error:
+            raise self._error(error) from error
+        try:
+            choice = body["choices"][0]
+            text = choice["message"].get("content") or ""
+            if not isinstance(text, str):
+                raise TypeError("content is not a string")
+            return Completion(text, finish_reason(choice.get("finish_reason")), _usage(body.get("usage")))
+        except (KeyError, IndexError, TypeError, AttributeError) as error:
+            raise ProviderError(self.name, "retryable", f"{self.name} sent a malformed completion") from error
+
+    async def stream(self, request: ChatRequest, upstream_model: str, timeout_s: float) -> AsyncIterator[StreamEvent]:
+        payload = request_payload(request, upstream_model)
+        reason: str | None = None
+        usage: Usage | None = None
+        try:
+            chunks = await self._client.chat.completions.create(
+                **payload, stream=True, stream_options={"include_usage": True}, timeout=self._timeout(timeout_s)
+            )
+            async with chunks:
+                async for chunk in chunks:
+                    if chunk.usage is not None:
+                        usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
+                    for choice in chunk.choices:
+                        if choice.delta.content:
+                            yield Delta(choice.delta.content)
+                        if choice.finish_reason:
+                            reason = choice.finish_reason
+        except (openai.OpenAIError, ValueError) as error:
+            raise self._error(error) from error
+        if reason is None:
+            raise ProviderError(self.name, "retryable", f"{self.name} ended the stream without a finish reason")
+        yield Finished(finish_reason(reason), usage)
+
+    async def close(self) -> None:
+        await self._client.close()
+
+
+def _error_message(body: object) -> str | None:
+    if isinstance(body, dict):
+        error = body.get("error", body)
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            return cast(str, error["message"])
+    return None

@@ -1,0 +1,95 @@
+"""Wires the llm service: registry, providers, breakers, gateway, cache, usage and the servicer."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping
+
+import grpc
+from spark.llm.v1 import llm_pb2, llm_pb2_grpc
+
+from services.common.metrics import ServiceMetrics
+from services.common.server import RunningServer, start_server
+from services.common.store import Store, open_store
+from services.llm.breaker import Breaker, BreakerState
+from services.llm.cache import ResponseCache
+from services.llm.completions import Completions
+from services.llm.config import LlmConfig
+from services.llm.gateway import Gateway, RetryPolicy
+from services.llm.metrics import LlmMetrics
+from services.llm.providers.anthropic import AnthropicProvider
+from services.llm.providers.base import Provider, ProviderSettings
+from services.llm.providers.openai_compatible import OpenAICompatibleProvider
+from services.llm.registry import Registry
+from services.llm.service import LlmServicer
+from services.llm.usage import UsageLedger
+
+SERVICE_NAME = llm_pb2.DESCRIPTOR.services_by_name["LlmService"].full_name
+
+
+def build_providers(registry: Registry, settings: Mapping[str, ProviderSettings]) -> dict[str, Provider]:
+    """One SDK client per configured provider."""
+    providers: dict[str, Provider] = {}
+    for name, provider_settings in settings.items():
+        if registry.providers[name].api == "anthropic":
+            providers[name] = AnthropicProvider(provider_settings)
+        else:
+            providers[name] = OpenAICompatibleProvider(provider_settings)
+    return providers
+
+
+def build_breakers(config: LlmConfig, metrics: LlmMetrics) -> dict[str, Breaker]:
+    breakers = {}
+    for name in config.registry.providers:
+
+        def report(state: BreakerState, provider: str = name) -> None:
+            metrics.breaker_state(provider, state)
+
+        breakers[name] = Breaker(
+            failure_threshold=config.breaker.failure_threshold, open_s=config.breaker.open_s, on_change=report
+        )
+        report(BreakerState.CLOSED)
+    return breakers
+
+
+async def build_server(config: LlmConfig, store: Store | None = None) -> RunningServer:
+    """Starts the llm server; opens the configured store unless one is passed in (tests share one)."""
+    owned = store is None
+    active_store = store if store is not None else open_store(config.redis_url, config.data_dir)
+    service_metrics = ServiceMetrics()
+    metrics = LlmMetrics(service_metrics.registry)
+    providers = build_providers(config.registry, config.providers)
+    breakers = build_breakers(config, metrics)
+    policy = RetryPolicy(config.max_attempts, config.backoff_base_s, config.backoff_max_s)
+    gateway = Gateway(config.registry, providers, breakers, policy, metrics)
+    ledger = UsageLedger(active_store, config.registry, metrics)
+    completions = Completions(gateway, config.limits, ResponseCache(active_store, config.cache_ttl_s), ledger, metrics)
+    servicer = LlmServicer(
+        completions,
+        config.registry,
+        providers,
+        breakers,
+        ledger,
+        timeout_s=config.timeout_s,
+        keepalive_s=config.keepalive_s,
+        admin_token=config.admin_token,
+    )
+
+    def register(server: grpc.aio.Server) -> None:
+        llm_pb2_grpc.add_LlmServiceServicer_to_server(servicer, server)
+
+    flusher = asyncio.ensure_future(ledger.run_flusher(config.usage_flush_s))
+
+    async def stop_flusher() -> None:
+        flusher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await flusher
+
+    async def close_providers() -> None:
+        await asyncio.gather(*(provider.close() for provider in providers.values()))
+
+    # Run in reverse: the last flush of usage needs the store.
+    closers = [active_store.close] if owned else []
+    closers += [close_providers, stop_flusher]
+    return await start_server(config.server, [SERVICE_NAME], register, closers=closers, metrics=service_metrics)
