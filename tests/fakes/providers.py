@@ -64,6 +64,10 @@ _ANTHROPIC_ERRORS: dict[int, str] = {
 
 _T = TypeVar("_T")
 
+# Events cut off in the middle of their JSON, as a broken proxy or provider sends them.
+_MALFORMED_OPENAI = b'data: {"choices": [{"delta": \n\n'
+_MALFORMED_ANTHROPIC = b'event: content_block_delta\ndata: {"type": "content_block_delta", "delta": \n\n'
+
 
 @dataclass(frozen=True, slots=True)
 class RecordedRequest:
@@ -141,6 +145,7 @@ class FakeProvider:
 
         self._failures: deque[_Failure] = deque()
         self._stream_breaks: deque[int] = deque()
+        self._malformed: deque[int] = deque()
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._disconnected_any_thread = threading.Event()
@@ -169,6 +174,11 @@ class FakeProvider:
         """The next `n` streams send `after_deltas` deltas, then the connection drops without a final event."""
         with self._lock:
             self._stream_breaks.extend([after_deltas] * n)
+
+    def malformed_stream(self, n: int = 1, after_deltas: int = 1) -> None:
+        """The next `n` streams send `after_deltas` deltas, then an event whose data is not JSON, then go on."""
+        with self._lock:
+            self._malformed.extend([after_deltas] * n)
 
     @contextlib.asynccontextmanager
     async def serving(self) -> AsyncIterator[Self]:
@@ -237,6 +247,7 @@ class FakeProvider:
             truncated=truncated,
             input_tokens=sum(len(_part_text(part).split()) for part in _content_parts(body)),
             break_after=self._take(self._stream_breaks) if request.stream else None,
+            malformed_after=self._take(self._malformed) if request.stream else None,
         )
 
     def _reply_text(self, request: RecordedRequest) -> str:
@@ -254,11 +265,15 @@ class FakeProvider:
             )
         return self.json_reply if wants_json else self.reply
 
-    async def _send_deltas(self, connection: _Connection, reply: _Reply, frame: Callable[[str], bytes]) -> bool:
+    async def _send_deltas(
+        self, connection: _Connection, reply: _Reply, frame: Callable[[str], bytes], malformed: bytes
+    ) -> bool:
         """Sends the deltas `gap_s` apart; False when the script dropped the connection instead of finishing."""
         for index, text in enumerate(reply.deltas):
             if index == reply.break_after:
                 break
+            if index == reply.malformed_after:
+                await connection.send_chunk(malformed)
             if index:
                 await asyncio.sleep(self.gap_s)
             await connection.send_chunk(frame(text))
@@ -307,7 +322,11 @@ class FakeProvider:
 
         await connection.start_stream(_headers("openai", reply.id, sse=True))
         await connection.send_chunk(chunk([choice({"role": "assistant", "content": "", "refusal": None})]))
-        if not await self._send_deltas(connection, reply, lambda text: chunk([choice({"content": text})])):
+
+        def delta(text: str) -> bytes:
+            return chunk([choice({"content": text})])
+
+        if not await self._send_deltas(connection, reply, delta, _MALFORMED_OPENAI):
             return
         await connection.send_chunk(chunk([choice({}, "length" if reply.truncated else "stop")]))
         if include_usage:
@@ -352,7 +371,7 @@ class FakeProvider:
         def delta(text: str) -> bytes:
             return event({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}})
 
-        if not await self._send_deltas(connection, reply, delta):
+        if not await self._send_deltas(connection, reply, delta, _MALFORMED_ANTHROPIC):
             return
         await connection.send_chunk(event({"type": "content_block_stop", "index": 0}))
         stop = {"stop_reason": "max_tokens" if reply.truncated else "end_turn", "stop_sequence": None}
@@ -513,6 +532,8 @@ class _Reply:
     input_tokens: int
     # Deltas to send before dropping the connection; None for a complete response.
     break_after: int | None
+    # Deltas to send before an event that is not JSON; None for none.
+    malformed_after: int | None
 
 
 def _invalid(request: RecordedRequest) -> str | None:
@@ -761,7 +782,9 @@ class _Server:
             self._provider.errors.append(error)
         finally:
             self._tasks.discard(task)
-            await connection.close()
+            # stop() may cancel this task again while it closes; the connection is closed either way.
+            with contextlib.suppress(asyncio.CancelledError):
+                await connection.close()
 
     async def _serve(self, connection: _Connection) -> None:
         while connection.keep_alive:
