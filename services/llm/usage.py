@@ -27,7 +27,7 @@ from services.llm.registry import Registry
 logger = logging.getLogger(__name__)
 
 SPACE = "llm-usage"
-COUNTERS = ("requests", "prompt_tokens", "completion_tokens", "cost_micro_usd")
+COUNTERS = ("requests", "prompt_tokens", "completion_tokens", "cost_nano_usd")
 RETENTION_MS = 400 * 24 * 3600 * 1000
 MAX_RANGE_DAYS = 366
 
@@ -88,7 +88,7 @@ class UsageLedger:
         counts[0] += 1
         counts[1] += usage.prompt_tokens
         counts[2] += usage.completion_tokens
-        counts[3] += round(cost * 1_000_000)
+        counts[3] += round(cost * 1_000_000_000)
 
     async def flush(self) -> None:
         """Adds the pending counts to the store; on a store failure they stay pending for the next flush."""
@@ -146,7 +146,7 @@ class UsageLedger:
                 requests=counts.get("requests", 0),
                 prompt_tokens=counts.get("prompt_tokens", 0),
                 completion_tokens=counts.get("completion_tokens", 0),
-                cost_usd=counts.get("cost_micro_usd", 0) / 1_000_000,
+                cost_usd=counts.get("cost_nano_usd", 0) / 1_000_000_000,
             )
             for bucket, counts in sorted(totals.items())
         ]
