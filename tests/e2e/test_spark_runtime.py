@@ -23,12 +23,12 @@ RUNTIME_DIST = ROOT / ".cache" / "spark-runtime" / "package" / "dist"
 SCENARIO_DIR = Path(__file__).parent / "spark_runtime"
 
 
-def run_scenario(base_url: str) -> dict[str, object]:
+def run_scenario(base_url: str, script: str = "scenario.mjs") -> dict[str, object]:
     node = shutil.which("node")
     assert node is not None, "node is required (Node 20 is part of the machine image)"
     assert (RUNTIME_DIST / "db.js").exists(), "the @github/spark runtime is missing: run `make test-deps`"
     completed = subprocess.run(
-        [node, "--import", "./register.mjs", "scenario.mjs", str(RUNTIME_DIST), base_url],
+        [node, "--import", "./register.mjs", script, str(RUNTIME_DIST), base_url],
         cwd=SCENARIO_DIR,
         capture_output=True,
         text=True,
