@@ -9,6 +9,7 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from spark.llm.v1 import llm_pb2, llm_pb2_grpc
 from spark.meta.v1 import meta_pb2, meta_pb2_grpc
 
 from services.common.channels import open_channel
@@ -45,7 +46,21 @@ class MetaServicer(meta_pb2_grpc.MetaServiceServicer):
             status = "UNREACHABLE"
             message = f"health check failed: {error.code().name}"
         latency_ms = round((time.perf_counter() - started) * 1000, 3)
-        return meta_pb2.ServiceHealth(name=backend.name, status=status, message=message, latency_ms=latency_ms)
+        details = await self._details(backend) if status == SERVING else {}
+        return meta_pb2.ServiceHealth(
+            name=backend.name, status=status, message=message, latency_ms=latency_ms, details=details
+        )
+
+    async def _details(self, backend: Backend) -> dict[str, str]:
+        """What a serving backend reports about itself: the llm instances' provider breakers."""
+        if backend.name.split("-")[0] != "llm":
+            return {}
+        stub = llm_pb2_grpc.LlmServiceStub(self._channels[backend.name])
+        try:
+            reply = await stub.ListProviders(llm_pb2.ListProvidersRequest(), timeout=self._timeout_s)
+        except grpc.aio.AioRpcError as error:
+            return {"error": f"ListProviders failed: {error.code().name}"}
+        return {f"breaker.{p.name}": p.breaker for p in reply.providers if p.configured}
 
     async def GetHealth(self, request: meta_pb2.GetHealthRequest, context: Context) -> meta_pb2.GetHealthResponse:
         reports = await asyncio.gather(*(self._check(backend) for backend in self._backends))

@@ -286,3 +286,17 @@ def test_llm_metrics_count_cache_lookups_and_tokens(suite: RunningSuite, http: h
         text = response.read().decode()
     assert 'llm_tokens_total{caller="anonymous",kind="completion",model="gpt-4o-mini",provider="openai"}' in text
     assert "llm_cache_lookups_total" in text and 'llm_breaker_state{provider="openai"}' in text
+
+
+def test_healthz_reports_the_provider_breakers(http: httpx.Client, fake: FakeProviderThread) -> None:
+    llm = next(s for s in http.get("/healthz").json()["services"] if s["name"] == "llm")
+    assert llm["details"] == {"breaker.openai": "closed", "breaker.anthropic": "closed"}
+    # Five failed calls in a row (the default threshold) open OpenAI's breaker; fallbacks still serve.
+    # Keep this test last in the module: the breaker stays open for 30 s.
+    fake.fail_next(5, 500, api="openai")
+    for _ in range(2):
+        http.post("/v1/chat/completions", json={"model": "gpt-4o-mini", "messages": HELLO})
+    health = http.get("/healthz")
+    assert health.status_code == 200
+    llm = next(s for s in health.json()["services"] if s["name"] == "llm")
+    assert llm["details"]["breaker.openai"] == "open"

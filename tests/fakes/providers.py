@@ -164,9 +164,18 @@ class FakeProvider:
         """The variables that point the official SDKs, in any process, at this fake."""
         return {"OPENAI_BASE_URL": self.openai_base_url, "ANTHROPIC_BASE_URL": self.anthropic_base_url}
 
-    def fail_next(self, n: int, status: int, retry_after: float | None = None, message: str | None = None) -> None:
-        """The next `n` requests get HTTP `status` with the API's error body (and `Retry-After`, if given)."""
-        failure = _Failure(status, retry_after, message or _phrase(status))
+    def fail_next(
+        self,
+        n: int,
+        status: int,
+        retry_after: float | None = None,
+        message: str | None = None,
+        *,
+        api: Api | None = None,
+    ) -> None:
+        """The next `n` requests (to `api` only, if given) get HTTP `status` with the API's error body
+        (and `Retry-After`, if given)."""
+        failure = _Failure(status, retry_after, message or _phrase(status), api)
         with self._lock:
             self._failures.extend([failure] * n)
 
@@ -204,6 +213,12 @@ class FakeProvider:
         with self._lock:
             return queue.popleft() if queue else None
 
+    def _take_failure(self, api: Api) -> _Failure | None:
+        with self._lock:
+            if self._failures and self._failures[0].api in (None, api):
+                return self._failures.popleft()
+            return None
+
     def _record_disconnect(self) -> None:
         self.disconnects += 1
         self.disconnected.set()
@@ -216,7 +231,7 @@ class FakeProvider:
         if api == "other" or request.method != ("GET" if is_models else "POST"):
             await self._send_error(connection, api, _Failure(404, None, f"Unknown URL {request.method} {request.path}"))
             return
-        if failure := self._take(self._failures):
+        if failure := self._take_failure(api):
             await self._send_error(connection, api, failure)
             return
         if is_models:
@@ -520,6 +535,8 @@ class _Failure:
     status: int
     retry_after: float | None
     message: str
+    # Only requests to this API fail; None: any request.
+    api: Api | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,11 +63,7 @@ class RunningSuite:
         directory.mkdir(parents=True, exist_ok=True)
         names = ("edge", "edge_admin", *SERVICES, *(f"{s}_metrics" for s in SERVICES))
         ports = dict(zip(names, free_ports(len(names)), strict=True))
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith("SPARK_") and k not in ISOLATED_VARIABLES
-        }
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SPARK_") and k not in ISOLATED_VARIABLES}
         env.update(
             {
                 "SPARK_DATA_DIR": str(directory / "data"),

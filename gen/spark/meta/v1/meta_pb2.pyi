@@ -20,13 +20,22 @@ class GetHealthResponse(_message.Message):
     def __init__(self, status: _Optional[str] = ..., services: _Optional[_Iterable[_Union[ServiceHealth, _Mapping]]] = ...) -> None: ...
 
 class ServiceHealth(_message.Message):
-    __slots__ = ("name", "status", "message", "latency_ms")
+    __slots__ = ("name", "status", "message", "latency_ms", "details")
+    class DetailsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     NAME_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    DETAILS_FIELD_NUMBER: _ClassVar[int]
     name: str
     status: str
     message: str
     latency_ms: float
-    def __init__(self, name: _Optional[str] = ..., status: _Optional[str] = ..., message: _Optional[str] = ..., latency_ms: _Optional[float] = ...) -> None: ...
+    details: _containers.ScalarMap[str, str]
+    def __init__(self, name: _Optional[str] = ..., status: _Optional[str] = ..., message: _Optional[str] = ..., latency_ms: _Optional[float] = ..., details: _Optional[_Mapping[str, str]] = ...) -> None: ...
