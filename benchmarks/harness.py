@@ -102,6 +102,20 @@ class CpuMeter:
         return result
 
 
+def mib(value: int | None) -> float | None:
+    """Bytes as MiB with one decimal; None stays None (a process that was gone)."""
+    return None if value is None else round(value / (1024 * 1024), 1)
+
+
+def table(header: Sequence[str], lines: Sequence[Sequence[str]]) -> str:
+    """A plain-text table with left-aligned columns."""
+    widths = [max(len(cell) for cell in column) for column in zip(header, *lines, strict=True)]
+    rendered = [header, ["-" * width for width in widths], *lines]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip() for line in rendered
+    )
+
+
 # --- the suite --------------------------------------------------------------------------------------
 
 
@@ -150,6 +164,8 @@ class Suite:
         # Not measured here, but started by the launcher: any free port.
         env["SPARK_PROMPTS_PORT"] = "0"
         env["SPARK_PROMPTS_METRICS_PORT"] = "0"
+        env["SPARK_LLM_PORT"] = "0"
+        env["SPARK_LLM_METRICS_PORT"] = "0"
         if self.redis_url:
             env["REDIS_URL"] = self.redis_url
         env.update(self.extra_env)
@@ -264,18 +280,11 @@ def _run(argv: Sequence[str], *, timeout_s: float) -> subprocess.CompletedProces
         raise BenchError(f"{argv[0]} did not finish in {timeout_s:g} s") from error
 
 
-def run_wrk(
-    url: str, script_args: Sequence[str], *, duration_s: float, connections: int, threads: int = 2
-) -> LoadResult:
-    """One wrk run with benchmarks/wrk/kv.lua; errors are socket errors plus non-2xx by status."""
-    argv = [
-        "wrk", f"-t{threads}", f"-c{connections}", f"-d{duration_s:g}s", "--latency", "--timeout", "2s",
-        "-s", str(WRK_SCRIPTS / "kv.lua"), url, "--", *script_args,
-    ]  # fmt: skip
-    completed = _run(argv, timeout_s=duration_s + 60)
-    line = next((ln for ln in completed.stdout.splitlines() if ln.startswith("WRK_JSON ")), None)
-    if completed.returncode != 0 or line is None:
-        raise BenchError(f"wrk failed ({completed.returncode}):\n{completed.stdout}\n{completed.stderr}")
+def parse_wrk_report(stdout: str) -> LoadResult:
+    """The `WRK_JSON` line our wrk scripts print in done(): errors are socket errors plus every non-2xx by status."""
+    line = next((ln for ln in stdout.splitlines() if ln.startswith("WRK_JSON ")), None)
+    if line is None:
+        raise BenchError(f"wrk printed no WRK_JSON line:\n{stdout}")
     report: dict[str, Any] = json.loads(line.removeprefix("WRK_JSON "))
     # wrk counts status >= 400 as a "status" error; our Lua counts every non-2xx by code instead.
     errors = {name: count for name, count in report["errors"].items() if name != "status" and count}
@@ -283,11 +292,60 @@ def run_wrk(
     latency = report["latency_us"]
     return LoadResult(
         requests=report["requests"],
-        rps=report["requests"] / (report["duration_us"] / 1e6),
+        rps=report["requests"] / max(report["duration_us"] / 1e6, 1e-6),
         p50_ms=latency["p50"] / 1000,
         p99_ms=latency["p99"] / 1000,
         errors=errors,
     )
+
+
+def wrk_argv(
+    url: str,
+    script_args: Sequence[str],
+    *,
+    duration_s: float,
+    connections: int,
+    threads: int = 2,
+    script: str = "kv.lua",
+    headers: Mapping[str, str] | None = None,
+    timeout_s: float = 2.0,
+) -> list[str]:
+    """The wrk command line for a script from benchmarks/wrk/ (at least one connection per thread)."""
+    argv = [
+        "wrk", f"-t{max(1, min(threads, connections))}", f"-c{connections}", f"-d{duration_s:g}s", "--latency",
+        "--timeout", f"{timeout_s:g}s",
+    ]  # fmt: skip
+    for name, value in (headers or {}).items():
+        argv += ["-H", f"{name}: {value}"]
+    return [*argv, "-s", str(WRK_SCRIPTS / script), url, "--", *script_args]
+
+
+def run_wrk(
+    url: str,
+    script_args: Sequence[str],
+    *,
+    duration_s: float,
+    connections: int,
+    threads: int = 2,
+    script: str = "kv.lua",
+    headers: Mapping[str, str] | None = None,
+    timeout_s: float = 2.0,
+) -> LoadResult:
+    """One wrk run (see `wrk_argv`); errors are socket errors plus every non-2xx by status."""
+    argv = wrk_argv(
+        url,
+        script_args,
+        duration_s=duration_s,
+        connections=connections,
+        threads=threads,
+        script=script,
+        headers=headers,
+        timeout_s=timeout_s,
+    )
+    completed = _run(argv, timeout_s=duration_s + 60)
+    if completed.returncode != 0:
+        raise BenchError(f"wrk failed ({completed.returncode}):\n{completed.stdout}\n{completed.stderr}")
+    return parse_wrk_report(completed.stdout)
 
 
 def run_redis_benchmark(

@@ -28,7 +28,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from benchmarks.harness import BenchError, CpuMeter, LoadResult, Suite, rss_bytes, run_redis_benchmark, run_wrk
+from benchmarks.harness import (
+    BenchError,
+    CpuMeter,
+    LoadResult,
+    Suite,
+    mib,
+    rss_bytes,
+    run_redis_benchmark,
+    run_wrk,
+    table,
+)
 from services.common.logs import setup_logging
 from tests.support.redis_server import RedisServer, start_redis_server
 
@@ -84,10 +94,6 @@ def _row(target: str, backend: str, op: str, result: LoadResult, cpu: dict[str, 
     return Row(target, backend, op, CONNECTIONS, result.rps, result.p50_ms, result.p99_ms, result.errors, cpu)
 
 
-def _mib(value: int | None) -> float | None:
-    return None if value is None else round(value / MIB, 1)
-
-
 def preload(url: str) -> list[str]:
     """Writes every key through the edge and reads it back; returns what did not match the contract."""
     problems: list[str] = []
@@ -115,10 +121,10 @@ def preload(url: str) -> list[str]:
 
 def _suite_memory(backend: str, before: dict[str, int | None], after: dict[str, int | None]) -> list[MemoryRow]:
     names = sorted(set(before) | set(after))
-    rows = [MemoryRow(name, backend, _mib(before.get(name)), _mib(after.get(name))) for name in names]
+    rows = [MemoryRow(name, backend, mib(before.get(name)), mib(after.get(name))) for name in names]
     total_before = sum(v for v in before.values() if v is not None)
     total_after = sum(v for v in after.values() if v is not None)
-    return [*rows, MemoryRow("suite total", backend, _mib(total_before), _mib(total_after))]
+    return [*rows, MemoryRow("suite total", backend, mib(total_before), mib(total_after))]
 
 
 def bench_suite(
@@ -181,17 +187,9 @@ def _cpu_text(cpu: dict[str, float]) -> str:
     )
 
 
-def _table(header: Sequence[str], lines: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(cell) for cell in column) for column in zip(header, *lines, strict=True)]
-    rendered = [header, ["-" * width for width in widths], *lines]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip() for line in rendered
-    )
-
-
 def render(report: dict[str, Any], rows: Sequence[Row], memory: Sequence[MemoryRow]) -> str:
     config = report["config"]
-    results = _table(
+    results = table(
         ("target", "backend", "op", "conns", "req/s", "p50 ms", "p99 ms", "errors/non-2xx", "cpu % of one core"),
         [
             (
@@ -206,7 +204,7 @@ def render(report: dict[str, Any], rows: Sequence[Row], memory: Sequence[MemoryR
     def cell(value: float | None) -> str:
         return "-" if value is None else f"{value:.1f}"
 
-    memory_table = _table(
+    memory_table = table(
         ("process", "backend", "idle before MiB", "after load MiB"),
         [(m.process, m.backend, cell(m.idle_before_mib), cell(m.after_load_mib)) for m in memory],
     )
@@ -247,7 +245,7 @@ def run(duration_s: float, work_dir: Path) -> tuple[dict[str, Any], list[Row], l
             problems += suite_problems
         rows += bench_redis(redis, redis_requests)
         time.sleep(SETTLE_S)
-        memory.append(MemoryRow("redis-server", "redis", _mib(redis_idle), _mib(rss_bytes(redis.pid))))
+        memory.append(MemoryRow("redis-server", "redis", mib(redis_idle), mib(rss_bytes(redis.pid))))
     finally:
         redis.stop()
     return (

@@ -8,8 +8,8 @@ from urllib.parse import unquote
 
 import pytest
 
-from benchmarks.chat_load import CHAT_BODY, CHAT_SCRIPT, chat_body, parse_wrk_report, wrk_argv
-from benchmarks.harness import BenchError
+from benchmarks.chat_load import CHAT_BODY, REQUEST_TIMEOUT_S, chat_body
+from benchmarks.harness import WRK_SCRIPTS, BenchError, parse_wrk_report, wrk_argv
 from benchmarks.peers import (
     PeerUnavailable,
     litellm_argv,
@@ -155,10 +155,12 @@ def test_unavailable_is_a_bench_error() -> None:
 def test_wrk_sends_the_body_and_headers_with_the_chat_script() -> None:
     argv = wrk_argv(
         "http://127.0.0.1:40002/v1/chat/completions",
+        [CHAT_BODY.decode()],
+        script="chat.lua",
         headers={"Authorization": "Bearer k", "x-portkey-provider": "openai"},
         connections=16,
         duration_s=10,
-        body=CHAT_BODY,
+        timeout_s=REQUEST_TIMEOUT_S,
     )
 
     assert argv[:5] == ["wrk", "-t2", "-c16", "-d10s", "--latency"]
@@ -167,13 +169,13 @@ def test_wrk_sends_the_body_and_headers_with_the_chat_script() -> None:
         "Authorization: Bearer k",
         "x-portkey-provider: openai",
     ]
-    assert argv[argv.index("-s") + 1] == str(CHAT_SCRIPT)
+    assert argv[argv.index("-s") + 1] == str(WRK_SCRIPTS / "chat.lua")
     assert argv[-3:] == ["http://127.0.0.1:40002/v1/chat/completions", "--", CHAT_BODY.decode()]
-    assert CHAT_SCRIPT.is_file()
+    assert (WRK_SCRIPTS / "chat.lua").is_file()
 
 
 def test_wrk_never_runs_more_threads_than_connections() -> None:
-    argv = wrk_argv("http://h/", headers={}, connections=1, duration_s=0.5, body=b"{}")
+    argv = wrk_argv("http://h/", ["{}"], connections=1, duration_s=0.5)
 
     assert argv[1:4] == ["-t1", "-c1", "-d0.5s"]
 

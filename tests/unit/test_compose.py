@@ -24,6 +24,7 @@ from edge.settings import read_settings
 from services.common.config import ConfigError
 from services.common.descriptors import default_descriptor_path
 from services.kv.config import read_config as read_kv_config
+from services.llm.config import read_config as read_llm_config
 from services.meta.config import read_config as read_meta_config
 from services.prompts.config import read_config as read_prompts_config
 
@@ -31,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 
-SUITE = ("meta", "kv", "prompts", "edge")  # built from ./Dockerfile
+SUITE = ("meta", "kv", "llm", "prompts", "edge")  # built from ./Dockerfile
 THIRD_PARTY = ("redis", "jaeger")
 SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|API_KEY", re.IGNORECASE)
 
@@ -200,7 +201,7 @@ def test_meta_reports_on_every_other_suite_service(services: dict[str, Json]) ->
 
 
 def test_healthchecks_probe_each_services_own_port(services: dict[str, Json]) -> None:
-    for name in ("meta", "kv", "prompts"):
+    for name in ("meta", "kv", "llm", "prompts"):
         test = services[name]["healthcheck"]["test"]
         assert test[:3] == ["CMD", "python", "-c"] and "grpc_health" in test[3]
         assert test[-1] == f"127.0.0.1:{env_of(services, name)[f'SPARK_{name.upper()}_PORT']}", name
@@ -211,6 +212,7 @@ def test_healthchecks_probe_each_services_own_port(services: dict[str, Json]) ->
 def test_metrics_ports(services: dict[str, Json]) -> None:
     assert env_of(services, "meta")["SPARK_META_METRICS_PORT"] == "9460"
     assert env_of(services, "kv")["SPARK_KV_METRICS_PORT"] == "9461"
+    assert env_of(services, "llm")["SPARK_LLM_METRICS_PORT"] == "9462"
     assert env_of(services, "prompts")["SPARK_PROMPTS_METRICS_PORT"] == "9463"
 
 
@@ -235,8 +237,13 @@ def test_secrets_pass_through_from_the_host_and_are_never_hard_coded(tmp_path: P
         for key, value in env_of(services, name).items():
             if SECRET_NAME.search(key):
                 assert value == "", f"{name}: {key} has a value baked into docker-compose.yml"
-    given = render(tmp_path, ADMIN_TOKEN="t0ken-from-host", ALLOWED_ORIGINS="https://app.example")["services"]
+    given = render(
+        tmp_path, ADMIN_TOKEN="t0ken-from-host", ALLOWED_ORIGINS="https://app.example", OPENAI_API_KEY="sk-host"
+    )["services"]
     assert env_of(given, "prompts")["ADMIN_TOKEN"] == "t0ken-from-host"
+    assert env_of(given, "llm")["ADMIN_TOKEN"] == "t0ken-from-host"
+    assert env_of(given, "llm")["OPENAI_API_KEY"] == "sk-host"
+    assert env_of(services, "llm")["OPENAI_API_KEY"] == ""
     assert env_of(given, "edge")["ALLOWED_ORIGINS"] == "https://app.example"
 
 
@@ -246,12 +253,14 @@ def test_each_containers_environment_is_valid_for_its_config_reader(services: di
         kv = read_kv_config(env_of(services, "kv"))
         meta = read_meta_config(env_of(services, "meta"))
         prompts = read_prompts_config(env_of(services, "prompts"))
+        llm = read_llm_config(env_of(services, "llm"))
         edge = read_settings(default_descriptor_path(), env_of(services, "edge"))
     except ConfigError as error:
         pytest.fail(str(error), pytrace=False)
     assert kv.redis_url is not None and kv.server.host == "0.0.0.0"
-    assert [b.name for b in meta.backends] == ["kv", "prompts"]
-    assert prompts.redis_url == kv.redis_url
+    assert [b.name for b in meta.backends] == ["kv", "llm", "prompts"]
+    assert prompts.redis_url == kv.redis_url == llm.redis_url
+    assert llm.providers == {}  # no keys on the host: nothing offered, nothing broken
     assert edge.listen_host == "0.0.0.0" and edge.otlp is not None and edge.otlp.host == "jaeger"
     assert edge.kv_max_value_bytes == kv.max_value_bytes
 

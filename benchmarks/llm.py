@@ -1,0 +1,290 @@
+"""`python -m benchmarks.llm`: chat completions through the edge next to the same requests sent straight to the
+provider, and next to the LiteLLM proxy and the Portkey gateway in front of the same provider.
+
+A fake provider (the tests' OpenAI wire protocol, in a process of its own)
+answers instantly, so every millisecond measured is a gateway's. In one run:
+wrk at 16 connections for each target (req/s, p50, p99), the same at one
+connection for the latency the edge adds, and streaming time-to-first-token
+sent directly and through the edge. Peers that cannot be installed here are
+reported as not measured, with the reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import httpx
+
+from benchmarks.chat_load import chat_body, measure_chat
+from benchmarks.fake_provider import READY_PREFIX
+from benchmarks.harness import BenchError, CpuMeter, LoadResult, Suite, mib, rss_bytes, table
+from benchmarks.peers import Peer, PeerUnavailable, running_litellm, running_portkey
+from services.common.logs import setup_logging
+from tests.support.processes import terminate
+
+logger = logging.getLogger(__name__)
+
+CONNECTIONS: Final = 16
+TTFT_REQUESTS: Final = 200
+TARGET: Final = "through the edge >= 1,000 req/s and >= 8x LiteLLM at 16 connections; <= 3 ms p50 added at 1"
+TARGET_RPS: Final = 1000.0
+TARGET_LITELLM_FACTOR: Final = 8.0
+TARGET_ADDED_P50_MS: Final = 3.0
+_START_TIMEOUT_S: Final = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    target: str
+    conns: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: dict[str, int]
+    cpu_percent: dict[str, float]
+    rss_mib: dict[str, float | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Ttft:
+    target: str
+    requests: int
+    p50_ms: float
+    p99_ms: float
+
+
+@contextlib.contextmanager
+def fake_provider(work_dir: Path, *, gap_s: float = 0.0) -> Iterator[tuple[str, int]]:
+    """The fake provider in its own process: yields (its OpenAI base URL, its pid)."""
+    log = (work_dir / "fake-provider.out").open("w+")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.fake_provider", "--gap", str(gap_s)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + _START_TIMEOUT_S
+        url = ""
+        while not url:
+            if process.poll() is not None or time.monotonic() > deadline:
+                log.seek(0)
+                raise BenchError(f"the fake provider did not start:\n{log.read()}")
+            time.sleep(0.05)
+            log.seek(0)
+            url = next((ln.removeprefix(READY_PREFIX).strip() for ln in log if ln.startswith(READY_PREFIX)), "")
+        yield f"{url}/v1", process.pid
+    finally:
+        terminate(process, 10.0)
+        log.close()
+
+
+def _load(
+    name: str, url: str, headers: Mapping[str, str], pids: Mapping[str, int], *, connections: int, duration_s: float
+) -> Row:
+    meter = CpuMeter(pids)
+    result: LoadResult = measure_chat(url, headers=headers, connections=connections, duration_s=duration_s)
+    cpu = meter.read()
+    rss = {process: mib(rss_bytes(pid)) for process, pid in pids.items()}
+    return Row(name, connections, result.rps, result.p50_ms, result.p99_ms, result.errors, cpu, rss)
+
+
+def _both(name: str, url: str, headers: Mapping[str, str], pids: Mapping[str, int], duration_s: float) -> list[Row]:
+    """The load at 16 connections (throughput) and at one (the latency a gateway adds)."""
+    return [
+        _load(name, url, headers, pids, connections=connections, duration_s=duration_s)
+        for connections in (CONNECTIONS, 1)
+    ]
+
+
+def measure_ttft(url: str, *, requests: int, headers: Mapping[str, str] | None = None) -> list[float]:
+    """Milliseconds from sending a streamed request to its first content delta, one request at a time."""
+    body = json.loads(chat_body())
+    body.update(stream=True)
+    samples = []
+    with httpx.Client(timeout=30.0, headers=dict(headers or {})) as client:
+        for _ in range(requests):
+            started = time.perf_counter()
+            with client.stream("POST", url, json=body) as response:
+                if response.status_code != 200:
+                    raise BenchError(f"{url} answered {response.status_code}: {response.read()!r}")
+                for line in response.iter_lines():
+                    if line.startswith("data: ") and '"content":"' in line and '"content":""' not in line:
+                        samples.append((time.perf_counter() - started) * 1000)
+                        break
+    return samples
+
+
+def _ttft_row(name: str, samples: Sequence[float]) -> Ttft:
+    cuts = statistics.quantiles(samples, n=100)
+    return Ttft(name, len(samples), statistics.median(samples), cuts[98])
+
+
+def _suite(work_dir: Path, provider_url: str, workers: int) -> Suite:
+    return Suite(
+        work_dir,
+        redis_url=None,
+        extra_env={
+            "SPARK_SERVICES": "meta,llm",
+            "SPARK_LLM_WORKERS": str(workers),
+            "OPENAI_BASE_URL": provider_url,
+            "OPENAI_API_KEY": "sk-bench",
+        },
+    )
+
+
+def _peer_rows(provider_url: str, duration_s: float, problems: list[str]) -> list[Row]:
+    rows: list[Row] = []
+    starters: Sequence[tuple[str, Callable[[str], contextlib.AbstractContextManager[Peer]]]] = (
+        ("LiteLLM proxy", running_litellm),
+        ("Portkey gateway", running_portkey),
+    )
+    for name, start in starters:
+        try:
+            with start(provider_url) as peer:
+                url = f"{peer.base_url}/chat/completions"
+                rows += _both(f"{name} {peer.version}", url, peer.headers, {"peer": peer.pid}, duration_s)
+        except PeerUnavailable as error:
+            problems.append(f"{name} not measured: {error}")
+    return rows
+
+
+def run(duration_s: float, work_dir: Path, *, peers: bool) -> dict[str, Any]:
+    rows: list[Row] = []
+    ttfts: list[Ttft] = []
+    problems: list[str] = []
+    headers = {"content-type": "application/json"}
+    with fake_provider(work_dir) as (provider_url, provider_pid):
+        direct = f"{provider_url}/chat/completions"
+        fake_pids = {"provider": provider_pid}
+        rows += _both("provider directly", direct, headers, fake_pids, duration_s)
+        ttfts.append(_ttft_row("provider directly", measure_ttft(direct, requests=TTFT_REQUESTS)))
+        for workers in (1, 2):
+            with _suite(work_dir / f"suite-{workers}", provider_url, workers) as suite:
+                edge = f"{suite.url}/v1/chat/completions"
+                pids = {**suite.processes(), **fake_pids}
+                name = f"edge, llm x{workers}"
+                idle = Row(f"{name} (idle)", 0, 0, 0, 0, {}, {}, {k: mib(rss_bytes(pid)) for k, pid in pids.items()})
+                rows += _both(name, edge, headers, pids, duration_s)
+                rows.append(idle)
+                ttfts.append(_ttft_row(name, measure_ttft(edge, requests=TTFT_REQUESTS)))
+                suite.check_alive()
+        if peers:
+            rows += _peer_rows(provider_url, duration_s, problems)
+    problems += [f"{row.target} ({row.conns} conns): errors {row.errors}" for row in rows if row.errors]
+    return {
+        "target": TARGET,
+        "config": {"duration_s": duration_s, "connections": CONNECTIONS, "ttft_requests": TTFT_REQUESTS,
+                   "cpus": os.cpu_count(), "load_average_at_start": " ".join(f"{v:.2f}" for v in os.getloadavg())},
+        "rows": [dataclasses.asdict(row) for row in rows],
+        "ttft": [dataclasses.asdict(t) for t in ttfts],
+        "verdicts": verdicts(rows, ttfts),
+        "problems": problems,
+    }  # fmt: skip
+
+
+def _find(rows: Sequence[Row], prefix: str, conns: int) -> Row | None:
+    return next((r for r in rows if r.target.startswith(prefix) and r.conns == conns and r.rps), None)
+
+
+def verdicts(rows: Sequence[Row], ttfts: Sequence[Ttft]) -> list[str]:
+    lines = []
+    best = max((r for r in rows if r.target.startswith("edge") and r.conns == CONNECTIONS), key=lambda r: r.rps)
+
+    lines.append(f"edge {best.rps:,.0f} req/s ({best.target}): {'met' if best.rps >= TARGET_RPS else 'MISSED'}")
+    litellm = _find(rows, "LiteLLM", CONNECTIONS)
+    if litellm is not None:
+        factor = best.rps / max(litellm.rps, 1e-9)
+        verdict = "met" if factor >= TARGET_LITELLM_FACTOR else "MISSED"
+        lines.append(f"edge / LiteLLM = {factor:.1f}x (LiteLLM {litellm.rps:,.0f} req/s): {verdict}")
+    portkey = _find(rows, "Portkey", CONNECTIONS)
+    if portkey is not None:
+        lines.append(f"edge / Portkey = {best.rps / max(portkey.rps, 1e-9):.2f}x (Portkey {portkey.rps:,.0f} req/s)")
+    direct, edge_one = _find(rows, "provider directly", 1), _find(rows, "edge, llm x1", 1)
+    if direct is not None and edge_one is not None:
+        added = edge_one.p50_ms - direct.p50_ms
+        verdict = "met" if added <= TARGET_ADDED_P50_MS else "MISSED"
+        lines.append(f"p50 added at 1 connection: {added:.2f} ms: {verdict}")
+    base = next((t for t in ttfts if t.target == "provider directly"), None)
+    for ttft in ttfts:
+        if base is not None and ttft is not base:
+            lines.append(f"time to first token added ({ttft.target}): p50 {ttft.p50_ms - base.p50_ms:.2f} ms")
+    return lines
+
+
+def render(report: dict[str, Any]) -> str:
+    config = report["config"]
+    load = table(
+        ("target", "conns", "req/s", "p50 ms", "p99 ms", "errors", "cpu % of one core", "RSS MiB"),
+        [
+            (
+                r["target"], str(r["conns"]), f"{r['rps']:,.0f}", f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}",
+                ", ".join(f"{k}: {v}" for k, v in r["errors"].items()) or "0",
+                " ".join(f"{k} {v:.0f}" for k, v in r["cpu_percent"].items() if v >= 1 or k == "host"),
+                " ".join(f"{k} {v}" for k, v in r["rss_mib"].items() if v is not None),
+            )
+            for r in report["rows"]
+        ],
+    )  # fmt: skip
+    ttft = table(
+        ("streaming, 1 connection", "requests", "TTFT p50 ms", "TTFT p99 ms"),
+        [(t["target"], str(t["requests"]), f"{t['p50_ms']:.2f}", f"{t['p99_ms']:.2f}") for t in report["ttft"]],
+    )
+    parts = [
+        f"LLM gateway benchmark: non-streaming chat completions against an instant fake provider, wrk "
+        f"{config['duration_s']:g} s per row; host: {config['cpus']} CPUs, load average at start "
+        f"{config['load_average_at_start']}",
+        "",
+        load,
+        "",
+        ttft,
+        "",
+        f"Target: {report['target']}",
+        *(f"  {line}" for line in report["verdicts"]),
+    ]
+    if report["problems"]:
+        parts += ["", "Problems:", *(f"  {problem}" for problem in report["problems"])]
+    return "\n".join(parts) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.llm", description=__doc__.split("\n", 1)[0])
+    length = parser.add_mutually_exclusive_group()
+    length.add_argument("--duration", type=float, default=10.0, help="seconds of wrk load per row (default 10)")
+    length.add_argument("--quick", action="store_true", help="2 s per row, for smoke runs")
+    parser.add_argument("--no-peers", action="store_true", help="skip LiteLLM and Portkey (no installs)")
+    parser.add_argument("--json", type=Path, default=Path("var/bench/llm.json"), help="where to write the results")
+    args = parser.parse_args(argv)
+    setup_logging("bench", "info")
+    work_dir = Path(tempfile.mkdtemp(prefix="spark-bench-llm-"))
+    try:
+        report = run(2.0 if args.quick else args.duration, work_dir, peers=not args.no_peers)
+    except BenchError as error:
+        logger.error("benchmark failed; logs kept in %s: %s", work_dir, error)
+        return 1
+    sys.stdout.write(render(report))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    logger.info("wrote %s", args.json)
+    if not report["problems"]:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
