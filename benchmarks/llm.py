@@ -271,6 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=Path("var/bench/llm.json"), help="where to write the results")
     args = parser.parse_args(argv)
     setup_logging("bench", "info")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per TTFT request otherwise
     work_dir = Path(tempfile.mkdtemp(prefix="spark-bench-llm-"))
     try:
         report = run(2.0 if args.quick else args.duration, work_dir, peers=not args.no_peers)

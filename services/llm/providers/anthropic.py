@@ -13,6 +13,7 @@ from services.llm.chat import ChatMessage, ChatRequest, Completion, Delta, Finis
 from services.llm.providers.base import ProviderError, ProviderSettings, kind_of_status, retry_after
 from services.llm.providers.fences import FenceStripper, strip_fences
 from services.llm.providers.finish import finish_reason
+from services.llm.providers.transport import AiohttpTransport
 
 Json = dict[str, Any]
 
@@ -131,7 +132,12 @@ class AnthropicProvider:
         self.name = settings.name
         self._connect_timeout_s = settings.connect_timeout_s
         self._default_max_tokens = default_max_tokens
-        self._client = anthropic.AsyncAnthropic(api_key=settings.api_key, base_url=settings.base_url, max_retries=0)
+        self._client = anthropic.AsyncAnthropic(
+            api_key=settings.api_key,
+            base_url=settings.base_url,
+            max_retries=0,
+            http_client=httpx2.AsyncClient(transport=AiohttpTransport()),
+        )
 
     def _timeout(self, timeout_s: float) -> anthropic.Timeout:
         return anthropic.Timeout(timeout_s, connect=min(self._connect_timeout_s, timeout_s))
@@ -168,11 +174,16 @@ class AnthropicProvider:
         return ProviderError(self.name, "retryable", f"{self.name} sent a malformed response: {error}")
 
     async def complete(self, request: ChatRequest, upstream_model: str, timeout_s: float) -> Completion:
-        arguments = _sdk_arguments(self._payload(request, upstream_model))
         try:
-            # The raw response skips building the SDK's pydantic models: orjson reads what the gateway needs.
-            raw = await self._client.messages.with_raw_response.create(**arguments, timeout=self._timeout(timeout_s))
-            body = orjson.loads(await raw.read())
+            # The SDK's plain `post` sends the body as built, skipping create()'s re-validation and the
+            # pydantic models of the answer; errors still come back as the SDK's.
+            response = await self._client.post(
+                "/v1/messages",
+                body=self._payload(request, upstream_model),
+                cast_to=httpx2.Response,
+                options={"timeout": self._timeout(timeout_s)},
+            )
+            body = orjson.loads(response.content)
         except (anthropic.AnthropicError, httpx2.HTTPError, orjson.JSONDecodeError) as error:
             raise self._error(error) from error
         try:

@@ -1,0 +1,99 @@
+"""An HTTP transport for the provider SDKs on aiohttp's C parser.
+
+The official `openai` and `anthropic` SDKs send every request through an
+`httpx2.AsyncClient`; its default transport (httpcore, h11, anyio) costs
+more CPU per call than the rest of the gateway together. This transport
+keeps the SDKs whole (auth, error mapping, streaming) and swaps only the
+wire underneath; failures become the httpx2 exceptions the SDKs expect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import aiohttp
+import httpx2
+
+# Keep-alive connections per provider; a burst beyond it waits for a free one (the pool timeout).
+MAX_CONNECTIONS = 256
+
+
+@contextlib.contextmanager
+def _mapped_errors(timeout: dict[str, Any]) -> Iterator[None]:
+    """aiohttp's exceptions as the httpx2 ones the SDKs turn into APITimeoutError / APIConnectionError."""
+    try:
+        yield
+    except (aiohttp.ServerTimeoutError, TimeoutError) as error:
+        raise httpx2.ReadTimeout(f"no data within {timeout.get('read')} s") from error
+    except aiohttp.ClientConnectorError as error:
+        raise httpx2.ConnectError(str(error)) from error
+    except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as error:
+        raise httpx2.RemoteProtocolError(str(error) or type(error).__name__) from error
+    except aiohttp.ClientError as error:
+        raise httpx2.NetworkError(str(error) or type(error).__name__) from error
+
+
+class _ResponseStream(httpx2.AsyncByteStream):
+    def __init__(self, response: aiohttp.ClientResponse, timeout: dict[str, Any]) -> None:
+        self._response = response
+        self._timeout = timeout
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        with _mapped_errors(self._timeout):
+            async for chunk in self._response.content.iter_any():
+                yield chunk
+
+    async def aclose(self) -> None:
+        # A response read to its end returns its connection to the pool; one cut short closes it, so a
+        # cancelled call hangs up on the provider.
+        if self._response.content.at_eof():
+            self._response.release()
+        else:
+            self._response.close()
+
+
+class AiohttpTransport(httpx2.AsyncBaseTransport):
+    def __init__(self, *, max_connections: int = MAX_CONNECTIONS) -> None:
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    def _open(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300)
+            # httpx2 decodes gzip itself, and the SDKs set every header they need.
+            self._session = aiohttp.ClientSession(
+                connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent", "Accept-Encoding")
+            )
+        return self._session
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        timeout: dict[str, Any] = request.extensions.get("timeout", {})
+        client_timeout = aiohttp.ClientTimeout(
+            sock_connect=timeout.get("connect"), sock_read=timeout.get("read"), connect=timeout.get("pool")
+        )
+        body = await request.aread()
+        with _mapped_errors(timeout):
+            response = await self._open().request(
+                request.method,
+                str(request.url),
+                headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw],
+                data=body or None,
+                timeout=client_timeout,
+                allow_redirects=False,
+            )
+        return httpx2.Response(
+            status_code=response.status,
+            headers=list(response.raw_headers),
+            stream=_ResponseStream(response, timeout),
+            extensions={"http_version": b"HTTP/1.1"},
+            request=request,
+        )
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            # Lets aiohttp's connection transports finish closing before the loop might end.
+            await asyncio.sleep(0)
