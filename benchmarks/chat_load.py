@@ -2,7 +2,7 @@
 
     result = measure_chat(f"{peer.base_url}/chat/completions", headers=peer.headers, connections=16, duration_s=10)
 
-wrk runs benchmarks/wrk/chat.lua, which sends the same body every time and reports non-2xx responses
+wrk runs benchmarks/wrk/load.lua, which sends the same body every time and reports non-2xx responses
 by status; the result is harness.LoadResult, like every other load run.
 """
 
@@ -41,11 +41,10 @@ def measure_chat(
     """POSTs `body` to `url` over `connections` keep-alive connections for `duration_s`; non-2xx count as errors."""
     return run_wrk(
         url,
-        [body.decode()],
+        ["json", body.decode()],
         duration_s=duration_s,
         connections=connections,
         threads=threads,
-        script="chat.lua",
         headers=headers,
         timeout_s=REQUEST_TIMEOUT_S,
     )

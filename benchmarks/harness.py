@@ -306,7 +306,7 @@ def wrk_argv(
     duration_s: float,
     connections: int,
     threads: int = 2,
-    script: str = "kv.lua",
+    script: str = "load.lua",
     headers: Mapping[str, str] | None = None,
     timeout_s: float = 2.0,
 ) -> list[str]:
@@ -327,7 +327,7 @@ def run_wrk(
     duration_s: float,
     connections: int,
     threads: int = 2,
-    script: str = "kv.lua",
+    script: str = "load.lua",
     headers: Mapping[str, str] | None = None,
     timeout_s: float = 2.0,
 ) -> LoadResult:

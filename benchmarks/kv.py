@@ -56,7 +56,7 @@ MIB: Final = 1024 * 1024
 
 
 def value_for(i: int, size: int = VALUE_BYTES) -> bytes:
-    """The preloaded JSON text of key i; benchmarks/wrk/kv.lua writes the same shape with rev 2."""
+    """The preloaded JSON text of key i; benchmarks/wrk/load.lua writes the same shape with rev 2."""
     head = f'{{"id":{i},"owner":"bench","rev":1,"tags":["a","b"],"note":"'
     return (head + "x" * max(0, size - len(head) - 2) + '"}').encode()
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from edge.routes import DIRECT_REPLIES, GRPC_SERVICES, HTTP_ROUTES, TRANSCODED_SERVICES, DirectReply, HttpRoute
 from edge.settings import EdgeSettings, Upstream
+from services.common.identity import USER_METADATA
 
 Json = dict[str, Any]
 
@@ -382,14 +383,16 @@ def _header_mutation() -> Json:
         {"append": {"header": {"key": key, "value": value}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}}
         for key, value in security_headers.items()
     ]
-    # The transcoder rewrites the method to POST; keep the caller's for the access log.
-    request_mutations = [
+    # The transcoder rewrites the method to POST; keep the caller's for the access log. The identity
+    # header is the edge's to set (services trust it), never a client's.
+    request_mutations: list[Json] = [
         {
             "append": {
                 "header": {"key": ORIGINAL_METHOD_HEADER, "value": "%REQ(:METHOD)%"},
                 "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
             }
-        }
+        },
+        {"remove": USER_METADATA},
     ]
     return {
         "@type": TYPE + "envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",

@@ -280,12 +280,14 @@ def test_a_client_that_hangs_up_cancels_the_provider_call(
 
 
 def test_llm_metrics_count_cache_lookups_and_tokens(suite: RunningSuite, http: httpx.Client) -> None:
-    http.post("/v1/chat/completions", json={"model": "gpt-4o-mini", "messages": HELLO})
+    # The identity header is the edge's to set: a client's own is dropped, so usage cannot be pinned on others.
+    http.post("/v1/chat/completions", json={"model": "gpt-4o-mini", "messages": HELLO}, headers={"x-spark-user": "eve"})
     url = f"http://127.0.0.1:{suite.ports['llm_metrics']}/metrics"
     with urllib.request.urlopen(url, timeout=5) as response:
         text = response.read().decode()
     assert 'llm_tokens_total{caller="anonymous",kind="completion",model="gpt-4o-mini",provider="openai"}' in text
     assert "llm_cache_lookups_total" in text and 'llm_breaker_state{provider="openai"}' in text
+    assert 'caller="eve"' not in text
 
 
 def test_healthz_reports_the_provider_breakers(http: httpx.Client, fake: FakeProviderThread) -> None:

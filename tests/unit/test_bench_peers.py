@@ -155,8 +155,7 @@ def test_unavailable_is_a_bench_error() -> None:
 def test_wrk_sends_the_body_and_headers_with_the_chat_script() -> None:
     argv = wrk_argv(
         "http://127.0.0.1:40002/v1/chat/completions",
-        [CHAT_BODY.decode()],
-        script="chat.lua",
+        ["json", CHAT_BODY.decode()],
         headers={"Authorization": "Bearer k", "x-portkey-provider": "openai"},
         connections=16,
         duration_s=10,
@@ -169,9 +168,9 @@ def test_wrk_sends_the_body_and_headers_with_the_chat_script() -> None:
         "Authorization: Bearer k",
         "x-portkey-provider: openai",
     ]
-    assert argv[argv.index("-s") + 1] == str(WRK_SCRIPTS / "chat.lua")
-    assert argv[-3:] == ["http://127.0.0.1:40002/v1/chat/completions", "--", CHAT_BODY.decode()]
-    assert (WRK_SCRIPTS / "chat.lua").is_file()
+    assert argv[argv.index("-s") + 1] == str(WRK_SCRIPTS / "load.lua")
+    assert argv[-4:] == ["http://127.0.0.1:40002/v1/chat/completions", "--", "json", CHAT_BODY.decode()]
+    assert (WRK_SCRIPTS / "load.lua").is_file()
 
 
 def test_wrk_never_runs_more_threads_than_connections() -> None:

@@ -10,7 +10,7 @@ import httpx2
 import orjson
 
 from services.llm.chat import ChatMessage, ChatRequest, Completion, Delta, Finished, ImagePart, StreamEvent, Usage
-from services.llm.providers.base import ProviderError, ProviderSettings, kind_of_status, retry_after
+from services.llm.providers.base import ProviderError, ProviderSettings, kind_of_status, retry_after, usage_from
 from services.llm.providers.fences import FenceStripper, strip_fences
 from services.llm.providers.finish import finish_reason
 from services.llm.providers.transport import AiohttpTransport
@@ -116,15 +116,6 @@ def _sdk_arguments(payload: Json) -> Json:
     return arguments
 
 
-def _usage(raw: Any) -> Usage | None:
-    if not isinstance(raw, dict):
-        return None
-    prompt, completion = raw.get("input_tokens"), raw.get("output_tokens")
-    if not isinstance(prompt, int) or not isinstance(completion, int):
-        return None
-    return Usage(prompt, completion)
-
-
 class AnthropicProvider:
     """Anthropic's API; the SDK's own retries are off because the gateway retries across models."""
 
@@ -193,7 +184,8 @@ class AnthropicProvider:
             raise ProviderError(self.name, "retryable", f"{self.name} sent a malformed completion") from error
         if request.json_mode:
             text = strip_fences(text)
-        return Completion(text, finish_reason(body.get("stop_reason")), _usage(body.get("usage")))
+        usage = usage_from(body.get("usage"), "input_tokens", "output_tokens")
+        return Completion(text, finish_reason(body.get("stop_reason")), usage)
 
     async def stream(self, request: ChatRequest, upstream_model: str, timeout_s: float) -> AsyncIterator[StreamEvent]:
         arguments = _sdk_arguments(self._payload(request, upstream_model))

@@ -6,9 +6,9 @@ import email.utils
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
-from services.llm.chat import ChatRequest, Completion, StreamEvent
+from services.llm.chat import ChatRequest, Completion, StreamEvent, Usage
 
 # retryable: 5xx, 408, 409, connection errors; the same model may be tried again after a backoff.
 # rate_limited: 429; tried again after Retry-After when it fits the deadline.
@@ -64,6 +64,17 @@ class Provider(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+def usage_from(raw: Any, prompt_key: str, completion_key: str) -> Usage | None:
+    """Token counts from a provider's usage object (OpenAI: prompt_tokens / completion_tokens; Anthropic:
+    input_tokens / output_tokens); None when it is missing or malformed."""
+    if not isinstance(raw, dict):
+        return None
+    prompt, completion = raw.get(prompt_key), raw.get(completion_key)
+    if not isinstance(prompt, int) or not isinstance(completion, int):
+        return None
+    return Usage(prompt, completion)
 
 
 def kind_of_status(status: int) -> FailureKind:

@@ -11,7 +11,7 @@ import openai
 import orjson
 
 from services.llm.chat import ChatMessage, ChatRequest, Completion, Delta, Finished, ImagePart, StreamEvent, Usage
-from services.llm.providers.base import ProviderError, ProviderSettings, kind_of_status, retry_after
+from services.llm.providers.base import ProviderError, ProviderSettings, kind_of_status, retry_after, usage_from
 from services.llm.providers.finish import finish_reason
 from services.llm.providers.transport import AiohttpTransport
 
@@ -51,15 +51,6 @@ def request_payload(request: ChatRequest, upstream_model: str) -> Json:
     if request.json_mode:
         payload["response_format"] = {"type": "json_object"}
     return payload
-
-
-def _usage(raw: Any) -> Usage | None:
-    if not isinstance(raw, dict):
-        return None
-    prompt, completion = raw.get("prompt_tokens"), raw.get("completion_tokens")
-    if not isinstance(prompt, int) or not isinstance(completion, int):
-        return None
-    return Usage(prompt, completion)
 
 
 class OpenAICompatibleProvider:
@@ -115,7 +106,8 @@ class OpenAICompatibleProvider:
             text = choice["message"].get("content") or ""
             if not isinstance(text, str):
                 raise TypeError("content is not a string")
-            return Completion(text, finish_reason(choice.get("finish_reason")), _usage(body.get("usage")))
+            usage = usage_from(body.get("usage"), "prompt_tokens", "completion_tokens")
+            return Completion(text, finish_reason(choice.get("finish_reason")), usage)
         except (KeyError, IndexError, TypeError, AttributeError) as error:
             raise ProviderError(self.name, "retryable", f"{self.name} sent a malformed completion") from error
 

@@ -1,7 +1,9 @@
--- wrk script for `python -m benchmarks.kv`: GET or POST over a fixed set of preloaded keys.
+-- wrk script for the benchmarks: GET or POST over a fixed set of preloaded keys, one fixed GET, or one
+-- fixed JSON POST (a chat completion; -H headers are sent too).
 --
---   wrk -t2 -c16 -d10s --latency -s kv.lua http://127.0.0.1:PORT -- <get|set> <keys> <key prefix> <value bytes>
---   wrk -t2 -c16 -d10s --latency -s kv.lua http://127.0.0.1:PORT -- path <path and query>
+--   wrk -t2 -c16 -d10s --latency -s load.lua http://127.0.0.1:PORT -- <get|set> <keys> <key prefix> <value bytes>
+--   wrk -t2 -c16 -d10s --latency -s load.lua http://127.0.0.1:PORT -- path <path and query>
+--   wrk -t2 -c16 -d10s --latency -s load.lua http://127.0.0.1:PORT/v1/chat/completions -- json '<body>'
 --
 -- Requests are built once in init() so the load loop only hands out strings.
 -- Non-2xx responses are counted per status code (wrk's own counter only sees
@@ -23,11 +25,18 @@ end
 
 function init(args)
   local op = args[1]
-  assert(op == "get" or op == "set" or op == "path", "first argument must be get, set or path")
+  assert(op == "get" or op == "set" or op == "path" or op == "json", "first argument must be get, set, path or json")
   requests = {}
   if op == "path" then
     -- One fixed GET, e.g. `path /v1/prompts/default?namespace=bench`.
     requests[1] = wrk.format("GET", args[2])
+  elseif op == "json" then
+    -- One fixed POST of a JSON body to the URL's own path; wrk.format sends only the headers it is given.
+    local headers = { ["Content-Type"] = "application/json" }
+    for name, value in pairs(wrk.headers) do
+      headers[name] = value
+    end
+    requests[1] = wrk.format("POST", nil, headers, args[2])
   else
     local count, prefix, size = tonumber(args[2]), args[3], tonumber(args[4])
     for i = 1, count do
