@@ -167,10 +167,10 @@ class AnthropicProvider:
     async def complete(self, request: ChatRequest, upstream_model: str, timeout_s: float) -> Completion:
         try:
             # The SDK's plain `post` sends the body as built, skipping create()'s re-validation and the
-            # pydantic models of the answer; errors still come back as the SDK's.
+            # pydantic models of the answer (bytes go out as they are); errors still come back as the SDK's.
             response = await self._client.post(
                 "/v1/messages",
-                body=self._payload(request, upstream_model),
+                body=orjson.dumps(self._payload(request, upstream_model)),
                 cast_to=httpx2.Response,
                 options={"timeout": self._timeout(timeout_s)},
             )

@@ -91,10 +91,10 @@ class OpenAICompatibleProvider:
         try:
             # The SDK's plain `post` sends the body as built: create() would re-validate it against the
             # SDK's types and build pydantic models of the answer, which costs more CPU than the whole
-            # gateway. orjson reads what the gateway needs; errors still come back as the SDK's.
+            # gateway. Bytes go out as they are (orjson both ways); errors still come back as the SDK's.
             response = await self._client.post(
                 "/chat/completions",
-                body=payload,
+                body=orjson.dumps(payload),
                 cast_to=httpx2.Response,
                 options={"timeout": self._timeout(timeout_s)},
             )
