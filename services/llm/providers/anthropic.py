@@ -170,7 +170,7 @@ class AnthropicProvider:
             # pydantic models of the answer (bytes go out as they are); errors still come back as the SDK's.
             response = await self._client.post(
                 "/v1/messages",
-                body=orjson.dumps(self._payload(request, upstream_model)),
+                content=orjson.dumps(self._payload(request, upstream_model)),
                 cast_to=httpx2.Response,
                 options={"timeout": self._timeout(timeout_s)},
             )

@@ -94,7 +94,7 @@ class OpenAICompatibleProvider:
             # gateway. Bytes go out as they are (orjson both ways); errors still come back as the SDK's.
             response = await self._client.post(
                 "/chat/completions",
-                body=orjson.dumps(payload),
+                content=orjson.dumps(payload),
                 cast_to=httpx2.Response,
                 options={"timeout": self._timeout(timeout_s)},
             )
