@@ -235,7 +235,9 @@ def test_a_failing_provider_falls_back_to_the_next_model(http: httpx.Client, fak
     response = http.post("/v1/chat/completions", json={"model": "gpt-4o-mini", "messages": HELLO})
     assert response.status_code == 200
     assert response.headers["x-spark-provider"] == "anthropic"
-    assert response.json()["model"] == "claude-haiku-4-5"
+    assert response.headers["x-spark-model"] == response.json()["model"] == "claude-haiku-4-5"
+    plain = http.post("/v1/chat/completions", json={"model": "gpt-4o-mini", "messages": HELLO})
+    assert "x-spark-provider" not in plain.headers and "x-cache" not in plain.headers
 
 
 def test_slow_streams_get_keepalive_comments(http: httpx.Client, fake: FakeProviderThread) -> None:
