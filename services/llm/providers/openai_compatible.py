@@ -13,6 +13,7 @@ import orjson
 from services.llm.chat import ChatMessage, ChatRequest, Completion, Delta, Finished, ImagePart, StreamEvent, Usage
 from services.llm.providers.base import ProviderError, ProviderSettings, kind_of_status, retry_after, usage_from
 from services.llm.providers.finish import finish_reason
+from services.llm.providers.sse import sse_data
 from services.llm.providers.transport import AiohttpTransport
 
 Json = dict[str, Any]
@@ -113,22 +114,40 @@ class OpenAICompatibleProvider:
 
     async def stream(self, request: ChatRequest, upstream_model: str, timeout_s: float) -> AsyncIterator[StreamEvent]:
         payload = request_payload(request, upstream_model)
+        payload.update(stream=True, stream_options={"include_usage": True})
         reason: str | None = None
         usage: Usage | None = None
         try:
-            chunks = await self._client.chat.completions.create(
-                **payload, stream=True, stream_options={"include_usage": True}, timeout=self._timeout(timeout_s)
+            # The SDK sends the request and turns an error status into its exception; the events are read
+            # here with orjson instead of becoming one pydantic model per token.
+            # With `cast_to=httpx2.Response` the SDK hands back the response unread, whatever `stream_cls` says.
+            response = cast(
+                httpx2.Response,
+                await self._client.post(
+                    "/chat/completions",
+                    content=orjson.dumps(payload),
+                    cast_to=httpx2.Response,
+                    stream=True,
+                    stream_cls=openai.AsyncStream[httpx2.Response],
+                    options={"timeout": self._timeout(timeout_s)},
+                ),
             )
-            async with chunks:
-                async for chunk in chunks:
-                    if chunk.usage is not None:
-                        usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
-                    for choice in chunk.choices:
-                        if choice.delta.content:
-                            yield Delta(choice.delta.content)
-                        if choice.finish_reason:
-                            reason = choice.finish_reason
-        except (openai.OpenAIError, ValueError) as error:
+            try:
+                async for data in sse_data(response.aiter_lines()):
+                    chunk = orjson.loads(data)
+                    if "error" in chunk:
+                        message = _error_message(chunk) or "an error event"
+                        raise ProviderError(self.name, "retryable", f"{self.name} sent an error mid-stream: {message}")
+                    if (raw_usage := chunk.get("usage")) is not None:
+                        usage = usage_from(raw_usage, "prompt_tokens", "completion_tokens")
+                    for choice in chunk.get("choices") or ():
+                        if text := (choice.get("delta") or {}).get("content"):
+                            yield Delta(text)
+                        if choice.get("finish_reason"):
+                            reason = choice["finish_reason"]
+            finally:
+                await response.aclose()
+        except (openai.OpenAIError, httpx2.HTTPError, ValueError, TypeError, AttributeError) as error:
             raise self._error(error) from error
         if reason is None:
             raise ProviderError(self.name, "retryable", f"{self.name} ended the stream without a finish reason")
