@@ -131,6 +131,7 @@ class Gateway:
         open_breakers: list[Breaker] = []
         for spec in self.candidates(request):
             breaker = self._breakers[spec.provider]
+            failure = "breaker_open"
             for attempt in range(self._policy.max_attempts):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -146,7 +147,7 @@ class Gateway:
                 except ProviderError as error:
                     breaker.record(permit, not error.counts_against_provider)
                     self._metrics.upstream_failure(spec.provider, spec.name, error.kind)
-                    last = error
+                    last, failure = error, error.kind
                 except BaseException:
                     breaker.record(permit, None)
                     raise
@@ -157,7 +158,6 @@ class Gateway:
                 if last.kind == "request":
                     raise InvalidArgument(last.message, reason="PROVIDER_REJECTED_REQUEST")
                 if last.kind == "credentials":
-                    logger.warning("%s rejected its configured key; trying the next model", spec.provider)
                     break
                 delay = last.retry_after_s
                 if delay is None:
@@ -166,6 +166,7 @@ class Gateway:
                     break
                 await self._sleep(delay)
             skipped.append(spec.name)
+            logger.warning("model %s failed: %s", spec.name, failure, extra={"provider": spec.provider})
         raise _final_error(last, open_breakers)
 
 

@@ -266,3 +266,14 @@ async def test_a_malformed_event_mid_stream_is_a_failure_not_a_silent_end(
         async for event in gateway.stream(ChatRequest(model, REQUEST.messages), 10):
             seen.append(event)
     assert [e.text for e in seen if isinstance(e, Delta)] == ["Hell"]
+
+
+async def test_a_rejected_key_never_echoes_the_providers_message(
+    fake: FakeProvider, make_gateway: GatewayFactory
+) -> None:
+    gateway, _, _ = make_gateway(attempts=1)
+    echoed = "Incorrect API key provided: sk-te****test"
+    fake.fail_next(2, 401, message=echoed)
+    with pytest.raises(Unavailable) as caught:
+        await gateway.complete(REQUEST, 10)
+    assert "sk-te" not in caught.value.message and "rejected the gateway's credentials" in caught.value.message

@@ -10,7 +10,7 @@ import httpx2
 import orjson
 
 from services.llm.chat import ChatMessage, ChatRequest, Completion, Delta, Finished, ImagePart, StreamEvent, Usage
-from services.llm.providers.base import ProviderError, ProviderSettings, kind_of_status, retry_after, usage_from
+from services.llm.providers.base import ProviderError, ProviderSettings, status_error, usage_from
 from services.llm.providers.fences import FenceStripper, strip_fences
 from services.llm.providers.finish import finish_reason
 from services.llm.providers.transport import AiohttpTransport
@@ -144,14 +144,8 @@ class AnthropicProvider:
         if isinstance(error, anthropic.APITimeoutError | httpx2.TimeoutException):
             return ProviderError(self.name, "timeout", f"{self.name} did not answer in time")
         if isinstance(error, anthropic.APIStatusError) and error.status_code >= 400:
-            status = error.status_code
-            return ProviderError(
-                self.name,
-                kind_of_status(status),
-                f"{self.name} answered HTTP {status}: {error.api_message or error.message}",
-                status=status,
-                retry_after_s=retry_after(error.response.headers),
-            )
+            detail = error.api_message or error.message
+            return status_error(self.name, error.status_code, detail, error.response.headers)
         if isinstance(error, anthropic.APIConnectionError):
             return ProviderError(self.name, "retryable", f"could not reach {self.name}")
         if isinstance(error, httpx2.HTTPError):

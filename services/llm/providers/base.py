@@ -77,6 +77,17 @@ def usage_from(raw: Any, prompt_key: str, completion_key: str) -> Usage | None:
     return Usage(prompt, completion)
 
 
+def status_error(provider: str, status: int, detail: str, headers: Mapping[str, str] | None) -> ProviderError:
+    """The error for an HTTP error status. A rejected key gets no provider detail: providers echo part of
+    the key in it, and the message goes to callers."""
+    kind = kind_of_status(status)
+    if kind == "credentials":
+        message = f"{provider} rejected the gateway's credentials (HTTP {status}); check its key"
+    else:
+        message = f"{provider} answered HTTP {status}: {detail}"
+    return ProviderError(provider, kind, message, status=status, retry_after_s=retry_after(headers))
+
+
 def kind_of_status(status: int) -> FailureKind:
     if status == 429:
         return "rate_limited"

@@ -11,7 +11,7 @@ import openai
 import orjson
 
 from services.llm.chat import ChatMessage, ChatRequest, Completion, Delta, Finished, ImagePart, StreamEvent, Usage
-from services.llm.providers.base import ProviderError, ProviderSettings, kind_of_status, retry_after, usage_from
+from services.llm.providers.base import ProviderError, ProviderSettings, status_error, usage_from
 from services.llm.providers.finish import finish_reason
 from services.llm.providers.sse import sse_data
 from services.llm.providers.transport import AiohttpTransport
@@ -74,14 +74,8 @@ class OpenAICompatibleProvider:
         if isinstance(error, openai.APITimeoutError):
             return ProviderError(self.name, "timeout", f"{self.name} did not answer in time")
         if isinstance(error, openai.APIStatusError):
-            status = error.status_code
-            return ProviderError(
-                self.name,
-                kind_of_status(status),
-                f"{self.name} answered HTTP {status}: {_error_message(error.body) or error.message}",
-                status=status,
-                retry_after_s=retry_after(error.response.headers),
-            )
+            detail = _error_message(error.body) or error.message
+            return status_error(self.name, error.status_code, detail, error.response.headers)
         if isinstance(error, openai.APIConnectionError):
             return ProviderError(self.name, "retryable", f"could not reach {self.name}")
         # An error event inside a stream, or a body that is not the protocol's JSON.
