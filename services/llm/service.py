@@ -107,26 +107,29 @@ class LlmServicer(llm_pb2_grpc.LlmServiceServicer):
         completion_id, created = _completion_id(), int(time.time())
         writer: openai_wire.ChunkWriter | None = None
         started = False
+        # The role chunk rides with the next frame: one gRPC write fewer before the first token.
+        role = b""
         try:
             async for event in with_keepalives(events, self._keepalive_s):
-                if event is None or isinstance(event, Served):
-                    if not started:
-                        await self._send_headers(context, plan, event)
-                        started = True
-                    if event is None:
-                        frame = openai_wire.KEEPALIVE
-                    else:
-                        writer = openai_wire.ChunkWriter(
-                            completion_id, created, event.model, include_usage=parsed.include_usage
-                        )
-                        frame = writer.role()
+                if not started and (event is None or isinstance(event, Served)):
+                    await self._send_headers(context, plan, event)
+                    started = True
+                if isinstance(event, Served):
+                    writer = openai_wire.ChunkWriter(
+                        completion_id, created, event.model, include_usage=parsed.include_usage
+                    )
+                    role = writer.role()
+                    continue
+                if event is None:
+                    frame = openai_wire.KEEPALIVE
                 elif writer is None:
                     continue
                 elif isinstance(event, Delta):
                     frame = writer.delta(event.text)
                 else:
                     frame = writer.finish(event.finish_reason, event.usage)
-                yield httpbody_pb2.HttpBody(content_type=SSE, data=frame)
+                yield httpbody_pb2.HttpBody(content_type=SSE, data=role + frame)
+                role = b""
         except (DomainError, MidStreamError) as error:
             cause = error.cause if isinstance(error, MidStreamError) else error
             if not started:
