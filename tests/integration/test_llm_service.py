@@ -234,3 +234,25 @@ async def test_list_models_shows_only_what_configured_providers_serve(start: Sta
     ids = {m.id: m.owned_by for m in models.data}
     assert ids["claude-3-sonnet"] == "anthropic" and ids["gpt-4o"] == "anthropic"
     assert "glm-4.5v" not in ids and models.object == "list"
+
+
+@pytest.mark.parametrize(
+    ("provider", "variables", "model", "upstream"),
+    [
+        ("bigmodel", ("BIGMODEL_API_KEY", "BIGMODEL_BASE_URL"), "glm-4.5v", "glm-4.5v"),
+        ("openrouter", ("OPENROUTER_API_KEY", "OPENROUTER_BASE_URL"), "openrouter/z-ai/glm-4.5v", "z-ai/glm-4.5v"),
+        ("github", ("GITHUB_TOKEN", "GITHUB_MODELS_BASE_URL"), "github/openai/gpt-4o", "openai/gpt-4o"),
+    ],
+)
+async def test_openai_compatible_providers_get_their_upstream_ids_keys_and_images(
+    start: Start, fake: FakeProvider, provider: str, variables: tuple[str, str], model: str, upstream: str
+) -> None:
+    key, base_url = variables
+    llm = await start(**{key: f"{provider}-key", base_url: fake.openai_base_url})
+    image = llm_pb2.ContentPart(image_url="data:image/png;base64,iVBORw0KGgo=")
+    message = llm_pb2.Message(role="user", parts=[llm_pb2.ContentPart(text="What is this?"), image])
+    reply = await llm.stub.GenerateContent(llm_pb2.GenerateContentRequest(model=model, messages=[message]))
+    assert (reply.provider, reply.model) == (provider, model)
+    sent = fake.requests[-1]
+    assert sent.body["model"] == upstream and sent.has_image
+    assert sent.headers["authorization"] == f"Bearer {provider}-key"
