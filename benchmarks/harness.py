@@ -166,6 +166,8 @@ class Suite:
         env["SPARK_PROMPTS_METRICS_PORT"] = "0"
         env["SPARK_LLM_PORT"] = "0"
         env["SPARK_LLM_METRICS_PORT"] = "0"
+        env["SPARK_VISION_PORT"] = "0"
+        env["SPARK_VISION_METRICS_PORT"] = "0"
         if self.redis_url:
             env["REDIS_URL"] = self.redis_url
         env.update(self.extra_env)

@@ -200,6 +200,7 @@ def _http_route(route: HttpRoute, settings: EdgeSettings) -> Json:
         "kv": settings.kv_max_value_bytes,
         "restore": settings.restore_max_body_bytes,
         "llm": settings.llm_max_body_bytes,
+        "vision": settings.vision_max_body_bytes,
     }.get(route.body_limit or "", settings.default_max_body_bytes)
     per_filter: Json = {TRANSCODER: _transcoder(settings, body_limit, snake_case=route.snake_case)}
     if (source := _route_lua(route)) is not None:

@@ -17,7 +17,8 @@ class HttpRoute:
     name: str
     match: dict[str, str]
     upstream: str
-    # None: the edge default; "kv": the KV value limit; "restore": the prompt-restore limit; "llm": the chat limit.
+    # None: the edge default; "kv": the KV value limit; "restore": the prompt-restore limit; "llm": the chat limit;
+    # "vision": the image-upload limit.
     body_limit: str | None = None
     # Snake_case JSON on the wire (OpenAI, vision and prompts shapes).
     snake_case: bool = False
@@ -72,6 +73,24 @@ HTTP_ROUTES: tuple[HttpRoute, ...] = (
     HttpRoute("llm-models", {"path": "/v1/models"}, "llm", snake_case=True, idempotent=True),
     HttpRoute("llm-usage", {"path": "/v1/usage"}, "llm", snake_case=True, idempotent=True),
     HttpRoute("llm-providers", {"path": "/v1/providers"}, "llm", snake_case=True, idempotent=True),
+    # 413 for an oversized image comes through `x-http-status`.
+    HttpRoute(
+        "vision-analyze",
+        {"path": "/v1/vision/analyze"},
+        "vision",
+        body_limit="vision",
+        snake_case=True,
+        status_from_metadata=True,
+        timeout_s=600.0,
+    ),
+    HttpRoute(
+        "vision-stream",
+        {"path": "/v1/vision/stream"},
+        "vision",
+        body_limit="vision",
+        status_from_metadata=True,
+        streaming=True,
+    ),
 )
 
 DIRECT_REPLIES: tuple[DirectReply, ...] = (
@@ -83,6 +102,7 @@ GRPC_SERVICES: dict[str, tuple[str, ...]] = {
     "kv": ("spark.kv.v1.KvService",),
     "llm": ("spark.llm.v1.LlmService",),
     "prompts": ("spark.prompts.v1.PromptsService",),
+    "vision": ("spark.vision.v1.VisionService",),
     "meta": (
         "spark.meta.v1.MetaService",
         "grpc.reflection.v1alpha.ServerReflection",
@@ -97,4 +117,5 @@ TRANSCODED_SERVICES: tuple[str, ...] = (
     "spark.llm.v1.LlmService",
     "spark.meta.v1.MetaService",
     "spark.prompts.v1.PromptsService",
+    "spark.vision.v1.VisionService",
 )

@@ -35,6 +35,7 @@ class EdgeSettings:
     restore_max_body_bytes: int
     default_max_body_bytes: int
     llm_max_body_bytes: int
+    vision_max_body_bytes: int
     access_log_path: str
     otlp: Upstream | None
     max_heap_bytes: int
@@ -80,6 +81,8 @@ def read_settings(descriptor_path: Path, environ: Mapping[str, str] | None = Non
         default_max_body_bytes=env.integer("SPARK_EDGE_MAX_BODY_BYTES", MIB, minimum=1, maximum=1024 * MIB),
         # Chat bodies carry images as base64 data URLs.
         llm_max_body_bytes=env.integer("SPARK_EDGE_MAX_LLM_BODY_BYTES", 24 * MIB, minimum=1, maximum=1024 * MIB),
+        # A 10 MiB image as base64 in JSON.
+        vision_max_body_bytes=env.integer("SPARK_EDGE_MAX_VISION_BODY_BYTES", 16 * MIB, minimum=1, maximum=1024 * MIB),
         access_log_path=env.text("SPARK_EDGE_ACCESS_LOG", "/dev/stdout"),
         otlp=parse_otlp(env.optional_text("OTEL_EXPORTER_OTLP_ENDPOINT"), env),
         max_heap_bytes=env.integer("SPARK_EDGE_MAX_HEAP_BYTES", 1024 * MIB, minimum=64 * MIB),

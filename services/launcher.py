@@ -43,6 +43,7 @@ SERVICES: tuple[tuple[str, int, int, int], ...] = (
     ("kv", 50051, 9461, 2),
     ("llm", 50052, 9462, 1),
     ("prompts", 50053, 9463, 1),
+    ("vision", 50054, 9464, 1),
 )
 _PR_SET_PDEATHSIG = 1
 _RESTART_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
@@ -288,9 +289,17 @@ class Suite:
             if with_meta or i.service != "meta"
         )
 
+    def _addresses(self) -> dict[str, str]:
+        """`SPARK_<SVC>_ADDRESSES`: every instance of each service, for services that call others."""
+        by_service: dict[str, list[str]] = {}
+        for instance in self.config.instances:
+            by_service.setdefault(instance.service, []).append(self.config.address(instance))
+        return {f"SPARK_{name.upper()}_ADDRESSES": ",".join(found) for name, found in by_service.items()}
+
     def _instance_env(self, instance: Instance) -> dict[str, str]:
         env = dict(self._environ)
         prefix = f"SPARK_{instance.service.upper()}_"
+        env.update(self._addresses())
         env.update(
             {
                 "SPARK_DATA_DIR": str(self.config.data_dir),

@@ -11,7 +11,7 @@ from services.common.telemetry import client_interceptors
 
 # gRPC's default reconnect backoff grows to minutes; a restarted peer on the same
 # machine or network is back within a second, so probe it often.
-RECONNECT_OPTIONS: tuple[tuple[str, int], ...] = (
+RECONNECT_OPTIONS: tuple[tuple[str, int | str], ...] = (
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 1000),
@@ -21,7 +21,7 @@ RECONNECT_OPTIONS: tuple[tuple[str, int], ...] = (
 
 
 def open_channel(
-    address: str, provider: TracerProvider | None = None, *, extra_options: Sequence[tuple[str, int]] = ()
+    address: str, provider: TracerProvider | None = None, *, extra_options: Sequence[tuple[str, int | str]] = ()
 ) -> grpc.aio.Channel:
     """An insecure channel to a peer service; traced when a provider is given."""
     interceptors = client_interceptors(provider) if provider is not None else None

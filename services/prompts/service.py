@@ -14,13 +14,13 @@ from google.api import httpbody_pb2
 from spark.prompts.v1 import prompts_pb2, prompts_pb2_grpc
 
 from services.common.admin import require_admin
+from services.common.cleanup import DEFAULT_RULE, CleanupRule, compile_rule
 from services.common.errors import FieldViolation, InvalidArgument
 from services.common.routes import HttpRoute
 from services.common.store import Set, Store
 from services.common.transcoding import set_http_status, strict_body
 from services.prompts.backups import BackupInfo, BackupStore, export_document, parse_export
 from services.prompts.cache import ReadCache
-from services.prompts.cleanup import DEFAULT_RULE, CleanupRule, compile_rule
 from services.prompts.model import (
     DEFAULT_LANG,
     DEFAULT_NAMESPACE,

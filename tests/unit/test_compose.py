@@ -27,12 +27,13 @@ from services.kv.config import read_config as read_kv_config
 from services.llm.config import read_config as read_llm_config
 from services.meta.config import read_config as read_meta_config
 from services.prompts.config import read_config as read_prompts_config
+from services.vision.config import read_config as read_vision_config
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 
-SUITE = ("meta", "kv", "llm", "prompts", "edge")  # built from ./Dockerfile
+SUITE = ("meta", "kv", "llm", "prompts", "vision", "edge")  # built from ./Dockerfile
 THIRD_PARTY = ("redis", "jaeger")
 SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|API_KEY", re.IGNORECASE)
 
@@ -201,7 +202,7 @@ def test_meta_reports_on_every_other_suite_service(services: dict[str, Json]) ->
 
 
 def test_healthchecks_probe_each_services_own_port(services: dict[str, Json]) -> None:
-    for name in ("meta", "kv", "llm", "prompts"):
+    for name in ("meta", "kv", "llm", "prompts", "vision"):
         test = services[name]["healthcheck"]["test"]
         assert test[:3] == ["CMD", "python", "-c"] and "grpc_health" in test[3]
         assert test[-1] == f"127.0.0.1:{env_of(services, name)[f'SPARK_{name.upper()}_PORT']}", name
@@ -213,6 +214,7 @@ def test_metrics_ports(services: dict[str, Json]) -> None:
     assert env_of(services, "meta")["SPARK_META_METRICS_PORT"] == "9460"
     assert env_of(services, "kv")["SPARK_KV_METRICS_PORT"] == "9461"
     assert env_of(services, "llm")["SPARK_LLM_METRICS_PORT"] == "9462"
+    assert env_of(services, "vision")["SPARK_VISION_METRICS_PORT"] == "9464"
     assert env_of(services, "prompts")["SPARK_PROMPTS_METRICS_PORT"] == "9463"
 
 
@@ -254,11 +256,13 @@ def test_each_containers_environment_is_valid_for_its_config_reader(services: di
         meta = read_meta_config(env_of(services, "meta"))
         prompts = read_prompts_config(env_of(services, "prompts"))
         llm = read_llm_config(env_of(services, "llm"))
+        vision = read_vision_config(env_of(services, "vision"))
         edge = read_settings(default_descriptor_path(), env_of(services, "edge"))
     except ConfigError as error:
         pytest.fail(str(error), pytrace=False)
     assert kv.redis_url is not None and kv.server.host == "0.0.0.0"
-    assert [b.name for b in meta.backends] == ["kv", "llm", "prompts"]
+    assert [b.name for b in meta.backends] == ["kv", "llm", "prompts", "vision"]
+    assert (vision.llm_target, vision.prompts_target) == ("llm:50052", "prompts:50053")
     assert prompts.redis_url == kv.redis_url == llm.redis_url
     assert llm.providers == {}  # no keys on the host: nothing offered, nothing broken
     assert edge.listen_host == "0.0.0.0" and edge.otlp is not None and edge.otlp.host == "jaeger"

@@ -74,13 +74,13 @@ def test_launcher_rejects_unknown_services() -> None:
         read_launcher_config({"SPARK_SERVICES": "meta,kv,nope"})
     config = read_launcher_config({"SPARK_KV_PORT": "0", "SPARK_KV_WORKERS": "3"})
     names = [i.name for i in config.instances]
-    assert names == ["meta", "kv", "kv-2", "kv-3", "llm", "prompts"]
+    assert names == ["meta", "kv", "kv-2", "kv-3", "llm", "prompts", "vision"]
     ports = [i.port for i in config.instances]
-    assert (ports[0], ports[-1]) == (50050, 50053)
+    assert (ports[0], ports[-1]) == (50050, 50054)
     assert len(set(ports)) == len(ports)
     metrics = [i.metrics_port for i in config.instances]
     assert metrics[:2] == [9460, 9461]
-    assert metrics[-1] == 9463
+    assert metrics[-1] == 9464
     assert len(set(metrics)) == len(metrics)
     off = read_launcher_config({"SPARK_KV_METRICS_PORT": "-1"})
     assert [i.metrics_port for i in off.instances if i.service == "kv"] == [-1, -1]

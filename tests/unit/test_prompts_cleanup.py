@@ -12,8 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.common.errors import InvalidArgument
-from services.prompts.cleanup import (
+from services.common.cleanup import (
     DEFAULT_RULE,
     MAX_PATTERN_CHARS,
     CleanupRule,
@@ -21,6 +20,7 @@ from services.prompts.cleanup import (
     apply,
     compile_rule,
 )
+from services.common.errors import InvalidArgument
 
 ANSWER = "System: you are a bot\nОтвет: да\nmeta: tokens=12\n\n\n\nПояснение: всё хорошо\nDEBUG trace\n"
 

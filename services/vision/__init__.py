@@ -1,0 +1,1 @@
+"""The vision service: image analysis through the prompts and llm services."""
