@@ -449,7 +449,7 @@ def _connection_manager(settings: EdgeSettings) -> Json:
         "max_request_headers_kb": 60,
         "request_headers_timeout": "10s",
         "request_timeout": "120s",
-        "stream_idle_timeout": "300s",
+        "stream_idle_timeout": f"{settings.stream_idle_timeout_s:g}s",
         "generate_request_id": True,
         "common_http_protocol_options": {
             "idle_timeout": "300s",

@@ -41,6 +41,7 @@ class EdgeSettings:
     max_heap_bytes: int
     max_connections: int
     route_timeout_s: float
+    stream_idle_timeout_s: float
 
 
 def parse_upstreams(raw: str, env: EnvReader) -> dict[str, tuple[Upstream, ...]]:
@@ -88,6 +89,8 @@ def read_settings(descriptor_path: Path, environ: Mapping[str, str] | None = Non
         max_heap_bytes=env.integer("SPARK_EDGE_MAX_HEAP_BYTES", 1024 * MIB, minimum=64 * MIB),
         max_connections=env.integer("SPARK_EDGE_MAX_CONNECTIONS", 10_000, minimum=1),
         route_timeout_s=env.number("SPARK_EDGE_ROUTE_TIMEOUT_S", 30.0, minimum=0.01),
+        # Routes without their own idle timeout; the streaming routes have none at all.
+        stream_idle_timeout_s=env.number("SPARK_EDGE_STREAM_IDLE_TIMEOUT_S", 300.0, minimum=0.01),
     )
     env.finish()
     return settings

@@ -63,7 +63,7 @@ def _image_source(values: dict[str, Any], image: Image | None, max_image_bytes: 
     if not isinstance(values[name], str):
         raise _invalid(name, "must be a string")
     # A data: URL is decoded once, here; an http(s) URL is only checked (the provider fetches it).
-    if name == "image_base64" or values[name].startswith("data:"):
+    if name == "image_base64" or values[name][:5].lower() == "data:":
         return None, decode_base64(values[name], max_image_bytes, field=name)
     return check_image_url(values[name]), None
 

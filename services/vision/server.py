@@ -9,6 +9,7 @@ from spark.vision.v1 import vision_pb2, vision_pb2_grpc
 
 from services.common.channels import open_channel
 from services.common.server import RunningServer, start_server
+from services.common.telemetry import build_tracer_provider
 from services.vision.config import VisionConfig
 from services.vision.service import CleanupRules, VisionServicer
 
@@ -18,8 +19,11 @@ ROUND_ROBIN = (("grpc.lb_policy_name", "round_robin"),)
 
 
 async def build_server(config: VisionConfig) -> RunningServer:
-    prompts_channel = open_channel(config.prompts_target, extra_options=ROUND_ROBIN)
-    llm_channel = open_channel(config.llm_target, extra_options=ROUND_ROBIN)
+    tracer = build_tracer_provider(config.server.name, config.server.otlp_endpoint)
+    # Calls to prompts and llm join the request's trace when traces go anywhere.
+    traced = tracer if config.server.otlp_endpoint else None
+    prompts_channel = open_channel(config.prompts_target, traced, extra_options=ROUND_ROBIN)
+    llm_channel = open_channel(config.llm_target, traced, extra_options=ROUND_ROBIN)
     prompts = prompts_pb2_grpc.PromptsServiceStub(prompts_channel)
     servicer = VisionServicer(
         prompts, llm_pb2_grpc.LlmServiceStub(llm_channel), CleanupRules(prompts, config.cleanup_ttl_s), config
@@ -32,4 +36,4 @@ async def build_server(config: VisionConfig) -> RunningServer:
         await prompts_channel.close()
         await llm_channel.close()
 
-    return await start_server(config.server, [SERVICE_NAME], register, closers=[close_channels])
+    return await start_server(config.server, [SERVICE_NAME], register, closers=[close_channels], tracer_provider=tracer)

@@ -167,7 +167,7 @@ def test_bad_requests_get_json_4xx(
 def test_malformed_bodies(http: httpx.Client) -> None:
     error(http.post("/v1/vision/analyze", content=b"{oops", headers={"content-type": "application/json"}), 400, "JSON")
     error(http.post("/v1/vision/analyze", content=b"x", headers={"content-type": "text/csv"}), 400, "content type")
-    broken = b"--b\r\nContent-Disposition: form-data; name=\"prompt\"\r\n\r\nhi\r\n"
+    broken = b'--b\r\nContent-Disposition: form-data; name="prompt"\r\n\r\nhi\r\n'
     error(
         http.post("/v1/vision/analyze", content=broken, headers={"content-type": "multipart/form-data; boundary=b"}),
         400,
