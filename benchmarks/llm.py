@@ -69,11 +69,18 @@ class Ttft:
 
 
 @contextlib.contextmanager
-def fake_provider(work_dir: Path, *, gap_s: float = 0.0) -> Iterator[tuple[str, int]]:
+def fake_provider(
+    work_dir: Path, *, gap_s: float = 0.0, reply: str | None = None, chunk_chars: int | None = None
+) -> Iterator[tuple[str, int]]:
     """The fake provider in its own process: yields (its OpenAI base URL, its pid)."""
     log = (work_dir / "fake-provider.out").open("w+")
+    argv = [sys.executable, "-m", "benchmarks.fake_provider", "--gap", str(gap_s)]
+    if reply is not None:
+        argv += ["--reply", reply]
+    if chunk_chars is not None:
+        argv += ["--chunk-chars", str(chunk_chars)]
     process = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.fake_provider", "--gap", str(gap_s)],
+        argv,
         stdout=log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,

@@ -1,0 +1,203 @@
+"""`python -m benchmarks.vision`: 200 concurrent vision streams through the edge.
+
+A fake provider (OpenAI's protocol, its own process) streams 50 tokens over
+10 s per request. The same 200 streams are opened straight against it and
+then through the edge (edge -> vision -> prompts, vision -> llm -> provider);
+the table gives how many completed, time to the first token (p50/p99) and the
+whole stream's duration, and the suite's RSS idle and in the middle of the
+load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import dataclasses
+import json
+import logging
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import httpx
+
+from benchmarks.harness import BenchError, Suite, mib, rss_bytes, table
+from benchmarks.llm import fake_provider
+from services.common.logs import setup_logging
+
+logger = logging.getLogger(__name__)
+
+STREAMS: Final = 200
+TOKENS: Final = 50
+STREAM_S: Final = 10.0
+PNG: Final = b"\x89PNG\r\n\x1a\n" + bytes(64)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamResult:
+    ttft_ms: float | None
+    duration_ms: float
+    completed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    target: str
+    streams: int
+    completed: int
+    ttft_p50_ms: float
+    ttft_p99_ms: float
+    duration_p50_ms: float
+
+
+async def _one(
+    client: httpx.AsyncClient, url: str, body: Mapping[str, Any], first: Callable[[str], bool]
+) -> StreamResult:
+    started = time.perf_counter()
+    ttft: float | None = None
+    completed = False
+    try:
+        async with client.stream("POST", url, json=body) as response:
+            async for line in response.aiter_lines():
+                if ttft is None and first(line):
+                    ttft = (time.perf_counter() - started) * 1000
+                if line == "data: [DONE]":
+                    completed = True
+    except httpx.HTTPError:
+        completed = False
+    return StreamResult(ttft, (time.perf_counter() - started) * 1000, completed)
+
+
+def _vision_first(line: str) -> bool:
+    return line.startswith('data: {"delta"')
+
+
+def _openai_first(line: str) -> bool:
+    return line.startswith("data: {") and '"content":"' in line and '"content":""' not in line
+
+
+async def _load(
+    url: str, body: Mapping[str, Any], first: Callable[[str], bool], during: Callable[[], Awaitable[None]]
+) -> list[StreamResult]:
+    limits = httpx.Limits(max_connections=STREAMS + 10, max_keepalive_connections=STREAMS + 10)
+    async with httpx.AsyncClient(timeout=httpx.Timeout(60.0), limits=limits) as client:
+        streams = [asyncio.ensure_future(_one(client, url, body, first)) for _ in range(STREAMS)]
+        await during()
+        return list(await asyncio.gather(*streams))
+
+
+def _row(target: str, results: Sequence[StreamResult]) -> Row:
+    ttfts = sorted(r.ttft_ms for r in results if r.ttft_ms is not None) or [0.0]
+    cuts = statistics.quantiles(ttfts, n=100) if len(ttfts) > 1 else [ttfts[0]] * 99
+    return Row(
+        target,
+        len(results),
+        sum(r.completed for r in results),
+        statistics.median(ttfts),
+        cuts[98],
+        statistics.median(r.duration_ms for r in results),
+    )
+
+
+def run(work_dir: Path) -> dict[str, Any]:
+    reply = "".join(f"tok{i:02d}\n" for i in range(TOKENS))
+    gap = STREAM_S / (TOKENS - 1)
+    rows: list[Row] = []
+    memory: dict[str, dict[str, float | None]] = {}
+    with fake_provider(work_dir, gap_s=gap, reply=reply, chunk_chars=len("tok00\n")) as (provider_url, _):
+        direct_body = {"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+
+        async def nothing() -> None:
+            return None
+
+        direct = asyncio.run(_load(f"{provider_url}/chat/completions", direct_body, _openai_first, nothing))
+        rows.append(_row("provider directly", direct))
+        env = {
+            "OPENAI_BASE_URL": provider_url,
+            "OPENAI_API_KEY": "sk-bench",
+            "SPARK_SERVICES": "meta,llm,prompts,vision",
+        }
+        with Suite(work_dir / "suite", redis_url=None, extra_env=env) as suite:
+            processes = suite.processes()
+            memory["idle"] = {name: mib(rss_bytes(pid)) for name, pid in processes.items()}
+
+            async def sample_midway() -> None:
+                await asyncio.sleep(STREAM_S / 2)
+                memory["during"] = {name: mib(rss_bytes(pid)) for name, pid in processes.items()}
+
+            body = {"prompt": "Describe the image.", "image_base64": base64.b64encode(PNG).decode()}
+            through = asyncio.run(_load(f"{suite.url}/v1/vision/stream", body, _vision_first, sample_midway))
+            rows.append(_row("edge -> vision -> llm", through))
+            suite.check_alive()
+    base, edge = rows
+    problems = [
+        f"{r.target}: {r.streams - r.completed} of {r.streams} streams did not complete"
+        for r in rows
+        if r.completed < r.streams
+    ]
+    return {
+        "config": {"streams": STREAMS, "tokens": TOKENS, "stream_s": STREAM_S},
+        "rows": [dataclasses.asdict(r) for r in rows],
+        "added_ttft_ms": {"p50": edge.ttft_p50_ms - base.ttft_p50_ms, "p99": edge.ttft_p99_ms - base.ttft_p99_ms},
+        "memory_mib": memory,
+        "problems": problems,
+    }  # fmt: skip
+
+
+def render(report: dict[str, Any]) -> str:
+    config = report["config"]
+    streams = table(
+        ("target", "streams", "completed", "TTFT p50 ms", "TTFT p99 ms", "duration p50 ms"),
+        [
+            (r["target"], str(r["streams"]), str(r["completed"]), f"{r['ttft_p50_ms']:.1f}", f"{r['ttft_p99_ms']:.1f}",
+             f"{r['duration_p50_ms']:.0f}")
+            for r in report["rows"]
+        ],
+    )  # fmt: skip
+    memory = report["memory_mib"]
+    names = sorted(memory.get("idle", {}))
+    rss = table(
+        ("process", "RSS idle MiB", "RSS during MiB"),
+        [(n, str(memory["idle"].get(n)), str(memory.get("during", {}).get(n))) for n in names],
+    )
+    added = report["added_ttft_ms"]
+    parts = [
+        f"Vision streams: {config['streams']} at once, {config['tokens']} tokens over {config['stream_s']:g} s each",
+        "",
+        streams,
+        "",
+        f"time to first token added by the suite: p50 {added['p50']:.1f} ms, p99 {added['p99']:.1f} ms",
+        "",
+        rss,
+    ]
+    if report["problems"]:
+        parts += ["", "Problems:", *(f"  {p}" for p in report["problems"])]
+    return "\n".join(parts) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.vision", description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--json", type=Path, default=Path("var/bench/vision.json"), help="where to write the results")
+    args = parser.parse_args(argv)
+    setup_logging("bench", "info")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    work_dir = Path(tempfile.mkdtemp(prefix="spark-bench-vision-"))
+    try:
+        report = run(work_dir)
+    except BenchError as error:
+        logger.error("benchmark failed; logs kept in %s: %s", work_dir, error)
+        return 1
+    sys.stdout.write(render(report))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
