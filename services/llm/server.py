@@ -7,11 +7,13 @@ import contextlib
 from collections.abc import Mapping
 
 import grpc
+from opentelemetry.trace import Tracer
 from spark.llm.v1 import llm_pb2, llm_pb2_grpc
 
 from services.common.metrics import ServiceMetrics
 from services.common.server import RunningServer, start_server
 from services.common.store import Store, open_store
+from services.common.telemetry import build_tracer_provider
 from services.llm.breaker import Breaker, BreakerState
 from services.llm.cache import ResponseCache
 from services.llm.completions import Completions
@@ -28,14 +30,16 @@ from services.llm.usage import UsageLedger
 SERVICE_NAME = llm_pb2.DESCRIPTOR.services_by_name["LlmService"].full_name
 
 
-def build_providers(registry: Registry, settings: Mapping[str, ProviderSettings]) -> dict[str, Provider]:
-    """One SDK client per configured provider."""
+def build_providers(
+    registry: Registry, settings: Mapping[str, ProviderSettings], tracer: Tracer | None = None
+) -> dict[str, Provider]:
+    """One SDK client per configured provider; with a tracer, each HTTP call is a span of the request's trace."""
     providers: dict[str, Provider] = {}
     for name, provider_settings in settings.items():
         if registry.providers[name].api == "anthropic":
-            providers[name] = AnthropicProvider(provider_settings)
+            providers[name] = AnthropicProvider(provider_settings, tracer=tracer)
         else:
-            providers[name] = OpenAICompatibleProvider(provider_settings)
+            providers[name] = OpenAICompatibleProvider(provider_settings, tracer=tracer)
     return providers
 
 
@@ -59,7 +63,9 @@ async def build_server(config: LlmConfig, store: Store | None = None) -> Running
     active_store = store if store is not None else open_store(config.redis_url, config.data_dir)
     service_metrics = ServiceMetrics()
     metrics = LlmMetrics(service_metrics.registry)
-    providers = build_providers(config.registry, config.providers)
+    tracer_provider = build_tracer_provider(config.server.name, config.server.otlp_endpoint)
+    tracer = tracer_provider.get_tracer(__name__) if config.server.otlp_endpoint else None
+    providers = build_providers(config.registry, config.providers, tracer)
     breakers = build_breakers(config, metrics)
     policy = RetryPolicy(config.max_attempts, config.backoff_base_s, config.backoff_max_s)
     gateway = Gateway(config.registry, providers, breakers, policy, metrics)
@@ -92,4 +98,11 @@ async def build_server(config: LlmConfig, store: Store | None = None) -> Running
     # Run in reverse: the last flush of usage needs the store.
     closers = [active_store.close] if owned else []
     closers += [close_providers, stop_flusher]
-    return await start_server(config.server, [SERVICE_NAME], register, closers=closers, metrics=service_metrics)
+    return await start_server(
+        config.server,
+        [SERVICE_NAME],
+        register,
+        closers=closers,
+        metrics=service_metrics,
+        tracer_provider=tracer_provider,
+    )

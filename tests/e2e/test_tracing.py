@@ -16,6 +16,7 @@ from tests.support.suite import RunningSuite
 pytestmark = pytest.mark.e2e
 
 SERVER_KIND = 2
+CLIENT_KIND = 3
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(64)
 
 
@@ -77,6 +78,7 @@ def test_a_vision_request_is_one_trace_through_prompts_and_llm(tmp_path: Path, r
                         ("spark-vision", "Analyze"),
                         ("spark-prompts", "RenderPrompt"),
                         ("spark-llm", "GenerateContent"),
+                        ("spark-llm", "POST"),
                     )
                 ]
                 return all(any(s.kind == SERVER_KIND and s.parent_span_id in ids for s in found) for found in chain)
@@ -91,3 +93,9 @@ def test_a_vision_request_is_one_trace_through_prompts_and_llm(tmp_path: Path, r
         server = next(s for s in named(spans, service, method) if s.kind == SERVER_KIND)
         client = by_id[server.parent_span_id]
         assert (client.service, client.trace_id) == ("spark-vision", vision.trace_id), (service, client)
+    # llm -> provider: the HTTP call is a client span under the llm's server span, and the provider got
+    # the trace in `traceparent`.
+    llm = next(s for s in named(spans, "spark-llm", "GenerateContent") if s.kind == SERVER_KIND)
+    http_call = next(s for s in named(spans, "spark-llm", "POST") if s.kind == CLIENT_KIND)
+    assert (http_call.parent_span_id, http_call.trace_id) == (llm.span_id, vision.trace_id)
+    assert fake.requests[-1].headers["traceparent"].split("-")[1] == vision.trace_id

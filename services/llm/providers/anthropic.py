@@ -8,6 +8,7 @@ from typing import Any
 import anthropic
 import httpx2
 import orjson
+from opentelemetry.trace import Tracer
 
 from services.llm.chat import ChatMessage, ChatRequest, Completion, Delta, Finished, ImagePart, StreamEvent, Usage
 from services.llm.providers.base import ProviderError, ProviderSettings, status_error, usage_from
@@ -119,7 +120,9 @@ def _sdk_arguments(payload: Json) -> Json:
 class AnthropicProvider:
     """Anthropic's API; the SDK's own retries are off because the gateway retries across models."""
 
-    def __init__(self, settings: ProviderSettings, default_max_tokens: int = 4096) -> None:
+    def __init__(
+        self, settings: ProviderSettings, default_max_tokens: int = 4096, *, tracer: Tracer | None = None
+    ) -> None:
         self.name = settings.name
         self._connect_timeout_s = settings.connect_timeout_s
         self._default_max_tokens = default_max_tokens
@@ -127,7 +130,7 @@ class AnthropicProvider:
             api_key=settings.api_key,
             base_url=settings.base_url,
             max_retries=0,
-            http_client=httpx2.AsyncClient(transport=AiohttpTransport()),
+            http_client=httpx2.AsyncClient(transport=AiohttpTransport(tracer=tracer)),
         )
 
     def _timeout(self, timeout_s: float) -> anthropic.Timeout:

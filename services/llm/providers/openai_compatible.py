@@ -9,6 +9,7 @@ from typing import Any, cast
 import httpx2
 import openai
 import orjson
+from opentelemetry.trace import Tracer
 
 from services.llm.chat import ChatMessage, ChatRequest, Completion, Delta, Finished, ImagePart, StreamEvent, Usage
 from services.llm.providers.base import ProviderError, ProviderSettings, status_error, usage_from
@@ -57,14 +58,14 @@ def request_payload(request: ChatRequest, upstream_model: str) -> Json:
 class OpenAICompatibleProvider:
     """One OpenAI-protocol endpoint; the SDK's own retries are off because the gateway retries across models."""
 
-    def __init__(self, settings: ProviderSettings) -> None:
+    def __init__(self, settings: ProviderSettings, *, tracer: Tracer | None = None) -> None:
         self.name = settings.name
         self._connect_timeout_s = settings.connect_timeout_s
         self._client = openai.AsyncOpenAI(
             api_key=settings.api_key,
             base_url=settings.base_url,
             max_retries=0,
-            http_client=httpx2.AsyncClient(transport=AiohttpTransport()),
+            http_client=httpx2.AsyncClient(transport=AiohttpTransport(tracer=tracer)),
         )
 
     def _timeout(self, timeout_s: float) -> openai.Timeout:

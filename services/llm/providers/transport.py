@@ -16,6 +16,8 @@ from typing import Any
 
 import aiohttp
 import httpx2
+from opentelemetry.propagate import inject
+from opentelemetry.trace import SpanKind, StatusCode, Tracer
 
 # Keep-alive connections per provider; a burst beyond it waits for a free one (the pool timeout).
 MAX_CONNECTIONS = 256
@@ -56,8 +58,9 @@ class _ResponseStream(httpx2.AsyncByteStream):
 
 
 class AiohttpTransport(httpx2.AsyncBaseTransport):
-    def __init__(self, *, max_connections: int = MAX_CONNECTIONS) -> None:
+    def __init__(self, *, max_connections: int = MAX_CONNECTIONS, tracer: Tracer | None = None) -> None:
         self._max_connections = max_connections
+        self._tracer = tracer
         self._session: aiohttp.ClientSession | None = None
 
     def _open(self) -> aiohttp.ClientSession:
@@ -70,6 +73,28 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
         return self._session
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        if self._tracer is None:
+            return await self._send(request)
+        # One client span per provider call, its context passed on in `traceparent` (the query string,
+        # which may carry keys for some providers, stays out of the span).
+        url = request.url
+        attributes: dict[str, str | int] = {
+            "http.request.method": request.method,
+            "url.full": str(url.copy_with(query=None)),
+            "server.address": url.host,
+            "server.port": url.port or (443 if url.scheme == "https" else 80),
+        }
+        with self._tracer.start_as_current_span(request.method, kind=SpanKind.CLIENT, attributes=attributes) as span:
+            carrier: dict[str, str] = {}
+            inject(carrier)
+            request.headers.update(carrier)
+            response = await self._send(request)
+            span.set_attribute("http.response.status_code", response.status_code)
+            if response.status_code >= 500:
+                span.set_status(StatusCode.ERROR)
+            return response
+
+    async def _send(self, request: httpx2.Request) -> httpx2.Response:
         timeout: dict[str, Any] = request.extensions.get("timeout", {})
         client_timeout = aiohttp.ClientTimeout(
             sock_connect=timeout.get("connect"), sock_read=timeout.get("read"), connect=timeout.get("pool")
