@@ -7,8 +7,10 @@ from __future__ import annotations
 import base64
 import json
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -213,3 +215,42 @@ def test_a_client_that_hangs_up_cancels_the_provider_call(suite: RunningSuite, f
     ):
         assert any(line.startswith("data: ") for line in response.iter_lines())
     assert wait_for(lambda: fake.disconnects > before), "the provider never saw the connection close"
+
+
+def test_fetching_is_off_by_default_and_refuses_private_addresses_when_on(
+    tmp_path: Any, fake: FakeProviderThread
+) -> None:
+    """With SPARK_VISION_FETCH_IMAGES on, the vision service fetches http(s) images itself, and never from
+    loopback, private or metadata addresses (SSRF): the local server below must see no connection."""
+    hits: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            hits.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.end_headers()
+            self.wfile.write(PNG)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    suite = RunningSuite.start(
+        tmp_path, {"OPENAI_API_KEY": "sk-test", **fake.env(), "SPARK_VISION_FETCH_IMAGES": "true"}
+    )
+    try:
+        with httpx.Client(base_url=suite.base_url, timeout=30.0) as client:
+            url = f"http://127.0.0.1:{server.server_address[1]}/cat.png"
+            body = error(client.post("/v1/vision/analyze", json={"prompt": "x", "image_url": url}), 400, "")
+            assert body["details"][-1]["reason"] == "IMAGE_URL_NOT_ALLOWED", body
+            for address in ("http://169.254.169.254/latest/meta-data", "http://10.0.0.1/a.png", "http://[::1]/a.png"):
+                response = client.post("/v1/vision/analyze", json={"prompt": "x", "image_url": address})
+                assert response.status_code == 400, response.text
+    finally:
+        suite.stop()
+        server.shutdown()
+        server.server_close()
+    assert hits == []
