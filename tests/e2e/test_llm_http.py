@@ -10,9 +10,8 @@ from __future__ import annotations
 import base64
 import json
 import sys
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import httpx
 import openai
@@ -21,6 +20,7 @@ import pytest
 from tests.conftest import FAILED_KEY
 from tests.e2e.test_spark_runtime import run_scenario
 from tests.fakes.providers import DEFAULT_JSON_REPLY, DEFAULT_REPLY, FakeProviderThread
+from tests.support.http import sse_events, wait_for
 from tests.support.suite import RunningSuite
 
 pytestmark = pytest.mark.e2e
@@ -65,20 +65,6 @@ def http(suite: RunningSuite, fake: FakeProviderThread, request: pytest.FixtureR
 def sdk(suite: RunningSuite, http: httpx.Client) -> Iterator[openai.OpenAI]:
     with openai.OpenAI(base_url=f"{suite.base_url}/v1", api_key="unused", max_retries=0) as client:
         yield client
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
-
-
-def sse_events(text: str) -> list[str]:
-    """The `data:` payloads of an SSE body, in order (comments dropped)."""
-    return [block.removeprefix("data: ") for block in text.split("\n\n") if block.startswith("data: ")]
 
 
 # --- the official OpenAI SDK ------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from tests.fakes.providers import FakeProviderThread
+from tests.support.http import sse_events
 from tests.support.suite import RunningSuite
 
 pytestmark = pytest.mark.e2e
@@ -45,10 +46,6 @@ def suite(fake: FakeProviderThread, tmp_path_factory: pytest.TempPathFactory) ->
     running.stop()
 
 
-def _data(text: str) -> list[str]:
-    return [block.removeprefix("data: ") for block in text.split("\n\n") if block.startswith("data: ")]
-
-
 def test_a_unary_route_is_still_cut_at_the_scaled_down_idle_timeout(
     suite: RunningSuite, fake: FakeProviderThread
 ) -> None:
@@ -76,6 +73,6 @@ def test_silences_longer_than_the_edge_timeouts_are_survived(
     with httpx.Client(base_url=suite.base_url, timeout=60.0) as http:
         response = http.post(path, json=body)
     assert response.status_code == 200
-    events = _data(response.text)
+    events = sse_events(response.text)
     assert events[-1] == "[DONE]", response.text
     assert not any("error" in json.loads(e) for e in events[:-1])

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.http import json_error
 from tests.support.redis_server import RedisServer
 from tests.support.suite import RunningSuite
 
@@ -43,14 +44,6 @@ def new_prompt(http: httpx.Client, **fields: Any) -> dict[str, Any]:
     return dict(response.json())
 
 
-def error(response: httpx.Response, status: int, fragment: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/json")
-    body = dict(response.json())
-    assert fragment in body["message"], body
-    return body
-
-
 def test_create_answers_201_with_defaults_and_snake_case(http: httpx.Client) -> None:
     created = new_prompt(http, tags=["a"], make_default=False)
     assert created["version"] == 1
@@ -66,10 +59,10 @@ def test_create_answers_201_with_defaults_and_snake_case(http: httpx.Client) -> 
 
 def test_writes_need_the_admin_token(http: httpx.Client) -> None:
     body = {"namespace": "n", "name": "x", "text": "t"}
-    error(http.post("/v1/prompts", json=body), 401, "X-Admin-Token")
-    error(http.post("/v1/prompts", json=body, headers={"X-Admin-Token": "wrong"}), 401, "X-Admin-Token")
-    error(http.post("/admin/backup"), 401, "X-Admin-Token")
-    error(http.put("/admin/regex_cleanup", json={"pattern": "x"}), 401, "X-Admin-Token")
+    json_error(http.post("/v1/prompts", json=body), 401, "X-Admin-Token")
+    json_error(http.post("/v1/prompts", json=body, headers={"X-Admin-Token": "wrong"}), 401, "X-Admin-Token")
+    json_error(http.post("/admin/backup"), 401, "X-Admin-Token")
+    json_error(http.put("/admin/regex_cleanup", json={"pattern": "x"}), 401, "X-Admin-Token")
 
 
 @pytest.mark.parametrize(
@@ -85,7 +78,7 @@ def test_writes_need_the_admin_token(http: httpx.Client) -> None:
     ],
 )
 def test_bad_prompts_are_refused(http: httpx.Client, body: dict[str, Any], status: int, fragment: str) -> None:
-    error(http.post("/v1/prompts", json=body, headers=ADMIN), status, fragment)
+    json_error(http.post("/v1/prompts", json=body, headers=ADMIN), status, fragment)
 
 
 def test_ten_thousand_characters_of_any_language_round_trip(http: httpx.Client) -> None:
@@ -97,12 +90,12 @@ def test_ten_thousand_characters_of_any_language_round_trip(http: httpx.Client) 
 def test_duplicate_name_and_version_is_409(http: httpx.Client) -> None:
     first = new_prompt(http, version=3)
     body = {"namespace": "vision", "name": first["name"], "version": 3, "text": "again"}
-    error(http.post("/v1/prompts", json=body, headers=ADMIN), 409, "already exists")
+    json_error(http.post("/v1/prompts", json=body, headers=ADMIN), 409, "already exists")
     assert new_prompt(http, name=first["name"], version=4)["version"] == 4
 
 
 def test_missing_and_malformed_ids(http: httpx.Client) -> None:
-    error(http.get("/v1/prompts/999999"), 404, "not found")
+    json_error(http.get("/v1/prompts/999999"), 404, "not found")
     assert http.get("/v1/prompts/abc").status_code == 400
 
 
@@ -134,14 +127,15 @@ def test_list_filters_sorts_and_pages(http: httpx.Client) -> None:
         if not token:
             break
     assert pages == [["c", "d"], ["e", "a"], ["a", "b"]]
-    error(http.get("/v1/prompts", params={"limit": 101}), 400, "limit")
-    error(http.get("/v1/prompts", params={"active": "maybe"}), 400, "active")
-    error(http.get("/v1/prompts", params={"namespace": "other", "page_token": token or "bm9wZQ"}), 400, "page_token")
+    json_error(http.get("/v1/prompts", params={"limit": 101}), 400, "limit")
+    json_error(http.get("/v1/prompts", params={"active": "maybe"}), 400, "active")
+    mismatched = {"namespace": "other", "page_token": token or "bm9wZQ"}
+    json_error(http.get("/v1/prompts", params=mismatched), 400, "page_token")
 
 
 def test_defaults_are_exclusive_and_follow_every_change(http: httpx.Client) -> None:
     ns = "defaults"
-    error(http.get("/v1/prompts/default", params={"namespace": ns, "lang": "en"}), 404, "no default prompt")
+    json_error(http.get("/v1/prompts/default", params={"namespace": ns, "lang": "en"}), 404, "no default prompt")
     first = new_prompt(http, namespace=ns, make_default=True)
     assert first["is_default"] is True
     assert http.get("/v1/prompts/default", params={"namespace": ns, "lang": "en"}).json()["id"] == first["id"]
@@ -154,14 +148,14 @@ def test_defaults_are_exclusive_and_follow_every_change(http: httpx.Client) -> N
     defaults = [p for p in http.get("/v1/prompts", params={"namespace": ns}).json()["items"] if p["is_default"]]
     assert [p["id"] for p in defaults] == [second["id"]]
     inactive = new_prompt(http, namespace=ns, is_active=False)
-    error(http.put(f"/v1/prompts/{inactive['id']}/default", headers=ADMIN), 400, "inactive")
+    json_error(http.put(f"/v1/prompts/{inactive['id']}/default", headers=ADMIN), 400, "inactive")
     deactivated = http.put(f"/v1/prompts/{second['id']}", json={"is_active": False}, headers=ADMIN).json()
     assert deactivated["is_default"] is False
-    error(http.get("/v1/prompts/default", params={"namespace": ns, "lang": "en"}), 404, "no default prompt")
+    json_error(http.get("/v1/prompts/default", params={"namespace": ns, "lang": "en"}), 404, "no default prompt")
     third = new_prompt(http, namespace=ns, make_default=True)
     assert http.delete(f"/v1/prompts/{third['id']}", headers=ADMIN).json() == {"deleted": True, "id": third["id"]}
-    error(http.get("/v1/prompts/default", params={"namespace": ns, "lang": "en"}), 404, "no default prompt")
-    error(http.get(f"/v1/prompts/{third['id']}"), 404, "not found")
+    json_error(http.get("/v1/prompts/default", params={"namespace": ns, "lang": "en"}), 404, "no default prompt")
+    json_error(http.get(f"/v1/prompts/{third['id']}"), 404, "not found")
 
 
 def test_update_changes_only_the_given_fields(http: httpx.Client) -> None:
@@ -173,9 +167,9 @@ def test_update_changes_only_the_given_fields(http: httpx.Client) -> None:
     assert body["updated_at"] >= prompt["updated_at"]
     other = new_prompt(http)
     taken = {"name": other["name"]}
-    error(http.put(f"/v1/prompts/{prompt['id']}", json=taken, headers=ADMIN), 409, "already exists")
-    error(http.put(f"/v1/prompts/{prompt['id']}", json={"tags": [1]}, headers=ADMIN), 400, "tags")
-    error(http.put("/v1/prompts/999999", json={"text": "x"}, headers=ADMIN), 404, "not found")
+    json_error(http.put(f"/v1/prompts/{prompt['id']}", json=taken, headers=ADMIN), 409, "already exists")
+    json_error(http.put(f"/v1/prompts/{prompt['id']}", json={"tags": [1]}, headers=ADMIN), 400, "tags")
+    json_error(http.put("/v1/prompts/999999", json={"text": "x"}, headers=ADMIN), 404, "not found")
 
 
 def test_every_change_is_in_the_history(http: httpx.Client) -> None:
@@ -213,9 +207,9 @@ def test_render_fills_placeholders_and_names_missing_ones(http: httpx.Client) ->
         http.post("/v1/prompts:render", json={"text": "Hi {{who}}", "variables": {"who": "you"}}).json()["text"]
         == "Hi you"
     )
-    missing = error(http.post("/v1/prompts:render", json={"id": prompt["id"]}), 400, "style")
+    missing = json_error(http.post("/v1/prompts:render", json={"id": prompt["id"]}), 400, "style")
     assert "subject" in missing["message"]
-    error(http.post("/v1/prompts:render", json={"variables": {}}), 400, "source")
+    json_error(http.post("/v1/prompts:render", json={"variables": {}}), 400, "source")
 
 
 def test_backup_restore_round_trip_and_bad_exports_change_nothing(http: httpx.Client) -> None:
@@ -236,13 +230,13 @@ def test_backup_restore_round_trip_and_bad_exports_change_nothing(http: httpx.Cl
         (b'{"count": 5, "prompts": []}', "count"),
         (b'{"count": 1, "prompts": [{"id": 1}]}', "malformed"),
     ]:
-        error(http.post("/admin/restore", content=bad, headers=ADMIN), 400, fragment)
+        json_error(http.post("/admin/restore", content=bad, headers=ADMIN), 400, fragment)
     assert http.get("/v1/prompts", params={"limit": 100}).json() == before
     extra = new_prompt(http, namespace="backup")
     restored = http.post("/admin/restore", params={"backup_id": backups[0]["id"]}, headers=ADMIN)
     assert restored.status_code == 200, restored.text
     assert restored.json() == {"restored": document["count"]}
-    error(http.get(f"/v1/prompts/{extra['id']}"), 404, "not found")
+    json_error(http.get(f"/v1/prompts/{extra['id']}"), 404, "not found")
     assert new_prompt(http, namespace="backup")["id"] > extra["id"]
 
 
@@ -252,7 +246,7 @@ def test_about_lists_routes_from_the_protos_and_the_cleanup_rule(http: httpx.Cli
     routes = {(r["method"], r["path"]) for r in about["routes"]}
     assert {("GET", "/v1/prompts"), ("POST", "/v1/prompts"), ("GET", "/_spark/kv/{key}"), ("GET", "/healthz")} <= routes
     assert about["regex_cleanup"]["source"] in {"default", "kv"}
-    error(http.put("/admin/regex_cleanup", json={"pattern": "(unclosed"}, headers=ADMIN), 400, "")
+    json_error(http.put("/admin/regex_cleanup", json={"pattern": "(unclosed"}, headers=ADMIN), 400, "")
     changed = http.put("/admin/regex_cleanup", json={"pattern": "^Note:.*$", "flags": "gm"}, headers=ADMIN).json()
     assert changed == {"pattern": "^Note:.*$", "flags": "gm", "source": "kv"}
     assert http.get("/about").json()["regex_cleanup"] == changed

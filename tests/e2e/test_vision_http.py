@@ -8,8 +8,7 @@ import base64
 import json
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -18,6 +17,7 @@ import pytest
 
 from tests.conftest import FAILED_KEY
 from tests.fakes.providers import FakeProviderThread
+from tests.support.http import json_error, sse_events, wait_for
 from tests.support.suite import RunningSuite
 
 pytestmark = pytest.mark.e2e
@@ -62,27 +62,6 @@ def http(suite: RunningSuite, fake: FakeProviderThread, request: pytest.FixtureR
         yield client
     if request.node.stash.get(FAILED_KEY, False):
         sys.stderr.write(suite.logs())
-
-
-def error(response: httpx.Response, status: int, fragment: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/json")
-    body = dict(response.json())
-    assert fragment in body["message"], body
-    return body
-
-
-def sse_events(text: str) -> list[str]:
-    return [block.removeprefix("data: ") for block in text.split("\n\n") if block.startswith("data: ")]
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def test_json_analysis_with_the_default_model(http: httpx.Client, fake: FakeProviderThread) -> None:
@@ -141,8 +120,8 @@ def test_prompts_come_from_the_registry_by_id_and_by_default(http: httpx.Client,
     assert by_default.json()["prompt_id"] == prompt_id
     assert fake.requests[-1].body["messages"][0]["content"][0]["text"] == "Опиши товар."
     missing = http.post("/v1/vision/analyze", json={"namespace": "nowhere", "image_base64": PNG_B64})
-    error(missing, 404, "the default prompt of namespace 'nowhere' and lang 'en'")
-    error(http.post("/v1/vision/analyze", json={"prompt_id": 999_999, "image_base64": PNG_B64}), 404, "prompt_id")
+    json_error(missing, 404, "the default prompt of namespace 'nowhere' and lang 'en'")
+    json_error(http.post("/v1/vision/analyze", json={"prompt_id": 999_999, "image_base64": PNG_B64}), 404, "prompt_id")
 
 
 @pytest.mark.parametrize(
@@ -163,14 +142,15 @@ def test_prompts_come_from_the_registry_by_id_and_by_default(http: httpx.Client,
 def test_bad_requests_get_json_4xx(
     http: httpx.Client, path: str, body: dict[str, Any], status: int, fragment: str
 ) -> None:
-    error(http.post(path, json=body), status, fragment)
+    json_error(http.post(path, json=body), status, fragment)
 
 
 def test_malformed_bodies(http: httpx.Client) -> None:
-    error(http.post("/v1/vision/analyze", content=b"{oops", headers={"content-type": "application/json"}), 400, "JSON")
-    error(http.post("/v1/vision/analyze", content=b"x", headers={"content-type": "text/csv"}), 400, "content type")
+    json_body = {"content-type": "application/json"}
+    json_error(http.post("/v1/vision/analyze", content=b"{oops", headers=json_body), 400, "JSON")
+    json_error(http.post("/v1/vision/analyze", content=b"x", headers={"content-type": "text/csv"}), 400, "content type")
     broken = b'--b\r\nContent-Disposition: form-data; name="prompt"\r\n\r\nhi\r\n'
-    error(
+    json_error(
         http.post("/v1/vision/analyze", content=broken, headers={"content-type": "multipart/form-data; boundary=b"}),
         400,
         "",
@@ -244,7 +224,7 @@ def test_fetching_is_off_by_default_and_refuses_private_addresses_when_on(
     try:
         with httpx.Client(base_url=suite.base_url, timeout=30.0) as client:
             url = f"http://127.0.0.1:{server.server_address[1]}/cat.png"
-            body = error(client.post("/v1/vision/analyze", json={"prompt": "x", "image_url": url}), 400, "")
+            body = json_error(client.post("/v1/vision/analyze", json={"prompt": "x", "image_url": url}), 400, "")
             assert body["details"][-1]["reason"] == "IMAGE_URL_NOT_ALLOWED", body
             for address in ("http://169.254.169.254/latest/meta-data", "http://10.0.0.1/a.png", "http://[::1]/a.png"):
                 response = client.post("/v1/vision/analyze", json={"prompt": "x", "image_url": address})
