@@ -15,16 +15,25 @@ from services.common.errors import STATUS_BY_ERROR, DomainError, FieldViolation,
 
 _ERROR_BY_STATUS = {code: error for error, code in STATUS_BY_ERROR.items()}
 _DETAILS_KEY = "grpc-status-details-bin"
+_TRANSPORT_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 
 def relayed(error: grpc.aio.AioRpcError, peer: str) -> DomainError:
     cls = _ERROR_BY_STATUS.get(error.code())
+    details = next(
+        (v for k, v in error.trailing_metadata() or () if k == _DETAILS_KEY and isinstance(v, bytes)), None
+    )
     if cls is None:
         return Unavailable(f"the {peer} service failed ({error.code().name})", reason="PEER_FAILED")
+    if details is None and error.code() in _TRANSPORT_CODES:
+        # Our services always attach details; without them the channel itself failed, and gRPC's own
+        # message names internal addresses, which callers must not see.
+        if error.code() is grpc.StatusCode.DEADLINE_EXCEEDED:
+            return cls(f"the {peer} service did not answer in time", reason="PEER_TIMEOUT")
+        return cls(f"the {peer} service is unavailable; retry shortly", reason="PEER_UNAVAILABLE")
     relayed_error = cls(error.details() or error.code().name.lower())
-    for key, value in error.trailing_metadata() or ():
-        if key == _DETAILS_KEY and isinstance(value, bytes):
-            _copy_details(status_pb2.Status.FromString(value), relayed_error)
+    if details is not None:
+        _copy_details(status_pb2.Status.FromString(details), relayed_error)
     return relayed_error
 
 
