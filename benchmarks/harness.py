@@ -161,6 +161,8 @@ class Suite:
         env["SPARK_LOG_DIR"] = str(self.work_dir / "logs")
         env["SPARK_EDGE_ACCESS_LOG"] = os.devnull
         env["SPARK_KV_WORKERS"] = str(self.kv_workers)
+        # The KV and prompts benchmarks measure these; others name their own services in extra_env.
+        env["SPARK_SERVICES"] = "meta,kv,prompts"
         # Not measured here, but started by the launcher: any free port.
         env["SPARK_PROMPTS_PORT"] = "0"
         env["SPARK_PROMPTS_METRICS_PORT"] = "0"
