@@ -20,9 +20,7 @@ _TRANSPORT_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEED
 
 def relayed(error: grpc.aio.AioRpcError, peer: str) -> DomainError:
     cls = _ERROR_BY_STATUS.get(error.code())
-    details = next(
-        (v for k, v in error.trailing_metadata() or () if k == _DETAILS_KEY and isinstance(v, bytes)), None
-    )
+    details = next((v for k, v in error.trailing_metadata() or () if k == _DETAILS_KEY and isinstance(v, bytes)), None)
     if cls is None:
         return Unavailable(f"the {peer} service failed ({error.code().name})", reason="PEER_FAILED")
     if details is None and error.code() in _TRANSPORT_CODES:

@@ -6,6 +6,7 @@ from typing import Any, TypeVar
 from urllib.parse import unquote_to_bytes
 
 import grpc
+import orjson
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
@@ -92,3 +93,14 @@ def _copy_field(message: Message, name: str, value: Any) -> None:
         getattr(message, name).CopyFrom(value)
     else:
         setattr(message, name, value)
+
+
+def json_object(data: bytes) -> dict[str, Any]:
+    """A raw (HttpBody) request body that must be one JSON object; anything else is INVALID_ARGUMENT."""
+    try:
+        body = orjson.loads(data)
+    except orjson.JSONDecodeError as error:
+        raise InvalidArgument(f"the body is not valid JSON: {error}", reason="MALFORMED_BODY") from None
+    if not isinstance(body, dict):
+        raise InvalidArgument("the body must be a JSON object", reason="MALFORMED_BODY")
+    return body

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from services.common.errors import FieldViolation, InvalidArgument
+from services.common.transcoding import json_object
 from services.llm.chat import ChatMessage, ChatRequest, Completion, ImagePart, Part, Role, TextPart, Usage
 
 _ROLES: dict[str, Role] = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
@@ -182,12 +183,7 @@ def _json_mode(raw: Any, problems: _Violations) -> bool:
 
 def parse_body(data: bytes) -> ParsedBody:
     """Parses and checks an OpenAI chat-completions request body."""
-    try:
-        body = orjson.loads(data)
-    except orjson.JSONDecodeError as error:
-        raise InvalidArgument(f"the body is not valid JSON: {error}", reason="MALFORMED_BODY") from None
-    if not isinstance(body, dict):
-        raise InvalidArgument("the body must be a JSON object", reason="MALFORMED_BODY")
+    body = json_object(data)
     problems = _Violations()
     for key in sorted(set(body) - _KNOWN):
         problems.add(key, _UNSUPPORTED.get(key, "is not a chat-completions field this gateway accepts"))

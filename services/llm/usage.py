@@ -127,9 +127,8 @@ class UsageLedger:
         totals: dict[Bucket, dict[str, int]] = defaultdict(dict)
         day = start
         while day <= end:
-            prefix = orjson.dumps([day.isoformat()]).decode()[:-1] + ","
-            if caller:
-                prefix = orjson.dumps([day.isoformat(), caller]).decode()[:-1] + ","
+            # Keys are JSON arrays: the open array up to the last given element is their prefix.
+            prefix = orjson.dumps([day.isoformat(), caller] if caller else [day.isoformat()]).decode()[:-1] + ","
             start_after: str | None = None
             while True:
                 entries = await self._store.list(SPACE, prefix=prefix, start_after=start_after, limit=1000)

@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 
 from services.common.errors import FieldViolation, InvalidArgument
+from services.common.transcoding import json_object
 from services.vision.images import Image, check_image, check_image_url, decode_base64
 from services.vision.multipart import parse_form
 
@@ -136,10 +137,5 @@ def parse_request(content_type: str, body: bytes, *, max_image_bytes: int) -> Vi
             f"unsupported content type {media_type!r}: send application/json or multipart/form-data",
             reason="UNSUPPORTED_MEDIA_TYPE",
         )
-    try:
-        values = orjson.loads(body)
-    except orjson.JSONDecodeError as error:
-        raise InvalidArgument(f"the body is not valid JSON: {error}", reason="MALFORMED_BODY") from None
-    if not isinstance(values, dict):
-        raise InvalidArgument("the body must be a JSON object", reason="MALFORMED_BODY")
+    values = json_object(body)
     return _build(values, None, max_image_bytes)

@@ -14,7 +14,7 @@ from services.llm.chat import ChatMessage, ChatRequest, Completion, Delta, Finis
 from services.llm.providers.base import ProviderError, ProviderSettings, status_error, usage_from
 from services.llm.providers.fences import FenceStripper, strip_fences
 from services.llm.providers.finish import finish_reason
-from services.llm.providers.transport import AiohttpTransport
+from services.llm.providers.transport import call_timeout, sdk_http_client
 
 Json = dict[str, Any]
 
@@ -130,11 +130,11 @@ class AnthropicProvider:
             api_key=settings.api_key,
             base_url=settings.base_url,
             max_retries=0,
-            http_client=httpx2.AsyncClient(transport=AiohttpTransport(tracer=tracer)),
+            http_client=sdk_http_client(tracer),
         )
 
-    def _timeout(self, timeout_s: float) -> anthropic.Timeout:
-        return anthropic.Timeout(timeout_s, connect=min(self._connect_timeout_s, timeout_s))
+    def _timeout(self, timeout_s: float) -> httpx2.Timeout:
+        return call_timeout(timeout_s, self._connect_timeout_s)
 
     def _payload(self, request: ChatRequest, upstream_model: str) -> Json:
         try:

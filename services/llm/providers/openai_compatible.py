@@ -15,7 +15,7 @@ from services.llm.chat import ChatMessage, ChatRequest, Completion, Delta, Finis
 from services.llm.providers.base import ProviderError, ProviderSettings, status_error, usage_from
 from services.llm.providers.finish import finish_reason
 from services.llm.providers.sse import sse_data
-from services.llm.providers.transport import AiohttpTransport
+from services.llm.providers.transport import call_timeout, sdk_http_client
 
 Json = dict[str, Any]
 
@@ -65,11 +65,11 @@ class OpenAICompatibleProvider:
             api_key=settings.api_key,
             base_url=settings.base_url,
             max_retries=0,
-            http_client=httpx2.AsyncClient(transport=AiohttpTransport(tracer=tracer)),
+            http_client=sdk_http_client(tracer),
         )
 
-    def _timeout(self, timeout_s: float) -> openai.Timeout:
-        return openai.Timeout(timeout_s, connect=min(self._connect_timeout_s, timeout_s))
+    def _timeout(self, timeout_s: float) -> httpx2.Timeout:
+        return call_timeout(timeout_s, self._connect_timeout_s)
 
     def _error(self, error: Exception) -> ProviderError:
         if isinstance(error, openai.APITimeoutError):

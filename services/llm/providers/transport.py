@@ -122,3 +122,13 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
             await self._session.close()
             # Lets aiohttp's connection transports finish closing before the loop might end.
             await asyncio.sleep(0)
+
+
+def sdk_http_client(tracer: Tracer | None) -> httpx2.AsyncClient:
+    """The `http_client` both provider SDKs are given: this transport under httpx2's client."""
+    return httpx2.AsyncClient(transport=AiohttpTransport(tracer=tracer))
+
+
+def call_timeout(timeout_s: float, connect_timeout_s: float) -> httpx2.Timeout:
+    """One call's timeout for the SDKs (both use httpx2's): `timeout_s` per wait, connecting within both."""
+    return httpx2.Timeout(timeout_s, connect=min(connect_timeout_s, timeout_s))
