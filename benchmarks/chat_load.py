@@ -12,7 +12,7 @@ import json
 from collections.abc import Mapping
 from typing import Final
 
-from benchmarks.harness import LoadResult, run_wrk
+from benchmarks.harness import LoadResult, Wrk
 
 MODEL: Final = "gpt-4o-mini"
 # A proxy in front of an LLM answers in tens to hundreds of ms under load; wrk's own 2 s would count
@@ -39,7 +39,7 @@ def measure_chat(
     threads: int = 2,
 ) -> LoadResult:
     """POSTs `body` to `url` over `connections` keep-alive connections for `duration_s`; non-2xx count as errors."""
-    return run_wrk(
+    return Wrk(
         url,
         ["json", body.decode()],
         duration_s=duration_s,
@@ -47,4 +47,4 @@ def measure_chat(
         threads=threads,
         headers=headers,
         timeout_s=REQUEST_TIMEOUT_S,
-    )
+    ).run()

@@ -9,18 +9,21 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
+import logging
 import os
 import resource
 import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final
 
 from tests.support.ports import free_ports
 from tests.support.processes import terminate
+
+logger = logging.getLogger(__name__)
 
 HOST: Final = "127.0.0.1"
 WRK_SCRIPTS: Final = Path(__file__).parent / "wrk"
@@ -303,53 +306,42 @@ def parse_wrk_report(stdout: str) -> LoadResult:
     )
 
 
-def wrk_argv(
-    url: str,
-    script_args: Sequence[str],
-    *,
-    duration_s: float,
-    connections: int,
-    threads: int = 2,
-    script: str = "load.lua",
-    headers: Mapping[str, str] | None = None,
-    timeout_s: float = 2.0,
-) -> list[str]:
-    """The wrk command line for a script from benchmarks/wrk/ (at least one connection per thread)."""
-    argv = [
-        "wrk", f"-t{max(1, min(threads, connections))}", f"-c{connections}", f"-d{duration_s:g}s", "--latency",
-        "--timeout", f"{timeout_s:g}s",
-    ]  # fmt: skip
-    for name, value in (headers or {}).items():
-        argv += ["-H", f"{name}: {value}"]
-    return [*argv, "-s", str(WRK_SCRIPTS / script), url, "--", *script_args]
+@dataclass(frozen=True, slots=True)
+class Wrk:
+    """One wrk run with a script from benchmarks/wrk/; errors are socket errors plus every non-2xx by status."""
+
+    url: str
+    script_args: Sequence[str]
+    duration_s: float
+    connections: int
+    threads: int = 2
+    script: str = "load.lua"
+    headers: Mapping[str, str] = field(default_factory=dict)
+    timeout_s: float = 2.0
+
+    def argv(self) -> list[str]:
+        """The command line; wrk wants at least one connection per thread."""
+        argv = [
+            "wrk", f"-t{max(1, min(self.threads, self.connections))}", f"-c{self.connections}",
+            f"-d{self.duration_s:g}s", "--latency", "--timeout", f"{self.timeout_s:g}s",
+        ]  # fmt: skip
+        for name, value in self.headers.items():
+            argv += ["-H", f"{name}: {value}"]
+        return [*argv, "-s", str(WRK_SCRIPTS / self.script), self.url, "--", *self.script_args]
+
+    def run(self) -> LoadResult:
+        completed = _run(self.argv(), timeout_s=self.duration_s + 60)
+        if completed.returncode != 0:
+            raise BenchError(f"wrk failed ({completed.returncode}):\n{completed.stdout}\n{completed.stderr}")
+        return parse_wrk_report(completed.stdout)
 
 
-def run_wrk(
-    url: str,
-    script_args: Sequence[str],
-    *,
-    duration_s: float,
-    connections: int,
-    threads: int = 2,
-    script: str = "load.lua",
-    headers: Mapping[str, str] | None = None,
-    timeout_s: float = 2.0,
-) -> LoadResult:
-    """One wrk run (see `wrk_argv`); errors are socket errors plus every non-2xx by status."""
-    argv = wrk_argv(
-        url,
-        script_args,
-        duration_s=duration_s,
-        connections=connections,
-        threads=threads,
-        script=script,
-        headers=headers,
-        timeout_s=timeout_s,
-    )
-    completed = _run(argv, timeout_s=duration_s + 60)
-    if completed.returncode != 0:
-        raise BenchError(f"wrk failed ({completed.returncode}):\n{completed.stdout}\n{completed.stderr}")
-    return parse_wrk_report(completed.stdout)
+def publish(text: str, report: object, path: Path) -> None:
+    """Prints a benchmark's table and writes its report as JSON."""
+    sys.stdout.write(text)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    logger.info("wrote %s", path)
 
 
 def run_redis_benchmark(

@@ -16,11 +16,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import http.client
-import json
 import logging
 import os
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -33,10 +31,11 @@ from benchmarks.harness import (
     CpuMeter,
     LoadResult,
     Suite,
+    Wrk,
     mib,
+    publish,
     rss_bytes,
     run_redis_benchmark,
-    run_wrk,
     table,
 )
 from services.common.logs import setup_logging
@@ -143,9 +142,8 @@ def bench_suite(
         rows = []
         for op in ("get", "set"):
             meter = CpuMeter(watched)
-            result = run_wrk(
-                suite.url, [op, str(KEYS), KEY_PREFIX, str(VALUE_BYTES)], duration_s=duration_s, connections=CONNECTIONS
-            )
+            script_args = [op, str(KEYS), KEY_PREFIX, str(VALUE_BYTES)]
+            result = Wrk(suite.url, script_args, duration_s=duration_s, connections=CONNECTIONS).run()
             rows.append(_row(target, backend, op.upper(), result, meter.read()))
             suite.check_alive()
             if result.errors:
@@ -286,10 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BenchError as error:
         logger.error("benchmark failed; logs kept in %s: %s", work_dir, error)
         return 1
-    sys.stdout.write(render(report, rows, memory))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    logger.info("wrote %s", args.json)
+    publish(render(report, rows, memory), report, args.json)
     if report["problems"]:
         logger.warning("problems found; logs kept in %s", work_dir)
     else:

@@ -32,7 +32,7 @@ import httpx
 
 from benchmarks.chat_load import chat_body, measure_chat
 from benchmarks.fake_provider import READY_PREFIX
-from benchmarks.harness import BenchError, CpuMeter, LoadResult, Suite, mib, rss_bytes, table
+from benchmarks.harness import BenchError, CpuMeter, LoadResult, Suite, mib, publish, rss_bytes, table
 from benchmarks.peers import Peer, PeerUnavailable, running_litellm, running_portkey
 from services.common.logs import setup_logging
 from tests.support.processes import terminate
@@ -285,10 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BenchError as error:
         logger.error("benchmark failed; logs kept in %s: %s", work_dir, error)
         return 1
-    sys.stdout.write(render(report))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    logger.info("wrote %s", args.json)
+    publish(render(report), report, args.json)
     if not report["problems"]:
         shutil.rmtree(work_dir, ignore_errors=True)
     return 0

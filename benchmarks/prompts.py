@@ -16,7 +16,6 @@ import dataclasses
 import json
 import logging
 import shutil
-import sys
 import tempfile
 import time
 import urllib.request
@@ -25,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from benchmarks.harness import BenchError, CpuMeter, Suite, run_wrk
+from benchmarks.harness import BenchError, CpuMeter, Suite, Wrk, publish
 from services.common.logs import setup_logging
 from tests.support.redis_server import start_redis_server
 
@@ -75,7 +74,7 @@ def bench(backend: str, cache: bool, work_dir: Path, redis_url: str | None, dura
         prepare(suite.url, f"{backend}-{label}")
         time.sleep(1.0)
         meter = CpuMeter({k: v for k, v in suite.processes().items() if k in {"prompts", "edge"}})
-        result = run_wrk(suite.url, ["path", ROUTE], duration_s=duration_s, connections=CONNECTIONS)
+        result = Wrk(suite.url, ["path", ROUTE], duration_s=duration_s, connections=CONNECTIONS).run()
         suite.check_alive()
         return Row(backend, label, result.rps, result.p50_ms, result.p99_ms, result.error_count, meter.read())
 
@@ -113,9 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BenchError as error:
         logger.error("benchmark failed: %s (logs kept in %s)", error, work_dir)
         return 1
-    sys.stdout.write(render(rows, args.duration))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps([dataclasses.asdict(r) for r in rows], indent=2) + "\n", encoding="utf-8")
+    publish(render(rows, args.duration), [dataclasses.asdict(r) for r in rows], args.json)
     shutil.rmtree(work_dir, ignore_errors=True)
     return 0 if all(row.errors == 0 for row in rows) else 1
 

@@ -14,10 +14,8 @@ import argparse
 import asyncio
 import base64
 import dataclasses
-import json
 import logging
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -27,7 +25,7 @@ from typing import Any, Final
 
 import httpx
 
-from benchmarks.harness import BenchError, Suite, mib, rss_bytes, table
+from benchmarks.harness import BenchError, Suite, mib, publish, rss_bytes, table
 from benchmarks.llm import fake_provider
 from services.common.logs import setup_logging
 
@@ -193,9 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BenchError as error:
         logger.error("benchmark failed; logs kept in %s: %s", work_dir, error)
         return 1
-    sys.stdout.write(render(report))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    publish(render(report), report, args.json)
     return 0
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.http import wait_for
 from tests.support.suite import RunningSuite
 
 pytestmark = pytest.mark.e2e
@@ -29,15 +30,6 @@ def alive(pid: int) -> bool:
         return False
 
 
-def wait_until(predicate: object, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return True
-        time.sleep(0.05)
-    return False
-
-
 @pytest.fixture
 def fresh_suite(tmp_path: Path) -> RunningSuite:
     suite = RunningSuite.start(tmp_path)
@@ -50,7 +42,7 @@ def test_sigterm_stops_the_edge_and_every_service(fresh_suite: RunningSuite) -> 
     assert set(pids) == {"meta", "kv", "kv-2", "llm", "prompts", "vision", "edge"}
     assert all(alive(pid) for pid in pids.values())
     assert fresh_suite.stop() == 0
-    assert wait_until(lambda: not any(alive(pid) for pid in pids.values()), 5.0), fresh_suite.logs()
+    assert wait_for(lambda: not any(alive(pid) for pid in pids.values()), 5.0), fresh_suite.logs()
     logs = fresh_suite.logs()
     assert '"msg":"stopped"' in logs
 
@@ -59,7 +51,7 @@ def test_a_killed_launcher_takes_its_children_with_it(fresh_suite: RunningSuite)
     pids = fresh_suite.child_pids()
     fresh_suite.process.send_signal(signal.SIGKILL)
     fresh_suite.process.wait()
-    assert wait_until(lambda: not any(alive(pid) for pid in pids.values()), 5.0), pids
+    assert wait_for(lambda: not any(alive(pid) for pid in pids.values()), 5.0), pids
 
 
 def test_a_killed_service_is_answered_503_json_then_restarted(tmp_path: Path) -> None:
@@ -68,7 +60,7 @@ def test_a_killed_service_is_answered_503_json_then_restarted(tmp_path: Path) ->
         assert http.post("/_spark/kv/survivor", content="1").status_code == 200
         kv_pid = fresh_suite.child_pids()["kv"]
         os.kill(kv_pid, signal.SIGKILL)
-        assert wait_until(lambda: not alive(kv_pid), 5.0)
+        assert wait_for(lambda: not alive(kv_pid), 5.0)
         started = time.monotonic()
         down = http.get("/_spark/kv/survivor")
         elapsed = time.monotonic() - started
@@ -79,7 +71,7 @@ def test_a_killed_service_is_answered_503_json_then_restarted(tmp_path: Path) ->
             assert elapsed < 5.0
             health = http.get("/healthz")
             assert health.status_code in (200, 503)
-        assert wait_until(lambda: http.get("/_spark/kv/survivor").status_code == 200, 20.0), fresh_suite.logs()
+        assert wait_for(lambda: http.get("/_spark/kv/survivor").status_code == 200, 20.0), fresh_suite.logs()
         assert fresh_suite.child_pids()["kv"] != kv_pid
         assert http.get("/_spark/kv/survivor").content == b"1"
         assert http.get("/healthz").status_code == 200
@@ -102,7 +94,7 @@ def test_healthz_is_503_json_while_a_service_is_down(tmp_path: Path) -> None:
             assert services["kv"]["status"] == "UNREACHABLE"
             assert "DEADLINE_EXCEEDED" in services["kv"]["message"]
             assert services["kv-2"]["status"] == "SERVING"
-            assert wait_until(lambda: http.get("/healthz").status_code == 200, 10.0)
+            assert wait_for(lambda: http.get("/healthz").status_code == 200, 10.0)
     finally:
         suite.stop()
 
@@ -139,7 +131,7 @@ def test_a_hung_service_times_out_as_504_json(tmp_path: Path) -> None:
             assert response.json()["code"] == 4
             assert response.headers["content-type"] == "application/json"
             assert 0.9 < elapsed < 5.0
-            assert wait_until(lambda: http.get("/_spark/kv/anything").status_code == 404, 10.0)
+            assert wait_for(lambda: http.get("/_spark/kv/anything").status_code == 404, 10.0)
     finally:
         suite.stop()
 
@@ -154,7 +146,7 @@ def test_a_killed_worker_costs_no_request_while_another_serves(tmp_path: Path) -
             os.kill(pids["kv"], signal.SIGKILL)
             statuses = [http.get("/_spark/kv/steady").status_code for _ in range(200)]
             assert statuses == [200] * 200, suite.logs()
-            assert wait_until(lambda: suite.child_pids()["kv"] != pids["kv"], 10.0)
-            assert wait_until(lambda: http.get("/healthz").status_code == 200, 10.0)
+            assert wait_for(lambda: suite.child_pids()["kv"] != pids["kv"], 10.0)
+            assert wait_for(lambda: http.get("/healthz").status_code == 200, 10.0)
     finally:
         suite.stop()

@@ -9,7 +9,7 @@ from urllib.parse import unquote
 import pytest
 
 from benchmarks.chat_load import CHAT_BODY, REQUEST_TIMEOUT_S, chat_body
-from benchmarks.harness import WRK_SCRIPTS, BenchError, parse_wrk_report, wrk_argv
+from benchmarks.harness import WRK_SCRIPTS, BenchError, Wrk, parse_wrk_report
 from benchmarks.peers import (
     PeerUnavailable,
     litellm_argv,
@@ -153,14 +153,14 @@ def test_unavailable_is_a_bench_error() -> None:
 
 
 def test_wrk_sends_the_body_and_headers_with_the_chat_script() -> None:
-    argv = wrk_argv(
+    argv = Wrk(
         "http://127.0.0.1:40002/v1/chat/completions",
         ["json", CHAT_BODY.decode()],
         headers={"Authorization": "Bearer k", "x-portkey-provider": "openai"},
         connections=16,
         duration_s=10,
         timeout_s=REQUEST_TIMEOUT_S,
-    )
+    ).argv()
 
     assert argv[:5] == ["wrk", "-t2", "-c16", "-d10s", "--latency"]
     assert argv[argv.index("--timeout") + 1] == "10s"
@@ -174,7 +174,7 @@ def test_wrk_sends_the_body_and_headers_with_the_chat_script() -> None:
 
 
 def test_wrk_never_runs_more_threads_than_connections() -> None:
-    argv = wrk_argv("http://h/", ["{}"], connections=1, duration_s=0.5)
+    argv = Wrk("http://h/", ["{}"], connections=1, duration_s=0.5).argv()
 
     assert argv[1:4] == ["-t1", "-c1", "-d0.5s"]
 
