@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from services.common import sse
 from services.common.errors import FieldViolation, InvalidArgument
 from services.common.transcoding import json_object
 from services.llm.chat import ChatMessage, ChatRequest, Completion, ImagePart, Part, Role, TextPart, Usage
@@ -267,7 +268,7 @@ class ChunkWriter:
         self._include_usage = include_usage
 
     def _event(self, choices: list[dict[str, Any]], **extra: Any) -> bytes:
-        return b"data: " + orjson.dumps({**self._head, "choices": choices, **extra}) + b"\n\n"
+        return sse.event({**self._head, "choices": choices, **extra})
 
     def role(self) -> bytes:
         return self._event([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
@@ -280,13 +281,10 @@ class ChunkWriter:
         frames = [self._event([{"index": 0, "delta": {}, "finish_reason": finish_reason}])]
         if self._include_usage:
             frames.append(self._event([], usage=_usage(usage)))
-        frames.append(b"data: [DONE]\n\n")
+        frames.append(sse.DONE)
         return b"".join(frames)
-
-
-KEEPALIVE = b": keepalive\n\n"
 
 
 def error_event(code: str, message: str, error_type: str) -> bytes:
     """An OpenAI-style error inside a stream; the official SDKs raise it as an APIError."""
-    return b"data: " + orjson.dumps({"error": {"message": message, "type": error_type, "code": code}}) + b"\n\n"
+    return sse.event({"error": {"message": message, "type": error_type, "code": code}})

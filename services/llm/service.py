@@ -12,6 +12,7 @@ import grpc
 from google.api import httpbody_pb2
 from spark.llm.v1 import llm_pb2, llm_pb2_grpc
 
+from services.common import sse
 from services.common.admin import require_admin
 from services.common.errors import DomainError, InvalidArgument, status_code_of
 from services.common.identity import caller_of
@@ -121,7 +122,7 @@ class LlmServicer(llm_pb2_grpc.LlmServiceServicer):
                     role = writer.role()
                     continue
                 if event is None:
-                    frame = openai_wire.KEEPALIVE
+                    frame = sse.KEEPALIVE
                 elif writer is None:
                     continue
                 elif isinstance(event, Delta):

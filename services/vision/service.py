@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-import orjson
 from google.api import httpbody_pb2
 from spark.llm.v1 import llm_pb2, llm_pb2_grpc
 from spark.prompts.v1 import prompts_pb2, prompts_pb2_grpc
 from spark.vision.v1 import vision_pb2, vision_pb2_grpc
 
+from services.common import sse
 from services.common.cleanup import DEFAULT_RULE, CleanupRule, StreamCleaner, apply
 from services.common.errors import DomainError, NotFound, Unavailable, status_code_of
 from services.common.identity import caller_of
@@ -31,8 +31,6 @@ logger = logging.getLogger(__name__)
 Context = grpc.aio.ServicerContext[Any, Any]
 
 SSE = "text/event-stream"
-KEEPALIVE = b": keepalive\n\n"
-DONE = b"data: [DONE]\n\n"
 
 
 class CleanupRules:
@@ -63,10 +61,6 @@ class Prepared:
     llm_request: llm_pb2.GenerateContentRequest
     prompt_id: int
     started: float
-
-
-def _sse(payload: dict[str, Any]) -> bytes:
-    return b"data: " + orjson.dumps(payload) + b"\n\n"
 
 
 def _usage(usage: llm_pb2.Usage) -> dict[str, int]:
@@ -172,12 +166,12 @@ class VisionServicer(vision_pb2_grpc.VisionServiceServicer):
         try:
             async for message in with_keepalives(self._deltas(prepared), self._config.keepalive_s):
                 if message is None:
-                    frame = KEEPALIVE
+                    frame = sse.KEEPALIVE
                 elif message.WhichOneof("event") == "delta":
                     text = cleaner.feed(message.delta)
                     if not text:
                         continue
-                    frame = _sse({"delta": text})
+                    frame = sse.event({"delta": text})
                 else:
                     done = message.done
                     tail = cleaner.finish()
@@ -189,7 +183,7 @@ class VisionServicer(vision_pb2_grpc.VisionServiceServicer):
                         "finish_reason": done.finish_reason,
                         "latency_ms": round((time.perf_counter() - prepared.started) * 1000, 3),
                     }
-                    frame = (_sse({"delta": tail}) if tail else b"") + _sse(final) + DONE
+                    frame = (sse.event({"delta": tail}) if tail else b"") + sse.event(final) + sse.DONE
                     finished = True
                 started = True
                 yield httpbody_pb2.HttpBody(content_type=SSE, data=frame)
@@ -200,4 +194,4 @@ class VisionServicer(vision_pb2_grpc.VisionServiceServicer):
                 raise
             code = status_code_of(error)
             payload = {"error": {"code": code.name.lower(), "message": error.message, "reason": error.reason}}
-            yield httpbody_pb2.HttpBody(content_type=SSE, data=_sse(payload))
+            yield httpbody_pb2.HttpBody(content_type=SSE, data=sse.event(payload))
