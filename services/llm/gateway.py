@@ -15,7 +15,7 @@ import dataclasses
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -70,10 +70,6 @@ class Gateway:
         self._metrics = metrics
         self._rng = rng or random.Random()  # noqa: S311 -- backoff jitter, not cryptography
         self._sleep = sleep
-
-    @property
-    def configured(self) -> Collection[str]:
-        return self._providers.keys()
 
     def candidates(self, request: ChatRequest) -> list[ModelSpec]:
         return self._registry.candidates(request.model, request.provider, self._providers.keys())

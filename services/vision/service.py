@@ -112,8 +112,8 @@ class VisionServicer(vision_pb2_grpc.VisionServiceServicer):
                 image = await fetch_image(
                     request.image_url, max_bytes=self._config.max_image_bytes, timeout_s=self._config.fetch_timeout_s
                 )
-        except ImageTooLarge:
-            await set_http_status(context, 413)
+        except ImageTooLarge as error:
+            await set_http_status(context, error.http_status)
             raise
         text, prompt_id = await self._prompt(request)
         image_url = image.data_url() if image is not None else request.image_url or ""
