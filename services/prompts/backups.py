@@ -113,11 +113,19 @@ class BackupStore:
     def __init__(self, store: Store, *, retention_days: int) -> None:
         self._store = store
         self._ttl_ms = retention_days * DAY_MS
+        self._last_created = ""
+        self._sequence = 0
+
+    def _new_id(self, created: str) -> str:
+        """Sortable by time: a sequence orders this instance's backups within one millisecond,
+        and random hex keeps two instances' backups in the same millisecond apart."""
+        self._sequence = self._sequence + 1 if created == self._last_created else 0
+        self._last_created = created
+        return f"{created}-{self._sequence:04x}{secrets.token_hex(1)}"
 
     async def save(self, document: bytes, count: int, trigger: str) -> BackupInfo:
         created = now_iso()
-        # Sortable by time; the suffix keeps two backups in one millisecond apart.
-        backup_id = f"{created}-{secrets.token_hex(3)}"
+        backup_id = self._new_id(created)
         info = BackupInfo(backup_id, created, count, len(document), trigger)
         await self._store.commit(
             [],

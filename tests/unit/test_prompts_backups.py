@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from services.common.errors import InvalidArgument
-from services.prompts.backups import export_document, parse_export
+from services.prompts.backups import BackupStore, export_document, parse_export
 from services.prompts.model import Prompt
 
 
@@ -71,3 +71,11 @@ def test_bad_exports_are_refused_whole(data: bytes, fragment: str) -> None:
         parse_export(data)
     everything = raised.value.message + " ".join(v.description + v.field for v in raised.value.violations)
     assert fragment in everything
+
+
+def test_backup_ids_in_one_millisecond_sort_in_the_order_they_were_made() -> None:
+    backups = BackupStore(None, retention_days=1)  # type: ignore[arg-type]  # ids need no store
+    ids = [backups._new_id("2026-11-23T00:25:09.037Z") for _ in range(300)]
+    assert sorted(ids) == ids
+    assert len(set(ids)) == 300
+    assert backups._new_id("2026-11-23T00:25:09.038Z") > ids[-1]
