@@ -16,7 +16,8 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 COPY . .
-RUN pip install --no-cache-dir .
+# xds-protos overwrites files of other packages; the second step restores them.
+RUN pip install --no-cache-dir . && python -m tools.repair_protos
 
 # --- runtime: the venv only, no sources, no build tools, non-root ---
 FROM ${PYTHON_IMAGE}

@@ -23,10 +23,12 @@ $(PY):
 # Re-install when the dependencies change.
 $(VENV)/.installed: pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e .
+	$(PY) -m tools.repair_protos
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m tools.repair_protos
 	touch $(VENV)/.installed $@
 
 install: $(VENV)/.installed

@@ -17,6 +17,12 @@ class HttpRoute:
     name: str
     match: dict[str, str]
     upstream: str
+    # The rate-limit class (services/access/limits.toml): public, spark, kv, prompts, llm, vision, admin.
+    route_class: str
+    # "all": every request needs X-Admin-Token at the edge; "writes": all but GET and HEAD; "": none.
+    admin: str = ""
+    # Callers without an API key may use it even when keys are required.
+    public: bool = False
     # None: the edge default; "kv": the KV value limit; "restore": the prompt-restore limit; "llm": the chat limit;
     # "vision": the image-upload limit.
     body_limit: str | None = None
@@ -43,40 +49,76 @@ class DirectReply:
     match: dict[str, object]
     status: int
     message: str
+    route_class: str
 
 
 HTTP_ROUTES: tuple[HttpRoute, ...] = (
-    HttpRoute("healthz", {"path": "/healthz"}, "meta", status_from_metadata=True, timeout_s=5.0, idempotent=True),
-    # KV writes are whole-value sets, set-if-absent and deletes: repeating one changes nothing.
-    HttpRoute("spark-kv", {"path_separated_prefix": "/_spark/kv"}, "kv", body_limit="kv", idempotent=True),
-    HttpRoute("spark-db", {"path_separated_prefix": "/_spark/db"}, "kv", idempotent=True),
     HttpRoute(
-        "prompts", {"path_separated_prefix": "/v1/prompts"}, "prompts", snake_case=True, status_from_metadata=True
+        "healthz",
+        {"path": "/healthz"},
+        "meta",
+        "public",
+        public=True,
+        status_from_metadata=True,
+        timeout_s=5.0,
+        idempotent=True,
     ),
-    HttpRoute("prompts-render", {"path": "/v1/prompts:render"}, "prompts", snake_case=True),
-    HttpRoute("about", {"path": "/about"}, "prompts", snake_case=True, idempotent=True),
-    HttpRoute("admin-backup", {"path": "/admin/backup"}, "prompts", snake_case=True),
-    HttpRoute("admin-backups", {"path": "/admin/backups"}, "prompts", snake_case=True, idempotent=True),
-    HttpRoute("admin-restore", {"path": "/admin/restore"}, "prompts", snake_case=True, body_limit="restore"),
-    HttpRoute("admin-regex-cleanup", {"path": "/admin/regex_cleanup"}, "prompts", snake_case=True),
+    # KV writes are whole-value sets, set-if-absent and deletes: repeating one changes nothing.
+    HttpRoute("spark-kv", {"path_separated_prefix": "/_spark/kv"}, "kv", "kv", body_limit="kv", idempotent=True),
+    HttpRoute("spark-db", {"path_separated_prefix": "/_spark/db"}, "kv", "kv", idempotent=True),
+    HttpRoute("spark-user", {"path": "/_spark/user"}, "access", "spark", idempotent=True),
+    HttpRoute("spark-loaded", {"path": "/_spark/loaded"}, "access", "spark"),
+    HttpRoute(
+        "prompts",
+        {"path_separated_prefix": "/v1/prompts"},
+        "prompts",
+        "prompts",
+        admin="writes",
+        snake_case=True,
+        status_from_metadata=True,
+    ),
+    HttpRoute("prompts-render", {"path": "/v1/prompts:render"}, "prompts", "prompts", snake_case=True),
+    HttpRoute("about", {"path": "/about"}, "prompts", "public", public=True, snake_case=True, idempotent=True),
+    HttpRoute("admin-backup", {"path": "/admin/backup"}, "prompts", "admin", admin="all", snake_case=True),
+    HttpRoute(
+        "admin-backups", {"path": "/admin/backups"}, "prompts", "admin", admin="all", snake_case=True, idempotent=True
+    ),
+    HttpRoute(
+        "admin-restore",
+        {"path": "/admin/restore"},
+        "prompts",
+        "admin",
+        admin="all",
+        snake_case=True,
+        body_limit="restore",
+    ),
+    HttpRoute(
+        "admin-regex-cleanup", {"path": "/admin/regex_cleanup"}, "prompts", "admin", admin="all", snake_case=True
+    ),
+    HttpRoute("admin-keys", {"path_separated_prefix": "/admin/keys"}, "access", "admin", admin="all"),
+    HttpRoute("admin-policy", {"path": "/admin/policy"}, "access", "admin", admin="all", idempotent=True),
     # The llm service's own deadline (SPARK_LLM_TIMEOUT_S) ends slow completions; the route allows more.
     HttpRoute(
         "llm-chat",
         {"path": "/v1/chat/completions"},
         "llm",
+        "llm",
         body_limit="llm",
         timeout_s=600.0,
         stream_path="/v1/chat/completions:stream",
     ),
-    HttpRoute("llm-chat-stream", {"path": "/v1/chat/completions:stream"}, "llm", body_limit="llm", streaming=True),
-    HttpRoute("spark-llm", {"path": "/_spark/llm"}, "llm", body_limit="llm", timeout_s=600.0),
-    HttpRoute("llm-models", {"path": "/v1/models"}, "llm", snake_case=True, idempotent=True),
-    HttpRoute("llm-usage", {"path": "/v1/usage"}, "llm", snake_case=True, idempotent=True),
-    HttpRoute("llm-providers", {"path": "/v1/providers"}, "llm", snake_case=True, idempotent=True),
+    HttpRoute(
+        "llm-chat-stream", {"path": "/v1/chat/completions:stream"}, "llm", "llm", body_limit="llm", streaming=True
+    ),
+    HttpRoute("spark-llm", {"path": "/_spark/llm"}, "llm", "llm", body_limit="llm", timeout_s=600.0),
+    HttpRoute("llm-models", {"path": "/v1/models"}, "llm", "llm", snake_case=True, idempotent=True),
+    HttpRoute("llm-usage", {"path": "/v1/usage"}, "llm", "admin", admin="all", snake_case=True, idempotent=True),
+    HttpRoute("llm-providers", {"path": "/v1/providers"}, "llm", "llm", snake_case=True, idempotent=True),
     # 413 for an oversized image comes through `x-http-status`.
     HttpRoute(
         "vision-analyze",
         {"path": "/v1/vision/analyze"},
+        "vision",
         "vision",
         body_limit="vision",
         snake_case=True,
@@ -87,6 +129,7 @@ HTTP_ROUTES: tuple[HttpRoute, ...] = (
         "vision-stream",
         {"path": "/v1/vision/stream"},
         "vision",
+        "vision",
         body_limit="vision",
         status_from_metadata=True,
         streaming=True,
@@ -95,7 +138,7 @@ HTTP_ROUTES: tuple[HttpRoute, ...] = (
 
 DIRECT_REPLIES: tuple[DirectReply, ...] = (
     # `encodeURIComponent("")` leaves the key segment empty; no template matches it.
-    DirectReply("spark-kv-empty-key", {"path": "/_spark/kv/"}, 400, "key must not be empty"),
+    DirectReply("spark-kv-empty-key", {"path": "/_spark/kv/"}, 400, "key must not be empty", "kv"),
 )
 
 GRPC_SERVICES: dict[str, tuple[str, ...]] = {
@@ -103,6 +146,7 @@ GRPC_SERVICES: dict[str, tuple[str, ...]] = {
     "llm": ("spark.llm.v1.LlmService",),
     "prompts": ("spark.prompts.v1.PromptsService",),
     "vision": ("spark.vision.v1.VisionService",),
+    "access": ("spark.access.v1.AccessService",),
     "meta": (
         "spark.meta.v1.MetaService",
         "grpc.reflection.v1alpha.ServerReflection",
@@ -111,8 +155,20 @@ GRPC_SERVICES: dict[str, tuple[str, ...]] = {
     ),
 }
 
+# The rate-limit class of native gRPC calls through the edge, by upstream. The services check the admin
+# token of their admin methods themselves; health and reflection are public.
+GRPC_CLASSES: dict[str, str] = {
+    "kv": "kv",
+    "llm": "llm",
+    "prompts": "prompts",
+    "vision": "vision",
+    "access": "admin",
+    "meta": "public",
+}
+
 # The gRPC services the transcoder exposes over HTTP.
 TRANSCODED_SERVICES: tuple[str, ...] = (
+    "spark.access.v1.AccessService",
     "spark.kv.v1.KvService",
     "spark.llm.v1.LlmService",
     "spark.meta.v1.MetaService",

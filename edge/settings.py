@@ -27,6 +27,7 @@ class EdgeSettings:
 
     listen_host: str
     port: int
+    admin_host: str
     admin_port: int
     upstreams: dict[str, tuple[Upstream, ...]]
     descriptor_path: Path
@@ -42,6 +43,9 @@ class EdgeSettings:
     max_connections: int
     route_timeout_s: float
     stream_idle_timeout_s: float
+    # Identity, admin token, nonces and rate limits through the access service (ext_authz and rate limiting).
+    policies: bool
+    access_timeout_s: float
 
 
 def parse_upstreams(raw: str, env: EnvReader) -> dict[str, tuple[Upstream, ...]]:
@@ -70,11 +74,22 @@ def parse_otlp(endpoint: str | None, env: EnvReader) -> Upstream | None:
 
 def read_settings(descriptor_path: Path, environ: Mapping[str, str] | None = None) -> EdgeSettings:
     env = EnvReader(os.environ if environ is None else environ)
+    upstreams = parse_upstreams(env.text("SPARK_EDGE_UPSTREAMS", ""), env)
+    # Off only when asked for by name: without the access service every route would be open.
+    policies = env.choice("SPARK_EDGE_POLICIES", "on", ("on", "off")) == "on"
+    if policies and upstreams and "access" not in upstreams:
+        env.problem(
+            "SPARK_EDGE_UPSTREAMS has no access service, which checks keys, the admin token, nonces and rate "
+            "limits on every route; add access=host:port, or set SPARK_EDGE_POLICIES=off to run without them"
+        )
     settings = EdgeSettings(
         listen_host=env.text("SPARK_EDGE_HOST", "127.0.0.1"),
         port=env.integer("SPARK_EDGE_PORT", 8080, minimum=0, maximum=65535),
+        # Envoy's admin API answers anyone who reaches it: loopback unless a private network needs it
+        # (compose's Prometheus scrapes /stats/prometheus there).
+        admin_host=env.text("SPARK_EDGE_ADMIN_HOST", "127.0.0.1"),
         admin_port=env.integer("SPARK_EDGE_ADMIN_PORT", 9901, minimum=0, maximum=65535),
-        upstreams=parse_upstreams(env.text("SPARK_EDGE_UPSTREAMS", ""), env),
+        upstreams=upstreams,
         descriptor_path=descriptor_path,
         allowed_origins=tuple(o.strip() for o in env.text("ALLOWED_ORIGINS", "").split(",") if o.strip()),
         kv_max_value_bytes=env.integer("SPARK_KV_MAX_VALUE_BYTES", 10 * MIB, minimum=1, maximum=1024 * MIB),
@@ -91,6 +106,8 @@ def read_settings(descriptor_path: Path, environ: Mapping[str, str] | None = Non
         route_timeout_s=env.number("SPARK_EDGE_ROUTE_TIMEOUT_S", 30.0, minimum=0.01),
         # Routes without their own idle timeout; the streaming routes have none at all.
         stream_idle_timeout_s=env.number("SPARK_EDGE_STREAM_IDLE_TIMEOUT_S", 300.0, minimum=0.01),
+        policies=policies,
+        access_timeout_s=env.number("SPARK_EDGE_ACCESS_TIMEOUT_S", 1.0, minimum=0.01),
     )
     env.finish()
     return settings

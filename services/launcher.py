@@ -37,9 +37,11 @@ from services.common.logs import setup_logging
 logger = logging.getLogger(__name__)
 
 # (name, default gRPC port, default metrics port, default processes); meta first: it reports on the others.
-# kv runs two processes by default: one Python process is the bottleneck of KV traffic.
+# kv runs two processes by default: one Python process is the bottleneck of KV traffic. So does access: the
+# edge asks it twice per request (ext_authz, then the rate limit).
 SERVICES: tuple[tuple[str, int, int, int], ...] = (
     ("meta", 50050, 9460, 1),
+    ("access", 50055, 9465, 2),
     ("kv", 50051, 9461, 2),
     ("llm", 50052, 9462, 1),
     ("prompts", 50053, 9463, 1),

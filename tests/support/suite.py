@@ -23,7 +23,7 @@ from tests.support.processes import terminate
 
 ROOT = Path(__file__).resolve().parents[2]
 READY_LINE = "Spark services ready on "
-SERVICES = ("meta", "kv", "llm", "prompts", "vision")
+SERVICES = ("meta", "access", "kv", "llm", "prompts", "vision")
 # Settings from the developer's shell that would change what a test sees (real provider keys above all).
 ISOLATED_VARIABLES = frozenset(
     {

@@ -1,0 +1,101 @@
+"""Envoy's ext_authz API (`envoy.service.auth.v3.Authorization/Check`) in front of the gate.
+
+An allowed request goes on with the trusted `x-spark-user` set (a client's is
+replaced or removed) and the API key removed, so services never see keys; the
+rate-limit subject goes to the rate-limit filter as dynamic metadata. A
+refusal is the gate's error as a JSON body with its HTTP status.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import grpc
+from envoy.config.core.v3 import base_pb2
+from envoy.service.auth.v3 import external_auth_pb2 as authz
+from envoy.service.auth.v3 import external_auth_pb2_grpc as authz_grpc
+from envoy.type.v3 import http_status_pb2
+from google.rpc import code_pb2, status_pb2
+
+from services.access.gate import Admission, Gate, RouteContext
+from services.access.metrics import AccessMetrics
+from services.access.replies import error_body, http_status_of, retry_after
+from services.common.errors import DomainError, PermissionDenied, Unavailable
+from services.common.identity import USER_METADATA
+from services.common.store import StoreError
+
+logger = logging.getLogger(__name__)
+
+SUBJECT_METADATA = "subject"
+# Credentials stop at the edge.
+REMOVED_HEADERS = ("authorization", "x-api-key")
+MAX_CACHED_REPLIES = 4096
+
+
+def _header(key: str, value: str) -> base_pb2.HeaderValueOption:
+    return base_pb2.HeaderValueOption(
+        header=base_pb2.HeaderValue(key=key, value=value),
+        append_action=base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD,
+    )
+
+
+def allowed(admission: Admission) -> authz.CheckResponse:
+    user_id = admission.user.id if admission.user is not None else ""
+    ok = authz.OkHttpResponse(
+        headers=[_header(USER_METADATA, user_id)] if user_id else [],
+        headers_to_remove=[*REMOVED_HEADERS, *(() if user_id else (USER_METADATA,))],
+    )
+    response = authz.CheckResponse(status=status_pb2.Status(code=code_pb2.OK), ok_response=ok)
+    response.dynamic_metadata.update({SUBJECT_METADATA: admission.subject, "user": user_id})
+    return response
+
+
+def denied(error: DomainError) -> authz.CheckResponse:
+    headers = [_header("content-type", "application/json")]
+    if error.retry_after_s is not None:
+        headers.append(_header("retry-after", retry_after(error.retry_after_s)))
+    return authz.CheckResponse(
+        status=status_pb2.Status(code=code_pb2.PERMISSION_DENIED, message=error.message),
+        denied_response=authz.DeniedHttpResponse(
+            status=http_status_pb2.HttpStatus(code=http_status_of(error)),
+            headers=headers,
+            body=error_body(error).decode(),
+        ),
+    )
+
+
+class AuthorizationServicer(authz_grpc.AuthorizationServicer):  # type: ignore[misc]
+    def __init__(self, gate: Gate, metrics: AccessMetrics) -> None:
+        self._gate = gate
+        self._metrics = metrics
+        # An allowed reply depends only on the admission: identified users' replies are built once.
+        self._replies: dict[Admission, authz.CheckResponse] = {}
+
+    async def Check(self, request: authz.CheckRequest, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        attributes = request.attributes
+        http = attributes.request.http
+        route = RouteContext.from_extensions(attributes.context_extensions)
+        route_class = route.route_class if route is not None else "none"
+        try:
+            if route is None:
+                raise PermissionDenied("this route has no access policy at the edge", reason="NO_ROUTE_POLICY")
+            admission = await self._gate.admit(
+                route, http.method, http.headers, attributes.source.address.socket_address.address
+            )
+        except DomainError as error:
+            self._metrics.check(route_class, error.reason or type(error).__name__)
+            return denied(error)
+        except StoreError:
+            logger.exception("store failed during an access check")
+            self._metrics.check(route_class, "STORE_UNAVAILABLE")
+            return denied(Unavailable("the access store is unavailable; retry shortly", reason="STORE_UNAVAILABLE"))
+        self._metrics.check(route_class, "allowed")
+        if admission.user is None:
+            return allowed(admission)
+        reply = self._replies.get(admission)
+        if reply is None:
+            if len(self._replies) >= MAX_CACHED_REPLIES:
+                self._replies.clear()
+            reply = self._replies[admission] = allowed(admission)
+        return reply

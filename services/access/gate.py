@@ -1,0 +1,147 @@
+"""What the edge asks of every request before it reaches a service: who is calling, may they use this
+route, and is its nonce fresh. Transport-free: `authz.py` adapts it to Envoy's ext_authz API."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from services.access.keys import KeyStore, looks_like_key
+from services.access.limiter import Limiter
+from services.access.nonces import NonceBook
+from services.access.users import User
+from services.common.errors import (
+    FailedPrecondition,
+    PermissionDenied,
+    ResourceExhausted,
+    Unauthenticated,
+)
+
+AUTH_FAILURE_WINDOW_S = 60
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+@dataclass(frozen=True, slots=True)
+class RouteContext:
+    """The route's policy, sent by the edge as ext_authz context extensions."""
+
+    name: str
+    route_class: str
+    # "all": every method needs the admin token; "writes": all but GET/HEAD; "": none.
+    admin: str
+    # Anonymous callers may use it when keys are required (health, about).
+    public: bool
+
+    @classmethod
+    def from_extensions(cls, extensions: Mapping[str, str]) -> RouteContext | None:
+        route_class = extensions.get("class", "")
+        if not route_class:
+            return None
+        return cls(
+            extensions.get("route", ""), route_class, extensions.get("admin", ""), extensions.get("auth") == "public"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    user: User | None
+    # The rate-limit subject: "user:<id>", or "address:<ip>" for anonymous callers.
+    subject: str
+
+
+@dataclass(frozen=True, slots=True)
+class GateSettings:
+    development: bool
+    development_user: User
+    admin_token: str | None
+    nonce_routes: frozenset[str]
+    auth_failures_per_address: int
+
+
+class Gate:
+    def __init__(self, settings: GateSettings, keys: KeyStore, nonces: NonceBook, limiter: Limiter) -> None:
+        self._settings = settings
+        self._keys = keys
+        self._nonces = nonces
+        self._limiter = limiter
+
+    async def admit(self, route: RouteContext, method: str, headers: Mapping[str, str], address: str) -> Admission:
+        """The caller's identity for this request, or a DomainError saying why it is refused."""
+        user = await self._identify(route, headers, address)
+        if route.admin == "all" or (route.admin == "writes" and method not in READ_METHODS):
+            await self._check_admin(headers.get("x-admin-token"), address)
+        subject = f"user:{user.id}" if user is not None else f"address:{address}"
+        nonce = headers.get("x-nonce")
+        if nonce is not None:
+            await self._nonces.accept(subject, nonce)
+        elif route.name in self._settings.nonce_routes or route.route_class in self._settings.nonce_routes:
+            raise FailedPrecondition(
+                "this route requires an X-Nonce header (a fresh random value per request)", reason="NONCE_REQUIRED"
+            )
+        return Admission(user, subject)
+
+    async def _identify(self, route: RouteContext, headers: Mapping[str, str], address: str) -> User | None:
+        token = _token(headers)
+        development = self._settings.development
+        if token is None or (development and not looks_like_key(token)):
+            # Development mode: everyone is the owner; a token that is not one of our keys (the OpenAI SDK
+            # insists on sending one) is ignored. A key of ours is still checked, to test keys locally.
+            if development:
+                return self._settings.development_user
+            if route.public:
+                return None
+            raise Unauthenticated(
+                "an API key is required: send Authorization: Bearer <key> or X-Api-Key: <key>",
+                reason="API_KEY_MISSING",
+            )
+        await self._refuse_if_guessing(address)
+        user = await self._keys.verify(token)
+        if user is None:
+            await self._count_failure(address)
+            raise Unauthenticated("the API key is not valid (malformed, unknown or revoked)", reason="API_KEY_INVALID")
+        return user
+
+    async def _check_admin(self, given: str | None, address: str) -> None:
+        token = self._settings.admin_token
+        if not token:
+            raise PermissionDenied("admin routes are disabled: the suite has no ADMIN_TOKEN", reason="ADMIN_DISABLED")
+        await self._refuse_if_guessing(address)
+        if not hmac.compare_digest((given or "").encode(), token.encode()):
+            await self._count_failure(address)
+            raise Unauthenticated("X-Admin-Token is missing or wrong", reason="ADMIN_TOKEN_INVALID")
+
+    async def _refuse_if_guessing(self, address: str) -> None:
+        """An address past its failed attempts is refused before its key or token is even looked at, so it
+        learns nothing more until the window ends."""
+        if self._limiter.exhausted(_failures_bucket(address), AUTH_FAILURE_WINDOW_S):
+            raise _too_many_failures(self._limiter.reset_s(AUTH_FAILURE_WINDOW_S))
+
+    async def _count_failure(self, address: str) -> None:
+        decision = await self._limiter.hit(
+            _failures_bucket(address), self._settings.auth_failures_per_address, AUTH_FAILURE_WINDOW_S
+        )
+        if not decision.allowed:
+            raise _too_many_failures(decision.reset_s)
+
+
+def _failures_bucket(address: str) -> str:
+    return f"auth-failures|{address}"
+
+
+def _too_many_failures(reset_s: float) -> ResourceExhausted:
+    return ResourceExhausted(
+        "too many failed API keys or admin tokens from this address; wait for the window to end",
+        reason="AUTH_FAILURES",
+        retry_after_s=reset_s,
+    )
+
+
+def _token(headers: Mapping[str, str]) -> str | None:
+    authorization = headers.get("authorization")
+    if authorization is not None:
+        scheme, _, credentials = authorization.partition(" ")
+        if scheme.lower() == "bearer" and credentials.strip():
+            return credentials.strip()
+    api_key = headers.get("x-api-key")
+    return api_key.strip() if api_key and api_key.strip() else None

@@ -1,0 +1,96 @@
+"""Fixed-window request counters in the shared store, exact across instances.
+
+Each window of each bucket is one store counter, incremented atomically, so
+the sum admitted by every access instance never passes the limit. To keep
+the hot path off the store, an instance takes a small *lease* of requests at
+once (one increment of n) and admits from it locally; for small limits the
+lease is 1 and every request is one increment. A lease an instance does not
+use before the window ends is lost, which can only admit fewer requests,
+never more (at most `MAX_LEASE` per instance and window).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from services.common.store import Store
+
+SPACE = "access-limits"
+MAX_LEASE = 20
+# A lease is at most this share of the limit, so instances cannot starve each other.
+LEASE_SHARE = 100
+# Counters outlive their window a little, for clocks that disagree slightly.
+EXPIRY_SLACK_MS = 5_000
+PURGE_EVERY_S = 5.0
+
+
+def lease_size(limit: int) -> int:
+    return max(1, min(MAX_LEASE, limit // LEASE_SHARE))
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    allowed: bool
+    limit: int
+    # An estimate across instances: leases other instances hold count as used.
+    remaining: int
+    reset_s: float
+
+
+@dataclass(slots=True)
+class _Lease:
+    ends_at: float
+    left: int = 0
+    # The store counter as this instance last saw it.
+    counted: int = 0
+    # The window's limit was reached: nothing more will be granted in it.
+    exhausted: bool = False
+
+
+class Limiter:
+    def __init__(self, store: Store, *, clock: Callable[[], float] = time.time) -> None:
+        self._store = store
+        self._clock = clock
+        self._leases: dict[str, _Lease] = {}
+        self._next_purge = 0.0
+
+    async def hit(self, bucket: str, limit: int, window_s: int, cost: int = 1) -> Decision:
+        """Counts `cost` requests against `bucket` and says whether they are admitted."""
+        now = self._clock()
+        window = int(now // window_s)
+        ends_at = (window + 1) * window_s
+        if now >= self._next_purge:
+            self._purge(now)
+        key = f"{bucket}|{window_s}|{window}"
+        lease = self._leases.get(key)
+        if lease is None:
+            lease = self._leases[key] = _Lease(ends_at)
+        if lease.left < cost and not lease.exhausted:
+            take = max(cost, lease_size(limit))
+            total = await self._store.increment(SPACE, key, take, ttl_ms=window_s * 1000 + EXPIRY_SLACK_MS)
+            granted = max(0, min(take, limit - (total - take)))
+            lease.left += granted
+            lease.counted = max(lease.counted, total)
+            lease.exhausted = lease.exhausted or granted < take
+        allowed = lease.left >= cost
+        if allowed:
+            lease.left -= cost
+        remaining = max(0, limit - lease.counted + lease.left)
+        return Decision(allowed, limit, remaining, ends_at - now)
+
+    def exhausted(self, bucket: str, window_s: int) -> bool:
+        """True when this instance has seen the bucket's limit reached in the current window (no store call)."""
+        now = self._clock()
+        lease = self._leases.get(f"{bucket}|{window_s}|{int(now // window_s)}")
+        return lease is not None and lease.exhausted and lease.left < 1
+
+    def reset_s(self, window_s: int) -> float:
+        """Seconds until the current window ends."""
+        now = self._clock()
+        return (int(now // window_s) + 1) * window_s - now
+
+    def _purge(self, now: float) -> None:
+        self._leases = {key: lease for key, lease in self._leases.items() if lease.ends_at > now}
+        self._next_purge = now + PURGE_EVERY_S
