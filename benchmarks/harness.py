@@ -29,6 +29,7 @@ HOST: Final = "127.0.0.1"
 WRK_SCRIPTS: Final = Path(__file__).parent / "wrk"
 _CLK_TCK: Final = os.sysconf("SC_CLK_TCK")
 _READY_LINE: Final = "Spark services ready on "
+LIMITS_FILE: Final = Path(__file__).with_name("limits.toml")
 # The launcher stops the edge and then the services, each with a 5 s grace.
 _STOP_TIMEOUT_S: Final = 30.0
 
@@ -165,7 +166,13 @@ class Suite:
         env["SPARK_EDGE_ACCESS_LOG"] = os.devnull
         env["SPARK_KV_WORKERS"] = str(self.kv_workers)
         # The KV and prompts benchmarks measure these; others name their own services in extra_env.
-        env["SPARK_SERVICES"] = "meta,kv,prompts"
+        env["SPARK_SERVICES"] = "meta,access,kv,prompts"
+        # The edge's policy filters run on every request, with limits no benchmark reaches.
+        env["SPARK_ACCESS_LIMITS"] = str(LIMITS_FILE)
+        env["SPARK_ACCESS_PORT"] = "0"
+        env["SPARK_ACCESS_METRICS_PORT"] = "0"
+        # The token budget's store writes are measured; one benchmark caller must not use it up.
+        env["SPARK_LLM_DAILY_TOKEN_BUDGET"] = str(10**12)
         # Not measured here, but started by the launcher: any free port.
         env["SPARK_PROMPTS_PORT"] = "0"
         env["SPARK_PROMPTS_METRICS_PORT"] = "0"

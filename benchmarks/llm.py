@@ -147,7 +147,7 @@ def _suite(work_dir: Path, provider_url: str, workers: int) -> Suite:
         work_dir,
         redis_url=None,
         extra_env={
-            "SPARK_SERVICES": "meta,llm",
+            "SPARK_SERVICES": "meta,access,llm",
             "SPARK_LLM_WORKERS": str(workers),
             "OPENAI_BASE_URL": provider_url,
             "OPENAI_API_KEY": "sk-bench",

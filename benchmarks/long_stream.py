@@ -85,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             env = {
                 "OPENAI_BASE_URL": url,
                 "OPENAI_API_KEY": "sk-long-stream",
-                "SPARK_SERVICES": "meta,llm,prompts,vision",
+                "SPARK_SERVICES": "meta,access,llm,prompts,vision",
             }
             with Suite(work_dir / "suite", redis_url=None, extra_env=env) as suite:
                 ok = hold_stream(f"{suite.url}/v1/vision/stream", minimum_s=args.minutes * 60 - args.gap)

@@ -119,7 +119,7 @@ def run(work_dir: Path) -> dict[str, Any]:
         env = {
             "OPENAI_BASE_URL": provider_url,
             "OPENAI_API_KEY": "sk-bench",
-            "SPARK_SERVICES": "meta,llm,prompts,vision",
+            "SPARK_SERVICES": "meta,access,llm,prompts,vision",
         }
         with Suite(work_dir / "suite", redis_url=None, extra_env=env) as suite:
             processes = suite.processes()

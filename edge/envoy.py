@@ -2,10 +2,12 @@
 
 The structure below is the template; `EdgeSettings` fills in ports, upstream
 addresses, limits and origins. Filter order (requests top to bottom,
-responses bottom to top): cors -> header_mutation -> ext_authz -> ratelimit
+responses bottom to top): cors -> header_mutation -> ext_authz -> [ratelimit]
 -> lua -> grpc_json_transcoder -> router. header_mutation strips a client's
-`x-spark-user` before ext_authz sets the verified one; ext_authz comes before
-the rate-limit filter, whose descriptor takes the subject ext_authz found.
+`x-spark-user` before ext_authz sets the verified one. By default the ext_authz
+check also counts the rate limit (one call per request); with
+SPARK_EDGE_RATE_LIMITS=filter, Envoy's rate-limit filter asks the access
+service instead, after ext_authz, whose subject its descriptor takes.
 """
 
 from __future__ import annotations
@@ -212,9 +214,17 @@ def _route_lua(route: HttpRoute) -> str | None:
     return "".join(parts) or None
 
 
-def _access_policy(name: str, route_class: str, *, admin: str = "", public: bool = False) -> Json:
+def _access_policy(
+    settings: EdgeSettings, name: str, route_class: str, *, admin: str = "", public: bool = False
+) -> Json:
     """The route's policy for the access service, sent with every check as context extensions."""
-    extensions = {"route": name, "class": route_class, "admin": admin, "auth": "public" if public else "key"}
+    extensions = {
+        "route": name,
+        "class": route_class,
+        "admin": admin,
+        "auth": "public" if public else "key",
+        "limit": settings.rate_limits,
+    }
     return {
         "@type": TYPE + "envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute",
         "check_settings": {"context_extensions": extensions},
@@ -238,8 +248,9 @@ def _rate_limits(route_class: str) -> list[Json]:
 def _with_policy(config: Json, settings: EdgeSettings, name: str, route_class: str, **policy: Any) -> Json:
     """Adds the access policy and, for routes to a service, the rate limits."""
     if settings.policies:
-        config.setdefault("typed_per_filter_config", {})[EXT_AUTHZ] = _access_policy(name, route_class, **policy)
-        if "route" in config:
+        policy_config = _access_policy(settings, name, route_class, **policy)
+        config.setdefault("typed_per_filter_config", {})[EXT_AUTHZ] = policy_config
+        if "route" in config and settings.rate_limits == "filter":
             config["route"]["rate_limits"] = _rate_limits(route_class)
     return config
 
@@ -478,7 +489,7 @@ def _header_mutation() -> Json:
 
 
 def _policy_filters(settings: EdgeSettings) -> list[Json]:
-    """ext_authz then rate limiting, both answered by the access service; both fail closed (503)."""
+    """ext_authz (then, in "filter" mode, rate limiting), answered by the access service; fail closed (503)."""
     if not settings.policies:
         return []
     access = {"envoy_grpc": {"cluster_name": ACCESS_CLUSTER}, "timeout": f"{settings.access_timeout_s:g}s"}
@@ -504,6 +515,8 @@ def _policy_filters(settings: EdgeSettings) -> list[Json]:
             "transport_api_version": "V3",
         },
     }
+    if settings.rate_limits == "check":
+        return [{"name": EXT_AUTHZ, "typed_config": ext_authz}]
     return [{"name": EXT_AUTHZ, "typed_config": ext_authz}, {"name": RATELIMIT, "typed_config": ratelimit}]
 
 

@@ -46,6 +46,9 @@ class EdgeSettings:
     # Identity, admin token, nonces and rate limits through the access service (ext_authz and rate limiting).
     policies: bool
     access_timeout_s: float
+    # "check": the ext_authz check also counts the rate limit (one call to the access service per request);
+    # "filter": Envoy's rate-limit filter asks the access service's rate-limit API (a second call).
+    rate_limits: str
 
 
 def parse_upstreams(raw: str, env: EnvReader) -> dict[str, tuple[Upstream, ...]]:
@@ -108,6 +111,7 @@ def read_settings(descriptor_path: Path, environ: Mapping[str, str] | None = Non
         stream_idle_timeout_s=env.number("SPARK_EDGE_STREAM_IDLE_TIMEOUT_S", 300.0, minimum=0.01),
         policies=policies,
         access_timeout_s=env.number("SPARK_EDGE_ACCESS_TIMEOUT_S", 1.0, minimum=0.01),
+        rate_limits=env.choice("SPARK_EDGE_RATE_LIMITS", "check", ("check", "filter")),
     )
     env.finish()
     return settings

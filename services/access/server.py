@@ -8,17 +8,19 @@ from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
 from spark.access.v1 import access_pb2, access_pb2_grpc
 
 from services.access.authz import AuthorizationServicer
-from services.access.config import DEVELOPMENT_USER, AccessConfig
+from services.access.config import DEVELOPMENT_USER, OPERATOR, AccessConfig
 from services.access.gate import Gate, GateSettings
 from services.access.keys import KeyStore
 from services.access.limiter import Limiter
 from services.access.metrics import AccessMetrics
 from services.access.nonces import NonceBook
+from services.access.quota import Quota
 from services.access.ratelimit import RateLimitServicer
 from services.access.service import AccessServicer
 from services.common.metrics import ServiceMetrics
-from services.common.server import RunningServer, start_server
-from services.common.store import Store, open_store
+from services.common.server import RunningServer, open_traced_store, start_server
+from services.common.store import Store
+from services.common.telemetry import build_tracer_provider
 
 SERVICE_NAMES = (
     access_pb2.DESCRIPTOR.services_by_name["AccessService"].full_name,
@@ -30,15 +32,22 @@ SERVICE_NAMES = (
 async def build_server(config: AccessConfig, store: Store | None = None) -> RunningServer:
     """Starts the access server; opens the configured store unless one is passed in (tests share one)."""
     owned = store is None
-    active_store = store if store is not None else open_store(config.redis_url, config.data_dir)
+    tracer_provider = build_tracer_provider(config.server.name, config.server.otlp_endpoint)
+    active_store = (
+        store
+        if store is not None
+        else open_traced_store(config.server, config.redis_url, config.data_dir, tracer_provider)
+    )
     service_metrics = ServiceMetrics()
     metrics = AccessMetrics(service_metrics.registry)
     keys = KeyStore(active_store, cache_s=config.key_cache_s)
     limiter = Limiter(active_store)
+    quota = Quota(config.limits, limiter, metrics)
     gate = Gate(
         GateSettings(
             development=config.mode == "development",
             development_user=DEVELOPMENT_USER,
+            operator=OPERATOR,
             admin_token=config.admin_token,
             nonce_routes=config.nonce_routes,
             auth_failures_per_address=config.limits.auth_failures_per_address,
@@ -52,8 +61,8 @@ async def build_server(config: AccessConfig, store: Store | None = None) -> Runn
         access_pb2_grpc.add_AccessServiceServicer_to_server(
             AccessServicer(config, keys, metrics, DEVELOPMENT_USER), server
         )
-        external_auth_pb2_grpc.add_AuthorizationServicer_to_server(AuthorizationServicer(gate, metrics), server)
-        rls_pb2_grpc.add_RateLimitServiceServicer_to_server(RateLimitServicer(config.limits, limiter, metrics), server)
+        external_auth_pb2_grpc.add_AuthorizationServicer_to_server(AuthorizationServicer(gate, quota, metrics), server)
+        rls_pb2_grpc.add_RateLimitServiceServicer_to_server(RateLimitServicer(quota), server)
 
     return await start_server(
         config.server,
@@ -61,4 +70,5 @@ async def build_server(config: AccessConfig, store: Store | None = None) -> Runn
         register,
         closers=[active_store.close] if owned else [],
         metrics=service_metrics,
+        tracer_provider=tracer_provider,
     )

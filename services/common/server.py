@@ -15,6 +15,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol, TypeVar
 
 import grpc
@@ -28,6 +29,7 @@ from services.common.interceptors import ErrorAndMetricsInterceptor
 from services.common.logs import setup_logging
 from services.common.metrics import MetricsEndpoint, ServiceMetrics
 from services.common.reflection import enable_reflection
+from services.common.store import Store, open_store
 from services.common.telemetry import build_tracer_provider, server_interceptor
 
 logger = logging.getLogger(__name__)
@@ -81,6 +83,11 @@ class RunningServer:
         if self.metrics_endpoint is not None:
             self.metrics_endpoint.close()
         self.tracer_provider.shutdown()
+
+
+def open_traced_store(config: ServerConfig, redis_url: str | None, data_dir: Path, provider: TracerProvider) -> Store:
+    """The configured store; its Redis calls are spans of the request being served when traces are exported."""
+    return open_store(redis_url, data_dir, tracer_provider=provider if config.otlp_endpoint else None)
 
 
 def _interceptors(

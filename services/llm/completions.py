@@ -1,4 +1,4 @@
-"""One completion from request to answer: guard, cache, gateway, usage.
+"""One completion from request to answer: guard, cache, budget, gateway, usage.
 
 The servicer converts wire formats; this module owns what happens in
 between, the same for HTTP and typed gRPC callers, unary and streamed.
@@ -10,8 +10,9 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from services.llm.budget import Estimate, TokenBudget, estimate
 from services.llm.cache import CachedAnswer, CacheMode, ResponseCache
-from services.llm.chat import ChatRequest, Completion, Delta, Finished, Served, StreamEvent
+from services.llm.chat import ChatRequest, Completion, Delta, Finished, Served, StreamEvent, Usage
 from services.llm.gateway import Gateway
 from services.llm.guard import GuardLimits, guard, injection_refusal
 from services.llm.metrics import LlmMetrics
@@ -29,6 +30,8 @@ class Plan:
     # None when the request is not cacheable.
     cache_key: str | None
     cached: CachedAnswer | None
+    # What a provider call may cost at most, reserved from the caller's budget (a cached answer costs nothing).
+    estimate: Estimate
 
 
 class Completions:
@@ -39,15 +42,19 @@ class Completions:
         cache: ResponseCache,
         ledger: UsageLedger,
         metrics: LlmMetrics,
+        *,
+        budget: TokenBudget,
     ) -> None:
         self._gateway = gateway
+        self._budget = budget
         self._limits = limits
         self._cache = cache
         self._ledger = ledger
         self._metrics = metrics
 
     async def plan(self, request: ChatRequest, mode: CacheMode) -> Plan:
-        """Guards the request (raising on refusal), resolves its candidates and looks it up in the cache."""
+        """Guards the request (raising on refusal), resolves its candidates, estimates its cost and looks it up
+        in the cache."""
         guarded = guard(request, self._limits)
         if guarded.injections and self._limits.injection == "refuse":
             self._metrics.injection(guarded.injections, "refused")
@@ -56,43 +63,61 @@ class Completions:
             self._metrics.injection(guarded.injections, "flagged")
             logger.warning("prompt-injection patterns in a request", extra={"patterns": list(guarded.injections)})
         # Resolving now turns an unknown model or a missing key into an error before the cache is asked.
-        primary = self._gateway.candidates(guarded.request)[0]
+        candidates = self._gateway.candidates(guarded.request)
+        primary = candidates[0]
         key: str | None = None
         cached: CachedAnswer | None = None
         if self._cache.applies(guarded.request, mode):
             key = self._cache.key(guarded.request, primary.name)
             cached = await self._cache.get(key)
             self._metrics.cache(cached is not None)
-        return Plan(guarded.request, guarded.injections, key, cached)
+        return Plan(guarded.request, guarded.injections, key, cached, estimate(guarded.request, candidates))
 
     async def complete(self, plan: Plan, caller: str, timeout_s: float) -> tuple[Completion, Served]:
         if plan.cached is not None:
             self._ledger.record(caller, plan.cached.served, None)
             return plan.cached.completion, plan.cached.served
-        completion, served = await self._gateway.complete(plan.request, timeout_s)
+        reservation = await self._budget.reserve(caller, plan.estimate.total)
+        spent = 0
+        try:
+            completion, served = await self._gateway.complete(plan.request, timeout_s)
+            spent = plan.estimate.spent(completion.usage, len(completion.text))
+        finally:
+            await self._budget.reconcile(reservation, spent)
         self._ledger.record(caller, served, completion.usage)
         if plan.cache_key is not None and completion.finish_reason != "content_filter":
             await self._cache.put(plan.cache_key, completion, served)
         return completion, served
 
     async def stream(self, plan: Plan, caller: str, timeout_s: float) -> AsyncIterator[Served | StreamEvent]:
-        """`Served`, then deltas, then `Finished`; see `Gateway.stream` for failures."""
+        """`Served`, then deltas, then `Finished`; see `Gateway.stream` for failures.
+
+        However the stream ends (finished, failed, or closed by a caller who left), the reservation is
+        reconciled: to the provider's count, to an estimate of the prompt and the text sent when a stream
+        that had started gives none, or to nothing when no provider answered."""
         if plan.cached is not None:
             self._ledger.record(caller, plan.cached.served, None)
             yield plan.cached.served
             yield Delta(plan.cached.completion.text)
             yield Finished(plan.cached.completion.finish_reason, plan.cached.completion.usage)
             return
+        reservation = await self._budget.reserve(caller, plan.estimate.total)
         served: Served | None = None
         text: list[str] = []
-        async for event in self._gateway.stream(plan.request, timeout_s):
-            if isinstance(event, Served):
-                served = event
-            elif isinstance(event, Delta):
-                text.append(event.text)
-            elif served is not None:
-                self._ledger.record(caller, served, event.usage)
-                if plan.cache_key is not None and event.finish_reason != "content_filter":
-                    completion = Completion("".join(text), event.finish_reason, event.usage)
-                    await self._cache.put(plan.cache_key, completion, served)
-            yield event
+        usage: Usage | None = None
+        try:
+            async for event in self._gateway.stream(plan.request, timeout_s):
+                if isinstance(event, Served):
+                    served = event
+                elif isinstance(event, Delta):
+                    text.append(event.text)
+                elif served is not None:
+                    usage = event.usage
+                    self._ledger.record(caller, served, event.usage)
+                    if plan.cache_key is not None and event.finish_reason != "content_filter":
+                        completion = Completion("".join(text), event.finish_reason, event.usage)
+                        await self._cache.put(plan.cache_key, completion, served)
+                yield event
+        finally:
+            spent = 0 if served is None else plan.estimate.spent(usage, sum(map(len, text)))
+            await self._budget.reconcile(reservation, spent)

@@ -45,6 +45,8 @@ class LlmConfig:
     cache_ttl_s: float
     keepalive_s: float
     usage_flush_s: float
+    # Tokens per caller per UTC day, summed over instances; 0 means no budget.
+    daily_token_budget: int
 
 
 def read_config(environ: Mapping[str, str] | None = None) -> LlmConfig:
@@ -100,6 +102,7 @@ def read_config(environ: Mapping[str, str] | None = None) -> LlmConfig:
         cache_ttl_s=env.number("SPARK_LLM_CACHE_TTL_S", 3600.0),
         keepalive_s=env.number("SPARK_LLM_KEEPALIVE_S", 15.0, minimum=0.01),
         usage_flush_s=env.number("SPARK_LLM_USAGE_FLUSH_S", 2.0, minimum=0.01),
+        daily_token_budget=env.integer("SPARK_LLM_DAILY_TOKEN_BUDGET", 2_000_000, minimum=0, maximum=1_000_000_000_000),
     )
     env.finish()
     return config

@@ -54,6 +54,12 @@ class LlmMetrics:
             ("pattern", "action"),
             registry=registry,
         )
+        self._budget_refusals = Counter(
+            "llm_budget_refusals",
+            "Provider calls refused by the daily token budget, by reason (exhausted, store_unavailable).",
+            ("reason",),
+            registry=registry,
+        )
 
     def upstream_success(self, provider: str, model: str, seconds: float) -> None:
         self._upstream.labels(provider, model, "ok").inc()
@@ -76,3 +82,6 @@ class LlmMetrics:
     def injection(self, patterns: tuple[str, ...], action: str) -> None:
         for pattern in patterns:
             self._injections.labels(pattern, action).inc()
+
+    def budget_refusal(self, reason: str) -> None:
+        self._budget_refusals.labels(reason).inc()

@@ -1,4 +1,4 @@
-"""Wires the llm service: registry, providers, breakers, gateway, cache, usage and the servicer."""
+"""Wires the llm service: registry, providers, breakers, gateway, cache, budget, usage and the servicer."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ from opentelemetry.trace import Tracer
 from spark.llm.v1 import llm_pb2, llm_pb2_grpc
 
 from services.common.metrics import ServiceMetrics
-from services.common.server import RunningServer, start_server
-from services.common.store import Store, open_store
+from services.common.server import RunningServer, open_traced_store, start_server
+from services.common.store import Store
 from services.common.telemetry import build_tracer_provider
 from services.llm.breaker import Breaker, BreakerState
+from services.llm.budget import TokenBudget
 from services.llm.cache import ResponseCache
 from services.llm.completions import Completions
 from services.llm.config import LlmConfig
@@ -60,17 +61,23 @@ def build_breakers(config: LlmConfig, metrics: LlmMetrics) -> dict[str, Breaker]
 async def build_server(config: LlmConfig, store: Store | None = None) -> RunningServer:
     """Starts the llm server; opens the configured store unless one is passed in (tests share one)."""
     owned = store is None
-    active_store = store if store is not None else open_store(config.redis_url, config.data_dir)
+    tracer_provider = build_tracer_provider(config.server.name, config.server.otlp_endpoint)
+    active_store = (
+        store
+        if store is not None
+        else open_traced_store(config.server, config.redis_url, config.data_dir, tracer_provider)
+    )
     service_metrics = ServiceMetrics()
     metrics = LlmMetrics(service_metrics.registry)
-    tracer_provider = build_tracer_provider(config.server.name, config.server.otlp_endpoint)
     tracer = tracer_provider.get_tracer(__name__) if config.server.otlp_endpoint else None
     providers = build_providers(config.registry, config.providers, tracer)
     breakers = build_breakers(config, metrics)
     policy = RetryPolicy(config.max_attempts, config.backoff_base_s, config.backoff_max_s)
     gateway = Gateway(config.registry, providers, breakers, policy, metrics)
     ledger = UsageLedger(active_store, config.registry, metrics)
-    completions = Completions(gateway, config.limits, ResponseCache(active_store, config.cache_ttl_s), ledger, metrics)
+    cache = ResponseCache(active_store, config.cache_ttl_s)
+    budget = TokenBudget(active_store, config.daily_token_budget, metrics)
+    completions = Completions(gateway, config.limits, cache, ledger, metrics, budget=budget)
     servicer = LlmServicer(
         completions,
         config.registry,

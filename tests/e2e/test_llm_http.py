@@ -273,7 +273,7 @@ def test_llm_metrics_count_cache_lookups_and_tokens(suite: RunningSuite, http: h
     url = f"http://127.0.0.1:{suite.ports['llm_metrics']}/metrics"
     with urllib.request.urlopen(url, timeout=5) as response:
         text = response.read().decode()
-    assert 'llm_tokens_total{caller="anonymous",kind="completion",model="gpt-4o-mini",provider="openai"}' in text
+    assert 'llm_tokens_total{caller="owner",kind="completion",model="gpt-4o-mini",provider="openai"}' in text
     assert "llm_cache_lookups_total" in text and 'llm_breaker_state{provider="openai"}' in text
     assert 'caller="eve"' not in text
 

@@ -56,7 +56,7 @@ def test_healthz_reports_every_service(http: httpx.Client) -> None:
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "SERVING"
-    assert [s["name"] for s in body["services"]] == ["kv", "kv-2", "llm", "prompts", "vision"]
+    assert [s["name"] for s in body["services"]] == ["access", "access-2", "kv", "kv-2", "llm", "prompts", "vision"]
     assert {s["status"] for s in body["services"]} == {"SERVING"}
 
 

@@ -27,7 +27,7 @@ def receiver() -> Iterator[OtlpReceiver]:
     running.stop()
 
 
-def test_edge_and_kv_spans_share_one_trace(tmp_path: Path, receiver: OtlpReceiver) -> None:
+def test_edge_access_and_kv_spans_share_one_trace(tmp_path: Path, receiver: OtlpReceiver) -> None:
     suite = RunningSuite.start(
         tmp_path, {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "100"}
     )
@@ -35,19 +35,32 @@ def test_edge_and_kv_spans_share_one_trace(tmp_path: Path, receiver: OtlpReceive
         with httpx.Client(base_url=suite.base_url, timeout=10) as http:
             assert http.post("/_spark/kv/traced", content="1").status_code == 200
 
+        def kv_span(spans: list[ReceivedSpan]) -> ReceivedSpan | None:
+            return next((s for s in spans if s.service == "spark-kv" and s.name.endswith("SetSparkValue")), None)
+
         def complete(spans: list[ReceivedSpan]) -> bool:
-            return any(s.service == "spark-kv" and s.name.endswith("SetSparkValue") for s in spans) and any(
-                s.service == "spark-edge" for s in spans
+            kv = kv_span(spans)
+            in_trace = [s for s in spans if kv is not None and s.trace_id == kv.trace_id]
+            return (
+                kv is not None
+                and any(s.span_id == kv.parent_span_id for s in in_trace)
+                and {"Check", "ShouldRateLimit"} <= {s.name.rsplit("/", 1)[-1] for s in in_trace}
             )
 
         spans = receiver.wait_for(complete, 20.0)
     finally:
         suite.stop()
-    kv = next(s for s in spans if s.service == "spark-kv" and s.name.endswith("SetSparkValue"))
-    edge = [s for s in spans if s.service == "spark-edge" and s.trace_id == kv.trace_id]
+    kv = kv_span(spans)
+    assert kv is not None
+    trace = [s for s in spans if s.trace_id == kv.trace_id]
+    edge = [s for s in trace if s.service == "spark-edge"]
     assert edge, f"no edge span in the kv span's trace: {spans}"
     assert kv.kind == SERVER_KIND
     assert kv.parent_span_id in {s.span_id for s in edge}
+    # The edge's calls to the access service (ext_authz, then the rate limit) are hops of the same trace.
+    access = {s.name.rsplit("/", 1)[-1]: s for s in trace if s.service == "spark-access"}
+    assert set(access) == {"Check", "ShouldRateLimit"}
+    assert all(s.kind == SERVER_KIND and s.parent_span_id in {e.span_id for e in edge} for s in access.values())
 
 
 def test_a_vision_request_is_one_trace_through_prompts_and_llm(tmp_path: Path, receiver: OtlpReceiver) -> None:

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from services.access.policy import ROUTE_CLASSES
 from tests.support.ports import free_ports
 from tests.support.processes import terminate
 
@@ -37,6 +38,20 @@ ISOLATED_VARIABLES = frozenset(
         "GITHUB_TOKEN",
     }
 )
+
+
+def generous_limits(directory: Path, per_window: int = 1_000_000) -> Path:
+    """A limits file no test reaches by accident: tests of the rate limits set their own."""
+    path = directory / "limits.toml"
+    path.write_text(
+        f"auth_failures_per_address = {per_window}\n"
+        + "".join(
+            f'[classes.{name}]\nper_user = {per_window}\nper_address = {per_window}\nwindow = "minute"\n'
+            for name in ROUTE_CLASSES
+        ),
+        encoding="utf-8",
+    )
+    return path
 
 
 @dataclass
@@ -68,7 +83,7 @@ class RunningSuite:
             {
                 "SPARK_DATA_DIR": str(directory / "data"),
                 "SPARK_LOG_DIR": str(directory / "logs"),
-                "SPARK_EDGE_ACCESS_LOG": str(directory / "logs" / "access.log"),
+                "SPARK_EDGE_ACCESS_LOG": str(directory / "logs" / "edge-access.log"),
                 "SPARK_EDGE_PORT": str(ports["edge"]),
                 "SPARK_EDGE_ADMIN_PORT": str(ports["edge_admin"]),
                 **{f"SPARK_{name.upper()}_PORT": str(ports[name]) for name in SERVICES},
@@ -77,6 +92,12 @@ class RunningSuite:
             }
         )
         env.update(extra_env or {})
+        if "SPARK_ACCESS_LIMITS" not in env:
+            env["SPARK_ACCESS_LIMITS"] = str(generous_limits(directory))
+        if "SPARK_ACCESS_MODE" not in env and "REDIS_URL" in env:
+            # Tests that are not about access run as the development owner on Redis too (forced, as a
+            # deployment would have to); tests/e2e/test_access_http.py runs with keys.
+            env |= {"SPARK_ACCESS_MODE": "development", "SPARK_ACCESS_ALLOW_DEVELOPMENT": "true"}
         stdout = (directory / "launcher.out").open("wb")
         process = subprocess.Popen(
             [sys.executable, "-m", "services"], cwd=ROOT, env=env, stdout=stdout, stderr=subprocess.STDOUT

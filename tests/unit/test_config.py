@@ -10,6 +10,7 @@ from edge.settings import read_settings
 from services.common.config import ConfigError, EnvReader
 from services.kv.config import read_config as read_kv_config
 from services.launcher import read_config as read_launcher_config
+from services.llm.config import read_config as read_llm_config
 from services.meta.config import read_config as read_meta_config
 from services.prompts.config import read_config as read_prompts_config
 
@@ -54,7 +55,7 @@ def test_edge_settings() -> None:
     settings = read_settings(
         Path("/x.pb"),
         {
-            "SPARK_EDGE_UPSTREAMS": "kv=kv:50051,meta=127.0.0.1:50050",
+            "SPARK_EDGE_UPSTREAMS": "kv=kv:50051,meta=127.0.0.1:50050,access=access:50055",
             "ALLOWED_ORIGINS": "https://a.example, https://b.example",
             "OTEL_EXPORTER_OTLP_ENDPOINT": "http://jaeger:4317",
         },
@@ -63,7 +64,7 @@ def test_edge_settings() -> None:
     assert [u.host for u in settings.upstreams["kv"]] == ["kv"]
     assert settings.allowed_origins == ("https://a.example", "https://b.example")
     assert settings.otlp is not None and (settings.otlp.host, settings.otlp.port) == ("jaeger", 4317)
-    workers = read_settings(Path("/x.pb"), {"SPARK_EDGE_UPSTREAMS": "kv=127.0.0.1:1,kv=127.0.0.1:2"})
+    workers = read_settings(Path("/x.pb"), {"SPARK_EDGE_UPSTREAMS": "kv=127.0.0.1:1,kv=127.0.0.1:2,access=127.0.0.1:3"})
     assert [u.port for u in workers.upstreams["kv"]] == [1, 2]
     with pytest.raises(ConfigError, match="SPARK_EDGE_UPSTREAMS"):
         read_settings(Path("/x.pb"), {"SPARK_EDGE_UPSTREAMS": "kv=nohost"})
@@ -74,12 +75,12 @@ def test_launcher_rejects_unknown_services() -> None:
         read_launcher_config({"SPARK_SERVICES": "meta,kv,nope"})
     config = read_launcher_config({"SPARK_KV_PORT": "0", "SPARK_KV_WORKERS": "3"})
     names = [i.name for i in config.instances]
-    assert names == ["meta", "kv", "kv-2", "kv-3", "llm", "prompts", "vision"]
+    assert names == ["meta", "access", "access-2", "kv", "kv-2", "kv-3", "llm", "prompts", "vision"]
     ports = [i.port for i in config.instances]
-    assert (ports[0], ports[-1]) == (50050, 50054)
+    assert (ports[0], ports[1], ports[-1]) == (50050, 50055, 50054)
     assert len(set(ports)) == len(ports)
     metrics = [i.metrics_port for i in config.instances]
-    assert metrics[:2] == [9460, 9461]
+    assert metrics[:2] == [9460, 9465]
     assert metrics[-1] == 9464
     assert len(set(metrics)) == len(metrics)
     off = read_launcher_config({"SPARK_KV_METRICS_PORT": "-1"})
@@ -92,3 +93,12 @@ def test_prompts_config_checks_the_backup_schedule() -> None:
     with pytest.raises(ConfigError, match="SPARK_PROMPTS_BACKUP_CRON"):
         read_prompts_config({"SPARK_PROMPTS_BACKUP_CRON": "61 * * * *"})
     assert "secret" not in repr(read_prompts_config({"ADMIN_TOKEN": "secret"}))
+
+
+def test_llm_daily_token_budget() -> None:
+    assert read_llm_config({}).daily_token_budget == 2_000_000
+    assert read_llm_config({"SPARK_LLM_DAILY_TOKEN_BUDGET": "0"}).daily_token_budget == 0
+    assert read_llm_config({"SPARK_LLM_DAILY_TOKEN_BUDGET": "50000"}).daily_token_budget == 50_000
+    for bad in ("-1", "lots", "1.5"):
+        with pytest.raises(ConfigError, match="SPARK_LLM_DAILY_TOKEN_BUDGET"):
+            read_llm_config({"SPARK_LLM_DAILY_TOKEN_BUDGET": bad})

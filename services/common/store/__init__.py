@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from opentelemetry.trace import TracerProvider
+
 from .base import (
     MAX_LIST_LIMIT,
     MAX_TTL_MS,
@@ -54,13 +56,24 @@ SQLITE_FILENAME = "spark.db"
 _REDIS_SCHEMES = frozenset({"redis", "rediss", "unix"})
 
 
-def open_store(url: str | None, data_dir: Path, *, redis_prefix: str = DEFAULT_PREFIX) -> Store:
+def open_store(
+    url: str | None,
+    data_dir: Path,
+    *,
+    redis_prefix: str = DEFAULT_PREFIX,
+    tracer_provider: TracerProvider | None = None,
+) -> Store:
     """Open the store a service is configured with.
 
     None or "" opens (creating if needed) the SQLite file `data_dir/spark.db`;
     a `redis://`, `rediss://` or `unix://` URL opens a Redis store. Redis
     connects lazily: call `await store.ping()` to fail fast at startup.
     Raises ValueError for any other URL.
+
+    With `tracer_provider`, each Redis command becomes a span under the
+    current one. Pass it only when traces are exported, as the gRPC server
+    span is only started then: a span per command costs CPU for nothing
+    otherwise. SQLite calls are not traced.
     """
     if not url:
         data_dir = Path(data_dir)
@@ -70,4 +83,4 @@ def open_store(url: str | None, data_dir: Path, *, redis_prefix: str = DEFAULT_P
     if scheme not in _REDIS_SCHEMES:
         # Only the scheme is echoed: the URL may carry a password.
         raise ValueError(f"unsupported store URL scheme {scheme!r}; use redis://, rediss:// or unix://")
-    return RedisStore(url, prefix=redis_prefix)
+    return RedisStore(url, prefix=redis_prefix, tracer_provider=tracer_provider)

@@ -34,12 +34,15 @@ import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, TypeVar
 
+from opentelemetry.trace import TracerProvider
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from services.common.telemetry import trace_redis
 
 from .base import (
     Check,
@@ -243,7 +246,9 @@ class RedisStore:
         connect_timeout_s: float = 1.0,
         max_connections: int = 64,
         health_check_interval_s: int = 10,
+        tracer_provider: TracerProvider | None = None,
     ) -> None:
+        """`tracer_provider`, when given, traces each Redis command as a span (see `trace_redis`)."""
         _check_prefix(prefix)
         if op_timeout_s <= 0 or socket_timeout_s <= 0 or connect_timeout_s <= 0 or max_connections < 1:
             raise ValueError("timeouts must be positive and max_connections at least 1")
@@ -263,6 +268,8 @@ class RedisStore:
             health_check_interval=health_check_interval_s,
         )
         self._client: Redis = Redis.from_pool(pool)
+        if tracer_provider is not None:
+            trace_redis(self._client, tracer_provider)
         self._commit_script = self._client.register_script(_COMMIT_LUA)
         self._increment_script = self._client.register_script(_INCREMENT_LUA)
         self._read_script = self._client.register_script(_READ_LUA)

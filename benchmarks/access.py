@@ -1,0 +1,203 @@
+"""`python -m benchmarks.access`: what the edge's policy filters cost, side by side in one run.
+
+KV GET through the edge with ext_authz and rate limiting on (the default:
+every request is checked by the access service, then counted against its
+rate limit) next to the same suite with `SPARK_EDGE_POLICIES=off` (no
+filters, no access service). The limits file is one no run reaches, so
+every request goes through both checks and none is refused. The rows run
+in turn, twice over in alternating order, because the host is shared and
+noisy: compare rows of the same round. Embedded SQLite by default; `--redis`
+puts the counters (and KV) in a Redis.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from benchmarks.harness import BenchError, CpuMeter, Suite, Wrk, mib, publish, rss_bytes, table
+from benchmarks.kv import KEY_PREFIX, KEYS, VALUE_BYTES, preload
+from services.common.logs import setup_logging
+from tests.support.redis_server import RedisServer, start_redis_server
+
+logger = logging.getLogger(__name__)
+
+TARGET: Final = "the policy filters cost ≤ 30% of KV GET throughput through the edge"
+MAX_COST: Final = 0.30
+CONNECTIONS: Final = (16, 1)
+SETTLE_S: Final = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    name: str
+    env: dict[str, str]
+
+
+VARIANTS: Final = (
+    Variant("filters off", {"SPARK_EDGE_POLICIES": "off", "SPARK_SERVICES": "meta,kv,prompts"}),
+    Variant("filters on, access x1", {"SPARK_ACCESS_WORKERS": "1"}),
+    Variant("filters on, access x2", {"SPARK_ACCESS_WORKERS": "2"}),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    round: int
+    variant: str
+    conns: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: dict[str, int]
+    cpu_percent: dict[str, float]
+    rss_mib: dict[str, float | None]
+
+
+def bench_variant(
+    variant: Variant, round_no: int, work_dir: Path, redis: RedisServer | None, duration_s: float
+) -> list[Row]:
+    directory = work_dir / f"{round_no}-{variant.name.replace(' ', '-').replace(',', '')}"
+    with Suite(directory, redis_url=redis.url if redis else None, extra_env=variant.env) as suite:
+        problems = preload(suite.url)
+        if problems:
+            raise BenchError(f"{variant.name}: preload failed: {problems}")
+        processes = suite.processes()
+        time.sleep(SETTLE_S)
+        rows = []
+        for connections in CONNECTIONS:
+            meter = CpuMeter(processes)
+            result = Wrk(
+                suite.url,
+                ["get", str(KEYS), KEY_PREFIX, str(VALUE_BYTES)],
+                duration_s=duration_s,
+                connections=connections,
+            ).run()
+            cpu = meter.read()
+            suite.check_alive()
+            rss = {name: mib(rss_bytes(pid)) for name, pid in processes.items()}
+            rows.append(
+                Row(
+                    round_no,
+                    variant.name,
+                    connections,
+                    result.rps,
+                    result.p50_ms,
+                    result.p99_ms,
+                    result.errors,
+                    cpu,
+                    rss,
+                )
+            )
+    return rows
+
+
+def costs(rows: Sequence[Row]) -> list[dict[str, Any]]:
+    """Per round and connection count: each filters-on row's throughput cost against that round's filters-off row."""
+    found = []
+    for row in rows:
+        if row.variant == VARIANTS[0].name:
+            continue
+        base = next(r for r in rows if r.round == row.round and r.conns == row.conns and r.variant == VARIANTS[0].name)
+        found.append(
+            {
+                "round": row.round,
+                "variant": row.variant,
+                "conns": row.conns,
+                "cost": 1 - row.rps / base.rps if base.rps else None,
+                "p50_added_ms": row.p50_ms - base.p50_ms,
+            }
+        )
+    return found
+
+
+def render(report: dict[str, Any], rows: Sequence[Row]) -> str:
+    lines = [
+        [
+            str(r.round),
+            r.variant,
+            str(r.conns),
+            f"{r.rps:,.0f}",
+            f"{r.p50_ms:.2f}",
+            f"{r.p99_ms:.2f}",
+            str(sum(r.errors.values())),
+            " ".join(f"{k} {v:.0f}" for k, v in sorted(r.cpu_percent.items(), key=lambda kv: -kv[1]) if v >= 1),
+        ]
+        for r in rows
+    ]
+    text = table(["round", "variant", "conns", "req/s", "p50 ms", "p99 ms", "errors", "cpu % of one core"], lines)
+    cost_lines = [
+        [str(c["round"]), c["variant"], str(c["conns"]), f"{100 * c['cost']:.1f}%", f"{c['p50_added_ms']:+.2f}"]
+        for c in report["costs"]
+    ]
+    text += "\n" + table(["round", "variant", "conns", "throughput cost", "p50 added ms"], cost_lines)
+    memory = [
+        [r.variant, *(f"{k} {v:.0f}" for k, v in sorted(r.rss_mib.items()) if v)]
+        for r in rows
+        if r.conns == 1 and r.round == 1
+    ]
+    text += "\nRSS after load, MiB:\n" + "\n".join("  " + ", ".join(m) for m in memory) + "\n"
+    return f"{text}\ntarget: {TARGET}\n" + "".join(f"{v}\n" for v in report["verdicts"])
+
+
+def run(duration_s: float, work_dir: Path, use_redis: bool) -> tuple[dict[str, Any], list[Row]]:
+    redis = start_redis_server(work_dir / "redis") if use_redis else None
+    rows: list[Row] = []
+    try:
+        for round_no, order in ((1, VARIANTS), (2, tuple(reversed(VARIANTS)))):
+            for variant in order:
+                logger.info("round %s: %s", round_no, variant.name)
+                rows += bench_variant(variant, round_no, work_dir, redis, duration_s)
+    finally:
+        if redis is not None:
+            redis.stop()
+    found = costs(rows)
+    verdicts = []
+    for c in found:
+        if c["conns"] == CONNECTIONS[0] and c["cost"] is not None:
+            met = "met" if c["cost"] <= MAX_COST else "MISSED"
+            verdicts.append(f"round {c['round']}, {c['variant']}: cost {100 * c['cost']:.1f}% ({met})")
+    report = {
+        "target": {"text": TARGET, "max_cost": MAX_COST},
+        "config": {
+            "duration_s": duration_s,
+            "store": "redis" if use_redis else "sqlite",
+            "cpus": os.cpu_count(),
+            "load_average_at_start": " ".join(f"{v:.2f}" for v in os.getloadavg()),
+        },
+        "rows": [dataclasses.asdict(r) for r in rows],
+        "costs": found,
+        "verdicts": verdicts,
+    }
+    return report, rows
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.access", description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds of wrk load per row (default 10)")
+    parser.add_argument("--redis", action="store_true", help="counters and KV in a Redis instead of SQLite")
+    parser.add_argument("--json", type=Path, default=Path("var/bench/access.json"), help="where to write the results")
+    args = parser.parse_args(argv)
+    setup_logging("bench", "info")
+    work_dir = Path(tempfile.mkdtemp(prefix="spark-bench-access-"))
+    try:
+        report, rows = run(args.duration, work_dir, args.redis)
+    except BenchError as error:
+        logger.error("benchmark failed; logs kept in %s: %s", work_dir, error)
+        return 1
+    publish(render(report, rows), report, args.json)
+    shutil.rmtree(work_dir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

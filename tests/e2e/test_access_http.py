@@ -1,0 +1,280 @@
+"""Identity, API keys, the admin token, nonces and rate limits, end to end through the edge.
+
+The `keyed` suite runs as a deployment would: Redis, two access processes,
+API keys required, an admin token, a nonce required on one route and a small
+limit on the `spark` route class; once with the rate limit counted in the
+ext_authz check (the default), once through Envoy's rate-limit filter. The shared `suite` fixture (development
+mode, no admin token) covers the embedded default.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from edge.routes import TRANSCODED_SERVICES
+from services.access.policy import ROUTE_CLASSES
+from services.common.descriptors import default_descriptor_path
+from services.common.routes import http_routes, load_descriptor_pool
+from tests.support.http import json_error, wait_for
+from tests.support.redis_server import RedisServer
+from tests.support.suite import RunningSuite
+
+pytestmark = [pytest.mark.e2e, pytest.mark.redis]
+
+ADMIN = "e2e-admin-token"
+SPARK_LIMIT = 25
+SECURITY_HEADERS = {"x-content-type-options": "nosniff", "referrer-policy": "no-referrer", "x-frame-options": "DENY"}
+PUBLIC_PATHS = {"/healthz", "/about"}
+
+
+def limits_file(directory: Path) -> Path:
+    path = directory / "limits.toml"
+    lines = ["auth_failures_per_address = 100000"]
+    for name in ROUTE_CLASSES:
+        per_user = SPARK_LIMIT if name == "spark" else 1_000_000
+        lines += [f"[classes.{name}]", f"per_user = {per_user}", "per_address = 1000000", 'window = "hour"']
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module", params=["check", "filter"])
+def keyed(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer
+) -> Iterator[RunningSuite]:
+    """Rate limits counted in the ext_authz check (the default), or by Envoy's rate-limit filter."""
+    directory = tmp_path_factory.mktemp(f"keyed-{request.param}")
+    env = {
+        "SPARK_EDGE_RATE_LIMITS": request.param,
+        "REDIS_URL": f"{redis_server.url.rsplit('/', 1)[0]}/{14 if request.param == 'check' else 15}",
+        "SPARK_ACCESS_MODE": "keys",
+        "SPARK_ACCESS_WORKERS": "2",
+        "SPARK_ACCESS_LIMITS": str(limits_file(directory)),
+        "SPARK_ACCESS_NONCE_ROUTES": "admin-policy",
+        "SPARK_ACCESS_KEY_CACHE_S": "0",
+        "ADMIN_TOKEN": ADMIN,
+        "ALLOWED_ORIGINS": "http://app.example",
+    }
+    running = RunningSuite.start(directory / "suite", env)
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def edge(keyed: RunningSuite) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=keyed.base_url, timeout=30.0) as client:
+        yield client
+
+
+def new_key(edge: httpx.Client, login: str, **user: Any) -> tuple[str, dict[str, Any]]:
+    created = edge.post("/admin/keys", headers={"x-admin-token": ADMIN}, json={"user": {"login": login, **user}})
+    assert created.status_code == 200, created.text
+    body = created.json()
+    return body["secret"], body["key"]
+
+
+def refused(response: httpx.Response, status: int, reason: str) -> dict[str, Any]:
+    body = json_error(response, status, "")
+    assert body["details"][0]["reason"] == reason, body
+    for name, value in SECURITY_HEADERS.items():
+        assert response.headers[name] == value
+    return body
+
+
+def admin_route(path: str, method: str) -> bool:
+    prompt_write = path.startswith("/v1/prompts") and path != "/v1/prompts:render" and method != "GET"
+    return path.startswith("/admin/") or path == "/v1/usage" or prompt_write
+
+
+def concrete(template: str) -> str:
+    return re.sub(r"\{[^}]+\}", "1", template)
+
+
+def test_no_route_in_the_descriptor_set_is_reachable_without_a_key(edge: httpx.Client) -> None:
+    routes = http_routes(load_descriptor_pool(default_descriptor_path()), TRANSCODED_SERVICES)
+    assert len(routes) > 30
+    for route in routes:
+        path = concrete(route.path)
+        response = edge.request(route.method, path, content=b"{}")
+        if path in PUBLIC_PATHS:
+            assert response.status_code == 200, (route, response.text)
+        elif admin_route(path, route.method):
+            refused(response, 401, "ADMIN_TOKEN_INVALID")  # the admin token is asked for first
+        else:
+            refused(response, 401, "API_KEY_MISSING")
+    # A path no route knows reaches no service: Envoy answers 404 itself.
+    assert edge.get("/no/such/route").status_code == 404
+
+
+def test_native_grpc_through_the_edge_needs_a_key_too(keyed: RunningSuite, edge: httpx.Client) -> None:
+    grpcurl = shutil.which("grpcurl")
+    assert grpcurl is not None
+    call = [grpcurl, "-plaintext", "-d", "{}", keyed.edge_address, "spark.access.v1.AccessService/GetUser"]
+    anonymous = subprocess.run(call, capture_output=True, text=True, timeout=30, check=False)
+    assert anonymous.returncode != 0 and "Unauthenticated" in anonymous.stderr
+    secret, _ = new_key(edge, "grpc-user")
+    forged = ["-H", f"x-api-key: {secret}", "-H", "x-spark-user: mallory"]
+    answered = subprocess.run([*call[:2], *forged, *call[2:]], capture_output=True, text=True, timeout=30, check=False)
+    assert answered.returncode == 0, answered.stderr
+    assert json.loads(answered.stdout)["id"] == "grpc-user"
+    # Health and reflection stay open for operators.
+    listed = subprocess.run(
+        [grpcurl, "-plaintext", keyed.edge_address, "list"], capture_output=True, text=True, check=False
+    )
+    assert listed.returncode == 0 and "spark.access.v1.AccessService" in listed.stdout
+
+
+def test_a_key_is_its_users_identity_and_a_forged_identity_header_is_ignored(edge: httpx.Client) -> None:
+    secret, key = new_key(edge, "ada", email="ada@example.com", avatar_url="https://img.example/ada.png")
+    assert key["user"]["id"] == "ada" and secret.startswith(f"spk_{key['id']}_")
+    for headers in ({"authorization": f"Bearer {secret}"}, {"x-api-key": secret}):
+        response = edge.get("/_spark/user", headers={**headers, "x-spark-user": "mallory"})
+        assert response.status_code == 200, response.text
+        assert response.json() == {
+            "id": "ada",
+            "login": "ada",
+            "email": "ada@example.com",
+            "avatarUrl": "https://img.example/ada.png",
+            "isOwner": False,
+        }
+    refused(edge.get("/_spark/user", headers={"x-spark-user": "ada"}), 401, "API_KEY_MISSING")
+
+
+def test_wrong_and_revoked_keys_are_refused(edge: httpx.Client) -> None:
+    refused(edge.get("/_spark/kv", headers={"x-api-key": "spk_0123456789abcdef_" + "x" * 43}), 401, "API_KEY_INVALID")
+    refused(edge.get("/_spark/kv", headers={"authorization": "Bearer not-a-key"}), 401, "API_KEY_INVALID")
+    secret, key = new_key(edge, "temp")
+    assert edge.get("/_spark/kv", headers={"x-api-key": secret}).status_code == 200
+    listed = edge.get("/admin/keys", headers={"x-admin-token": ADMIN}).json()["keys"]
+    assert key["id"] in [k["id"] for k in listed]
+    assert secret not in json.dumps(listed)
+    assert edge.delete(f"/admin/keys/{key['id']}", headers={"x-admin-token": ADMIN}).status_code == 200
+    refused(edge.get("/_spark/kv", headers={"x-api-key": secret}), 401, "API_KEY_INVALID")
+    json_error(edge.delete(f"/admin/keys/{key['id']}", headers={"x-admin-token": ADMIN}), 404, "not found")
+
+
+def test_admin_routes_need_the_admin_token_at_the_edge(edge: httpx.Client) -> None:
+    secret, _ = new_key(edge, "not-admin")
+    user = {"x-api-key": secret}
+    refused(edge.get("/admin/keys", headers=user), 401, "ADMIN_TOKEN_INVALID")
+    refused(edge.get("/admin/keys", headers={**user, "x-admin-token": "guess"}), 401, "ADMIN_TOKEN_INVALID")
+    refused(edge.post("/admin/backup", headers=user), 401, "ADMIN_TOKEN_INVALID")
+    refused(edge.post("/v1/prompts", headers=user, json={"name": "x"}), 401, "ADMIN_TOKEN_INVALID")
+    assert edge.get("/v1/prompts", headers=user).status_code == 200  # reading prompts is not admin
+    assert edge.get("/admin/keys", headers={"x-admin-token": ADMIN}).status_code == 200
+
+
+def test_a_replayed_nonce_is_refused_and_a_route_can_require_one(edge: httpx.Client) -> None:
+    secret, _ = new_key(edge, "nonce-user")
+    headers = {"x-api-key": secret, "x-nonce": "e2e-nonce-0001"}
+    assert edge.get("/_spark/kv", headers=headers).status_code == 200
+    refused(edge.get("/_spark/kv", headers=headers), 409, "NONCE_REPLAYED")
+    refused(edge.get("/_spark/kv", headers={**headers, "x-nonce": "bad nonce"}), 400, "NONCE_INVALID")
+    admin = {"x-admin-token": ADMIN}
+    refused(edge.get("/admin/policy", headers=admin), 428, "NONCE_REQUIRED")
+    policy = edge.get("/admin/policy", headers={**admin, "x-nonce": "e2e-nonce-0002"})
+    assert policy.status_code == 200, policy.text
+    assert policy.json()["mode"] == "keys"
+    assert policy.json()["nonceRoutes"] == ["admin-policy"]
+
+
+def test_two_access_instances_on_one_redis_admit_exactly_the_limit(keyed: RunningSuite, edge: httpx.Client) -> None:
+    assert {"access", "access-2"} <= set(keyed.child_pids())
+    secret, _ = new_key(edge, "burst")
+
+    def call(_: int) -> httpx.Response:
+        with httpx.Client(base_url=keyed.base_url, timeout=30.0) as client:
+            return client.get("/_spark/user", headers={"x-api-key": secret})
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        responses = list(pool.map(call, range(SPARK_LIMIT + 20)))
+    statuses = [r.status_code for r in responses]
+    assert statuses.count(200) == SPARK_LIMIT, statuses
+    assert statuses.count(429) == 20
+    for response in responses:
+        assert response.headers["x-ratelimit-limit"].split(",")[0] == str(SPARK_LIMIT)
+        assert 0 < int(response.headers["x-ratelimit-reset"]) <= 3600
+    limited = next(r for r in responses if r.status_code == 429)
+    body = refused(limited, 429, "RATE_LIMITED")
+    assert "25 requests per hour on spark routes" in body["message"]
+    assert limited.headers["x-ratelimit-remaining"] == "0"
+    assert 0 < int(limited.headers["retry-after"]) <= 3600
+    # Another user's bucket is untouched.
+    other, _ = new_key(edge, "calm")
+    assert edge.get("/_spark/user", headers={"x-api-key": other}).status_code == 200
+
+
+def test_the_runtime_load_report_is_a_metric_and_a_log_event_with_the_user(
+    keyed: RunningSuite, edge: httpx.Client
+) -> None:
+    secret, _ = new_key(edge, "loader")
+    headers = {"x-api-key": secret}
+    report = {"url": "https://app.example/page?token=hidden#frag", "load_ms": 812.5}
+    assert edge.post("/_spark/loaded", headers=headers, json=report).status_code == 200
+    json_error(edge.post("/_spark/loaded", headers=headers, json={"url": "u", "load_ms": -1}), 400, "not valid")
+    logs = Path(keyed.env["SPARK_LOG_DIR"])
+
+    def logged() -> list[dict[str, Any]]:
+        lines = [line for p in logs.glob("access*.log") for line in p.read_text().splitlines()]
+        return [json.loads(line) for line in lines if '"client_loaded"' in line and '"loader"' in line]
+
+    assert wait_for(lambda: bool(logged()))
+    (event,) = logged()
+    assert event["url"] == "https://app.example/page" and event["load_ms"] == 812.5 and event["user"] == "loader"
+    # Each access process serves its own /metrics; their ports are in their start-up log lines.
+    ports = [
+        json.loads(line)["metrics_port"]
+        for path in logs.glob("access*.log")
+        for line in path.read_text().splitlines()
+        if '"metrics_port"' in line
+    ]
+    assert len(ports) == 2
+    observed = 0.0
+    for port in ports:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+        found = re.search(r"^spark_client_load_seconds_count (\S+)$", text, re.MULTILINE)
+        observed += float(found.group(1)) if found else 0.0
+    assert observed == 1.0
+    access_log = Path(keyed.env["SPARK_EDGE_ACCESS_LOG"])
+    assert wait_for(lambda: '"user":"loader"' in access_log.read_text())
+    entry = next(json.loads(line) for line in access_log.read_text().splitlines() if '"user":"loader"' in line)
+    assert entry["path"] == "/_spark/loaded" and entry["method"] == "POST" and entry["status"] == 200
+    assert "trace_id" in entry
+
+
+def test_preflights_pass_without_a_key_and_refusals_carry_cors_headers(edge: httpx.Client) -> None:
+    origin = {"origin": "http://app.example"}
+    preflight = edge.options(
+        "/_spark/kv/x",
+        headers={**origin, "access-control-request-method": "PUT", "access-control-request-headers": "x-api-key"},
+    )
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == "http://app.example"
+    denied = edge.get("/_spark/kv", headers=origin)
+    refused(denied, 401, "API_KEY_MISSING")
+    assert denied.headers["access-control-allow-origin"] == "http://app.example"
+
+
+# --- the embedded default: development mode, no admin token --------------------------------------------
+
+
+def test_development_mode_serves_the_owner_and_keeps_admin_routes_closed(http: httpx.Client) -> None:
+    user = http.get("/_spark/user")
+    assert user.status_code == 200
+    assert user.json() == {"id": "owner", "login": "owner", "email": "", "avatarUrl": "", "isOwner": True}
+    assert user.headers["x-ratelimit-limit"].startswith("1000000")
+    for method, path in (("GET", "/admin/keys"), ("POST", "/admin/backup"), ("GET", "/v1/usage")):
+        body = json_error(http.request(method, path, headers={"x-admin-token": "anything"}), 403, "no ADMIN_TOKEN")
+        assert body["details"][0]["reason"] == "ADMIN_DISABLED"
+    assert http.post("/_spark/loaded", json={"url": "http://localhost:5173/", "load_ms": 120}).status_code == 200

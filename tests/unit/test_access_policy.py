@@ -1,0 +1,103 @@
+"""The access policy file and the refusal bodies: checked once at start-up, one error shape."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from services.access.config import read_config
+from services.access.policy import DEFAULT_LIMITS_PATH, ROUTE_CLASSES, PolicyError, load_limits, parse_limits
+from services.access.replies import error_body, http_status_of, retry_after
+from services.common.config import ConfigError
+from services.common.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    PermissionDenied,
+    ResourceExhausted,
+    Unauthenticated,
+)
+
+
+def document(**overrides: Any) -> dict[str, Any]:
+    classes = {name: {"per_user": 10, "per_address": 5, "window": "minute"} for name in ROUTE_CLASSES}
+    return {"classes": classes, **overrides}
+
+
+def test_the_shipped_limits_cover_every_route_class_with_user_limits_above_address_limits() -> None:
+    limits = load_limits(DEFAULT_LIMITS_PATH)
+    assert tuple(limits.classes) == ROUTE_CLASSES
+    for limit in limits.classes.values():
+        assert limit.per_user >= limit.per_address >= 1
+        assert limit.window_s == 60
+    assert limits.auth_failures_per_address == 30
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d["classes"].pop("llm"), "missing llm"),
+        (lambda d: d["classes"].update(extra={"per_user": 1, "per_address": 1}), "unknown extra"),
+        (lambda d: d["classes"]["kv"].update(window="fortnight"), "window must be one of"),
+        (lambda d: d["classes"]["kv"].update(per_user=0), "per_user must be an integer"),
+        (lambda d: d["classes"]["kv"].update(per_address=True), "per_address must be an integer"),
+        (lambda d: d["classes"]["kv"].update(burst=3), "unknown keys"),
+        (lambda d: d.update(typo=1), "unknown settings"),
+        (lambda d: d.update(auth_failures_per_address="many"), "auth_failures must be an integer"),
+    ],
+)
+def test_a_bad_limits_file_is_refused_naming_what_is_wrong(change: Any, message: str) -> None:
+    bad = document()
+    change(bad)
+    with pytest.raises(PolicyError, match=message):
+        parse_limits(bad, "limits.toml")
+
+
+def test_the_service_refuses_to_start_on_an_unreadable_limits_file(tmp_path: Path) -> None:
+    broken = tmp_path / "limits.toml"
+    broken.write_text("[classes.kv\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="SPARK_ACCESS_LIMITS"):
+        read_config({"SPARK_ACCESS_LIMITS": str(broken)})
+
+
+def test_development_mode_is_the_embedded_default_and_refused_next_to_redis_unless_forced() -> None:
+    assert read_config({}).mode == "development"
+    assert read_config({"REDIS_URL": "redis://r:6379/0"}).mode == "keys"
+    with pytest.raises(ConfigError, match="refused with REDIS_URL"):
+        read_config({"REDIS_URL": "redis://r:6379/0", "SPARK_ACCESS_MODE": "development"})
+    forced = read_config(
+        {"REDIS_URL": "redis://r:6379/0", "SPARK_ACCESS_MODE": "development", "SPARK_ACCESS_ALLOW_DEVELOPMENT": "true"}
+    )
+    assert forced.mode == "development"
+    assert read_config({"SPARK_ACCESS_NONCE_ROUTES": "admin, spark-kv ,"}).nonce_routes == {"admin", "spark-kv"}
+    assert "s3cret" not in repr(read_config({"ADMIN_TOKEN": "s3cret"}))
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "code"),
+    [
+        (Unauthenticated("no key", reason="API_KEY_MISSING"), 401, 16),
+        (PermissionDenied("closed", reason="ADMIN_DISABLED"), 403, 7),
+        (AlreadyExists("replayed", reason="NONCE_REPLAYED"), 409, 6),
+        (FailedPrecondition("nonce required", reason="NONCE_REQUIRED"), 428, 9),
+        (ResourceExhausted("slow down", reason="RATE_LIMITED", retry_after_s=2.2), 429, 8),
+    ],
+)
+def test_refusals_have_a_precise_status_and_the_services_error_shape(error: Any, status: int, code: int) -> None:
+    assert http_status_of(error) == status
+    body = orjson.loads(error_body(error))
+    assert body["code"] == code
+    assert body["message"] == error.message
+    assert body["details"][0]["reason"] == error.reason
+    assert body["details"][0]["@type"] == "type.googleapis.com/google.rpc.ErrorInfo"
+    if error.retry_after_s is not None:
+        assert body["details"][1] == {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "3s"}
+
+
+@pytest.mark.parametrize(("seconds", "header"), [(0.0, "1"), (0.2, "1"), (1.0, "1"), (1.01, "2"), (59.5, "60")])
+def test_retry_after_is_whole_seconds_rounded_up_and_never_zero(seconds: float, header: str) -> None:
+    assert retry_after(seconds) == header
+    assert int(header) >= math.ceil(seconds)
