@@ -64,6 +64,7 @@ lint: install-dev test-deps
 bench: install-dev test-deps
 	$(PY) -m benchmarks.kv
 	$(PY) -m benchmarks.prompts
+	$(PY) -m benchmarks.access
 
 clean:
 	rm -rf $(VENV) $(CACHE) var

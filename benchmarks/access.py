@@ -1,9 +1,10 @@
 """`python -m benchmarks.access`: what the edge's policy filters cost, side by side in one run.
 
 KV GET through the edge with ext_authz and rate limiting on (the default:
-every request is checked by the access service, then counted against its
-rate limit) next to the same suite with `SPARK_EDGE_POLICIES=off` (no
-filters, no access service). The limits file is one no run reaches, so
+one check by the access service per request, which also counts the rate
+limit), the same with Envoy's rate-limit filter as well (a second call per
+request), next to the same suite with `SPARK_EDGE_POLICIES=off` (no filters,
+no access service). The limits file is one no run reaches, so
 every request goes through both checks and none is refused. The rows run
 in turn, twice over in alternating order, because the host is shared and
 noisy: compare rows of the same round. Embedded SQLite by default; `--redis`
@@ -16,6 +17,7 @@ import argparse
 import dataclasses
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -45,8 +47,9 @@ class Variant:
 
 VARIANTS: Final = (
     Variant("filters off", {"SPARK_EDGE_POLICIES": "off", "SPARK_SERVICES": "meta,kv,prompts"}),
-    Variant("filters on, access x1", {"SPARK_ACCESS_WORKERS": "1"}),
-    Variant("filters on, access x2", {"SPARK_ACCESS_WORKERS": "2"}),
+    Variant("check, access x2 (default)", {"SPARK_ACCESS_WORKERS": "2"}),
+    Variant("check, access x1", {"SPARK_ACCESS_WORKERS": "1"}),
+    Variant("check + rate-limit filter, access x2", {"SPARK_ACCESS_WORKERS": "2", "SPARK_EDGE_RATE_LIMITS": "filter"}),
 )
 
 
@@ -66,7 +69,7 @@ class Row:
 def bench_variant(
     variant: Variant, round_no: int, work_dir: Path, redis: RedisServer | None, duration_s: float
 ) -> list[Row]:
-    directory = work_dir / f"{round_no}-{variant.name.replace(' ', '-').replace(',', '')}"
+    directory = work_dir / f"{round_no}-{re.sub(r'[^a-z0-9]+', '-', variant.name)}"
     with Suite(directory, redis_url=redis.url if redis else None, extra_env=variant.env) as suite:
         problems = preload(suite.url)
         if problems:

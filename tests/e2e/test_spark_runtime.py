@@ -66,3 +66,20 @@ def test_published_runtime_works_unmodified(suite: RunningSuite, http: httpx.Cli
     # What the runtime wrote is what the HTTP contract stores: JSON.stringify's text.
     assert http.get("/_spark/kv/counter").content == b"3"
     assert http.get(f"/_spark/kv/{first_id}?collection=todos").content == b'{"title":"first","done":true}'
+
+
+def test_the_runtime_reports_its_load_and_spark_user_is_the_caller(suite: RunningSuite) -> None:
+    seen = run_scenario(suite.base_url, "user_scenario.mjs")
+    # Development mode: everyone is the owner.
+    assert seen["user"] == {"id": "owner", "login": "owner", "email": "", "avatarUrl": "", "isOwner": True}
+    assert {"url": "/_spark/loaded", "status": 200} in seen["requests"]  # type: ignore[operator]
+    logs = Path(suite.env["SPARK_LOG_DIR"])
+    events = [
+        json.loads(line)
+        for path in logs.glob("access*.log")
+        for line in path.read_text().splitlines()
+        if '"client_loaded"' in line and "345.6" in line
+    ]
+    assert [(e["url"], e["load_ms"], e["user"]) for e in events] == [
+        (f"{suite.base_url}/app/index.html", 345.6, "owner")
+    ]
