@@ -35,12 +35,12 @@ install: $(VENV)/.installed
 
 install-dev: $(VENV)/.installed-dev
 
-# Redis (Debian), buf (npm) and the published @github/spark runtime (npm) for the tests.
+# Redis and openssl (Debian), buf (npm) and the published @github/spark runtime (npm) for the tests.
 test-deps: $(CACHE)/node/node_modules/.bin/buf $(CACHE)/spark-runtime/package/dist/db.js
-	@command -v redis-server >/dev/null || { \
-		echo "installing redis-server"; \
+	@command -v redis-server >/dev/null && command -v openssl >/dev/null || { \
+		echo "installing redis-server and openssl"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server >/dev/null; }
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server openssl >/dev/null; }
 
 $(CACHE)/node/node_modules/.bin/buf:
 	mkdir -p $(CACHE)/node

@@ -37,6 +37,9 @@ CORS = "envoy.filters.http.cors"
 EXT_AUTHZ = "envoy.filters.http.ext_authz"
 RATELIMIT = "envoy.filters.http.ratelimit"
 ACCESS_CLUSTER = "access"
+ADMIN_CLUSTER = "envoy_admin"
+HCM = "envoy.filters.network.http_connection_manager"
+HSTS = "max-age=31536000; includeSubDomains"
 # The headers ext_authz passes to the access service (method, path and host always go).
 ACCESS_CHECKED_HEADERS = ("authorization", "x-api-key", "x-admin-token", "x-nonce")
 JSON_CONTENT_TYPE = "application/json"
@@ -457,12 +460,15 @@ def _local_reply_config() -> Json:
     }
 
 
-def _header_mutation() -> Json:
+def _header_mutation(settings: EdgeSettings) -> Json:
     security_headers = {
         "x-content-type-options": "nosniff",
         "referrer-policy": "no-referrer",
         "x-frame-options": "DENY",
     }
+    if settings.tls_cert is not None:
+        # Only over TLS: on plain HTTP a browser ignores it, and it would pin a host that has no TLS yet.
+        security_headers["strict-transport-security"] = HSTS
     response_mutations: list[Json] = [
         {"remove": name}
         for name in ("grpc-status", "grpc-message", "grpc-status-details-bin", "grpc-accept-encoding", "x-http-status")
@@ -523,7 +529,7 @@ def _policy_filters(settings: EdgeSettings) -> list[Json]:
 def _http_filters(settings: EdgeSettings) -> list[Json]:
     return [
         {"name": CORS, "typed_config": {"@type": TYPE + "envoy.extensions.filters.http.cors.v3.Cors"}},
-        {"name": HEADER_MUTATION, "typed_config": _header_mutation()},
+        {"name": HEADER_MUTATION, "typed_config": _header_mutation(settings)},
         *_policy_filters(settings),
         {
             "name": LUA,
@@ -659,11 +665,79 @@ def _cluster(name: str, upstreams: tuple[Upstream, ...], *, health_checked: bool
     return cluster
 
 
+def _edge_listener(settings: EdgeSettings) -> Json:
+    chain: Json = {"filters": [{"name": HCM, "typed_config": _connection_manager(settings)}]}
+    if settings.tls_cert is not None and settings.tls_key is not None:
+        chain["transport_socket"] = {
+            "name": "envoy.transport_sockets.tls",
+            "typed_config": {
+                "@type": TYPE + "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+                "common_tls_context": {
+                    "tls_params": {"tls_minimum_protocol_version": "TLSv1_2"},
+                    "tls_certificates": [
+                        {
+                            "certificate_chain": {"filename": str(settings.tls_cert)},
+                            "private_key": {"filename": str(settings.tls_key)},
+                        }
+                    ],
+                    "alpn_protocols": ["h2", "http/1.1"],
+                },
+            },
+        }
+    return {
+        "name": "edge",
+        "address": _address(settings.listen_host, settings.port),
+        "per_connection_buffer_limit_bytes": 32768,
+        "filter_chains": [chain],
+    }
+
+
+def _stats_listener(port: int, settings: EdgeSettings) -> Json:
+    """Serves Envoy's Prometheus text and nothing else of the admin API (which has no authentication)."""
+    routes = [
+        {"match": {"path": "/stats/prometheus"}, "route": {"cluster": ADMIN_CLUSTER}},
+        {"match": {"prefix": "/"}, "direct_response": {"status": 404, "body": {"inline_string": "not found\n"}}},
+    ]
+    manager = {
+        "@type": TYPE + "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": "stats",
+        "route_config": {"name": "stats", "virtual_hosts": [{"name": "stats", "domains": ["*"], "routes": routes}]},
+        "http_filters": [
+            {
+                "name": "envoy.filters.http.router",
+                "typed_config": {"@type": TYPE + "envoy.extensions.filters.http.router.v3.Router"},
+            }
+        ],
+    }
+    return {
+        "name": "stats",
+        "address": _address(settings.listen_host, port),
+        "filter_chains": [{"filters": [{"name": HCM, "typed_config": manager}]}],
+    }
+
+
+def _admin_cluster(settings: EdgeSettings) -> Json:
+    host = "127.0.0.1" if settings.admin_host in ("0.0.0.0", "::") else settings.admin_host
+    return {
+        "name": ADMIN_CLUSTER,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {
+            "cluster_name": ADMIN_CLUSTER,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _address(host, settings.admin_port)}}]}],
+        },
+    }
+
+
 def render(settings: EdgeSettings) -> Json:
     """The whole Envoy bootstrap for these settings."""
     clusters = [_cluster(name, upstreams) for name, upstreams in settings.upstreams.items()]
     if settings.otlp is not None:
         clusters.append(_cluster("otlp_collector", (settings.otlp,), health_checked=False))
+    listeners = [_edge_listener(settings)]
+    if settings.stats_port is not None:
+        listeners.append(_stats_listener(settings.stats_port, settings))
+        clusters.append(_admin_cluster(settings))
     heap_monitor = "envoy.resource_monitors.fixed_heap"
     return {
         "admin": {"address": _address(settings.admin_host, settings.admin_port)},
@@ -698,23 +772,7 @@ def render(settings: EdgeSettings) -> Json:
             ],
         },
         "static_resources": {
-            "listeners": [
-                {
-                    "name": "edge",
-                    "address": _address(settings.listen_host, settings.port),
-                    "per_connection_buffer_limit_bytes": 32768,
-                    "filter_chains": [
-                        {
-                            "filters": [
-                                {
-                                    "name": "envoy.filters.network.http_connection_manager",
-                                    "typed_config": _connection_manager(settings),
-                                }
-                            ]
-                        }
-                    ],
-                }
-            ],
+            "listeners": listeners,
             "clusters": clusters,
         },
     }

@@ -49,6 +49,11 @@ class EdgeSettings:
     # "check": the ext_authz check also counts the rate limit (one call to the access service per request);
     # "filter": Envoy's rate-limit filter asks the access service's rate-limit API (a second call).
     rate_limits: str
+    # TLS on the edge's listener (PEM files); HSTS is sent only then.
+    tls_cert: Path | None
+    tls_key: Path | None
+    # A listener that serves only Envoy's /stats/prometheus, so Prometheus needs no access to the admin API.
+    stats_port: int | None
 
 
 def parse_upstreams(raw: str, env: EnvReader) -> dict[str, tuple[Upstream, ...]]:
@@ -85,6 +90,13 @@ def read_settings(descriptor_path: Path, environ: Mapping[str, str] | None = Non
             "SPARK_EDGE_UPSTREAMS has no access service, which checks keys, the admin token, nonces and rate "
             "limits on every route; add access=host:port, or set SPARK_EDGE_POLICIES=off to run without them"
         )
+    tls_cert, tls_key = env.optional_text("SPARK_EDGE_TLS_CERT"), env.optional_text("SPARK_EDGE_TLS_KEY")
+    if bool(tls_cert) != bool(tls_key):
+        env.problem("SPARK_EDGE_TLS_CERT and SPARK_EDGE_TLS_KEY go together: set both (PEM files) or neither")
+    for name, value in (("SPARK_EDGE_TLS_CERT", tls_cert), ("SPARK_EDGE_TLS_KEY", tls_key)):
+        if value and not Path(value).is_file():
+            env.problem(f"{name}={value!r} is not a file")
+    stats_port = env.integer("SPARK_EDGE_STATS_PORT", -1, minimum=-1, maximum=65535)
     settings = EdgeSettings(
         listen_host=env.text("SPARK_EDGE_HOST", "127.0.0.1"),
         port=env.integer("SPARK_EDGE_PORT", 8080, minimum=0, maximum=65535),
@@ -112,6 +124,9 @@ def read_settings(descriptor_path: Path, environ: Mapping[str, str] | None = Non
         policies=policies,
         access_timeout_s=env.number("SPARK_EDGE_ACCESS_TIMEOUT_S", 1.0, minimum=0.01),
         rate_limits=env.choice("SPARK_EDGE_RATE_LIMITS", "check", ("check", "filter")),
+        tls_cert=Path(tls_cert) if tls_cert and tls_key else None,
+        tls_key=Path(tls_key) if tls_cert and tls_key else None,
+        stats_port=None if stats_port < 0 else stats_port,
     )
     env.finish()
     return settings

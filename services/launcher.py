@@ -17,6 +17,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import sys
 import time
 import urllib.error
@@ -67,6 +68,8 @@ class LauncherConfig:
 
     host: str
     edge_port: int
+    # The edge serves HTTPS (SPARK_EDGE_TLS_CERT): the launcher's own readiness check uses it too.
+    edge_tls: bool
     edge_admin_port: int
     data_dir: Path
     instances: tuple[Instance, ...]
@@ -77,6 +80,10 @@ class LauncherConfig:
 
     def address(self, instance: Instance) -> str:
         return f"{self.host}:{instance.port}"
+
+    @property
+    def edge_url(self) -> str:
+        return f"{'https' if self.edge_tls else 'http'}://{self.host}:{self.edge_port}"
 
 
 class _Ports:
@@ -171,6 +178,7 @@ def read_config(environ: Mapping[str, str] | None = None) -> LauncherConfig:
     config = LauncherConfig(
         host=host,
         edge_port=ports.given_or_pick(edge_port),
+        edge_tls=bool(env.optional_text("SPARK_EDGE_TLS_CERT")),
         edge_admin_port=ports.given_or_pick(admin_port),
         data_dir=env.path("SPARK_DATA_DIR", "./var"),
         instances=_instances(configured, ports),
@@ -255,8 +263,10 @@ async def wait_for_grpc_health(address: str, deadline: float, child: Child) -> N
 
 
 def _get_status(url: str) -> int:
+    # Our own edge, asked whether it is up: its certificate may be for a public name, not this address.
+    context = ssl._create_unverified_context() if url.startswith("https:") else None  # noqa: S323
     try:
-        with urllib.request.urlopen(url, timeout=2.0) as response:  # noqa: S310 - our own loopback URL
+        with urllib.request.urlopen(url, timeout=2.0, context=context) as response:  # noqa: S310 - our own URL
             return int(response.status)
     except urllib.error.HTTPError as error:
         return int(error.code)
@@ -356,7 +366,7 @@ class Suite:
         )
         self.children.append(edge)
         await edge.start()
-        await wait_for_http(f"http://{self.config.host}:{self.config.edge_port}/healthz", deadline, edge)
+        await wait_for_http(f"{self.config.edge_url}/healthz", deadline, edge)
 
     async def supervise(self, stop: asyncio.Event) -> None:
         """Restarts children that die until `stop` is set."""
@@ -415,7 +425,7 @@ async def run(config: LauncherConfig, environ: Mapping[str, str]) -> int:
             return 130
         stopper.cancel()
         starting.result()
-        url = f"http://{config.host}:{config.edge_port}"
+        url = config.edge_url
         logger.info("suite ready on %s", url, extra={"url": url, "pid": os.getpid()})
         sys.stdout.write(f"Spark services ready on {url}  (Ctrl-C to stop)\n")
         sys.stdout.flush()

@@ -45,6 +45,7 @@ def _header(key: str, value: str) -> base_pb2.HeaderValueOption:
 
 
 def allowed(admission: Admission, response_headers: Sequence[tuple[str, str]] = ()) -> authz.CheckResponse:
+    """With `response_headers` (the rate limit was counted here) the subject is not needed downstream."""
     user_id = admission.user.id if admission.user is not None else ""
     ok = authz.OkHttpResponse(
         headers=[_header(USER_METADATA, user_id)] if user_id else [],
@@ -52,7 +53,9 @@ def allowed(admission: Admission, response_headers: Sequence[tuple[str, str]] = 
         response_headers_to_add=[_header(key, value) for key, value in response_headers],
     )
     response = authz.CheckResponse(status=status_pb2.Status(code=code_pb2.OK), ok_response=ok)
-    response.dynamic_metadata.update({SUBJECT_METADATA: admission.subject, "user": user_id})
+    if not response_headers:
+        # For the rate-limit filter's descriptor.
+        response.dynamic_metadata.update({SUBJECT_METADATA: admission.subject})
     return response
 
 

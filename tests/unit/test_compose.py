@@ -321,14 +321,17 @@ def test_prometheus_scrapes_every_replica_of_every_service(services: dict[str, J
         assert targets.get((name, int(port))) == "/metrics", f"no scrape job for {name}:{port} in {PROMETHEUS_CONFIG}"
 
 
-def test_prometheus_scrapes_envoys_admin_stats(services: dict[str, Json], prometheus_config: Json) -> None:
+def test_prometheus_scrapes_envoys_stats_listener_and_the_admin_api_stays_on_loopback(
+    services: dict[str, Json], prometheus_config: Json
+) -> None:
     edge = env_of(services, "edge")
-    admin = ("edge", int(edge["SPARK_EDGE_ADMIN_PORT"]))
-    assert scrape_targets(prometheus_config).get(admin) == "/stats/prometheus", f"no scrape job for {admin}"
-    # Envoy's admin listener binds loopback unless told otherwise; Prometheus is another container.
-    assert edge["SPARK_EDGE_ADMIN_HOST"] == "0.0.0.0"
-    assert str(edge["SPARK_EDGE_ADMIN_PORT"]) in services["edge"]["expose"]
-    assert not any(p["target"] == admin[1] for p in services["edge"]["ports"]), "Envoy admin has no auth"
+    stats = ("edge", int(edge["SPARK_EDGE_STATS_PORT"]))
+    assert scrape_targets(prometheus_config).get(stats) == "/stats/prometheus", f"no scrape job for {stats}"
+    assert str(stats[1]) in services["edge"]["expose"]
+    # The admin API has no authentication: not beyond loopback, not exposed, not published.
+    assert edge.get("SPARK_EDGE_ADMIN_HOST", "127.0.0.1") == "127.0.0.1"
+    assert str(edge["SPARK_EDGE_ADMIN_PORT"]) not in services["edge"].get("expose", [])
+    assert not any(p["target"] == int(edge["SPARK_EDGE_ADMIN_PORT"]) for p in services["edge"]["ports"])
 
 
 def test_secrets_pass_through_from_the_host_and_are_never_hard_coded(tmp_path: Path, services: dict[str, Json]) -> None:
@@ -370,7 +373,7 @@ def test_each_containers_environment_is_valid_for_its_config_reader(services: di
     assert llm.providers == {}  # no keys on the host: nothing offered, nothing broken
     assert edge.listen_host == "0.0.0.0" and edge.otlp is not None and edge.otlp.host == "jaeger"
     assert edge.kv_max_value_bytes == kv.max_value_bytes
-    assert edge.admin_host == "0.0.0.0", "Prometheus scrapes Envoy's admin from another container"
+    assert edge.admin_host == "127.0.0.1" and edge.stats_port == 9466
 
 
 # --- the image ---

@@ -15,6 +15,7 @@ from edge.settings import read_settings
 from services.access.policy import DEFAULT_LIMITS_PATH, load_limits
 from services.common.config import ConfigError
 from services.common.descriptors import default_descriptor_path
+from tests.support.tls import self_signed
 
 BASE_ENV = {"SPARK_EDGE_UPSTREAMS": "kv=127.0.0.1:50051,meta=127.0.0.1:50050,access=127.0.0.1:50055"}
 EXT_AUTHZ = "envoy.filters.http.ext_authz"
@@ -181,3 +182,47 @@ def test_the_edge_refuses_to_run_open_without_the_access_service() -> None:
     open_edge = rendered({"SPARK_EDGE_UPSTREAMS": "kv=127.0.0.1:1,meta=127.0.0.1:2", "SPARK_EDGE_POLICIES": "off"})
     assert EXT_AUTHZ not in [f["name"] for f in _manager(open_edge)["http_filters"]]
     assert all(EXT_AUTHZ not in r.get("typed_per_filter_config", {}) for r in _routes(open_edge).values())
+
+
+def test_tls_renders_a_tls_listener_and_hsts_and_envoy_accepts_it(tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path)
+    config = rendered({**BASE_ENV, "SPARK_EDGE_TLS_CERT": str(cert), "SPARK_EDGE_TLS_KEY": str(key)})
+    result = validate(config, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    chain = config["static_resources"]["listeners"][0]["filter_chains"][0]
+    tls = chain["transport_socket"]["typed_config"]["common_tls_context"]
+    assert tls["tls_certificates"][0]["certificate_chain"]["filename"] == str(cert)
+    assert tls["tls_params"]["tls_minimum_protocol_version"] == "TLSv1_2"
+    added = {m["append"]["header"]["key"] for m in _mutations(config) if "append" in m}
+    assert "strict-transport-security" in added
+    plain = {m["append"]["header"]["key"] for m in _mutations(rendered(BASE_ENV)) if "append" in m}
+    assert "strict-transport-security" not in plain
+    assert "transport_socket" not in rendered(BASE_ENV)["static_resources"]["listeners"][0]["filter_chains"][0]
+
+
+def _mutations(config: dict[str, Any]) -> list[dict[str, Any]]:
+    mutation = next(f for f in _manager(config)["http_filters"] if f["name"] == "envoy.filters.http.header_mutation")
+    return list(mutation["typed_config"]["mutations"]["response_mutations"])
+
+
+def test_tls_needs_both_files_and_they_must_exist(tmp_path: Path) -> None:
+    cert, _ = self_signed(tmp_path)
+    with pytest.raises(ConfigError, match="go together"):
+        read_settings(default_descriptor_path(), {**BASE_ENV, "SPARK_EDGE_TLS_CERT": str(cert)})
+    with pytest.raises(ConfigError, match="is not a file"):
+        read_settings(
+            default_descriptor_path(),
+            {**BASE_ENV, "SPARK_EDGE_TLS_CERT": str(cert), "SPARK_EDGE_TLS_KEY": str(tmp_path / "missing.key")},
+        )
+
+
+def test_the_stats_listener_routes_only_prometheus_text_to_the_admin_api(tmp_path: Path) -> None:
+    config = rendered({**BASE_ENV, "SPARK_EDGE_STATS_PORT": "9466", "SPARK_EDGE_ADMIN_HOST": "127.0.0.1"})
+    assert validate(config, tmp_path).returncode == 0
+    listeners = {listener["name"]: listener for listener in config["static_resources"]["listeners"]}
+    assert listeners["stats"]["address"]["socket_address"]["port_value"] == 9466
+    manager = listeners["stats"]["filter_chains"][0]["filters"][0]["typed_config"]
+    routes = manager["route_config"]["virtual_hosts"][0]["routes"]
+    assert [r["match"] for r in routes] == [{"path": "/stats/prometheus"}, {"prefix": "/"}]
+    assert routes[0]["route"]["cluster"] == "envoy_admin" and routes[1]["direct_response"]["status"] == 404
+    assert "stats" not in {listener["name"] for listener in rendered(BASE_ENV)["static_resources"]["listeners"]}
