@@ -10,8 +10,10 @@ mode, no admin token) covers the embedded default.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 import urllib.request
 from collections.abc import Iterator
@@ -278,3 +280,19 @@ def test_development_mode_serves_the_owner_and_keeps_admin_routes_closed(http: h
         body = json_error(http.request(method, path, headers={"x-admin-token": "anything"}), 403, "no ADMIN_TOKEN")
         assert body["details"][0]["reason"] == "ADMIN_DISABLED"
     assert http.post("/_spark/loaded", json={"url": "http://localhost:5173/", "load_ms": 120}).status_code == 200
+
+
+def test_with_the_access_service_unresponsive_the_edge_fails_closed(keyed: RunningSuite, edge: httpx.Client) -> None:
+    secret, _ = new_key(edge, "while-down")
+    pids = [pid for name, pid in keyed.child_pids().items() if name.startswith("access")]
+    assert len(pids) == 2
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        response = edge.get("/_spark/kv", headers={"x-api-key": secret})
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+    body = json_error(response, 503, "")
+    assert body["code"] == 14
+    assert edge.get("/_spark/kv", headers={"x-api-key": secret}).status_code == 200
