@@ -18,9 +18,8 @@ from services.access.quota import Quota
 from services.access.ratelimit import RateLimitServicer
 from services.access.service import AccessServicer
 from services.common.metrics import ServiceMetrics
-from services.common.server import RunningServer, open_traced_store, start_server
+from services.common.server import RunningServer, service_store, start_server
 from services.common.store import Store
-from services.common.telemetry import build_tracer_provider
 
 SERVICE_NAMES = (
     access_pb2.DESCRIPTOR.services_by_name["AccessService"].full_name,
@@ -31,13 +30,7 @@ SERVICE_NAMES = (
 
 async def build_server(config: AccessConfig, store: Store | None = None) -> RunningServer:
     """Starts the access server; opens the configured store unless one is passed in (tests share one)."""
-    owned = store is None
-    tracer_provider = build_tracer_provider(config.server.name, config.server.otlp_endpoint)
-    active_store = (
-        store
-        if store is not None
-        else open_traced_store(config.server, config.redis_url, config.data_dir, tracer_provider)
-    )
+    owned, active_store, tracer_provider = service_store(config.server, config.redis_url, config.data_dir, store)
     service_metrics = ServiceMetrics()
     metrics = AccessMetrics(service_metrics.registry)
     keys = KeyStore(active_store, cache_s=config.key_cache_s)

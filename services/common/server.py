@@ -85,9 +85,16 @@ class RunningServer:
         self.tracer_provider.shutdown()
 
 
-def open_traced_store(config: ServerConfig, redis_url: str | None, data_dir: Path, provider: TracerProvider) -> Store:
-    """The configured store; its Redis calls are spans of the request being served when traces are exported."""
-    return open_store(redis_url, data_dir, tracer_provider=provider if config.otlp_endpoint else None)
+def service_store(
+    config: ServerConfig, redis_url: str | None, data_dir: Path, given: Store | None
+) -> tuple[bool, Store, TracerProvider]:
+    """(owned, store, tracer provider) of a service: the store passed in (tests share one; the caller does not
+    close it), or the configured one, whose Redis calls are spans of the request being served when traces
+    are exported."""
+    provider = build_tracer_provider(config.name, config.otlp_endpoint)
+    if given is not None:
+        return False, given, provider
+    return True, open_store(redis_url, data_dir, tracer_provider=provider if config.otlp_endpoint else None), provider
 
 
 def _interceptors(

@@ -5,9 +5,8 @@ from __future__ import annotations
 import grpc
 from spark.kv.v1 import kv_pb2, kv_pb2_grpc
 
-from services.common.server import RunningServer, open_traced_store, start_server
+from services.common.server import RunningServer, service_store, start_server
 from services.common.store import Store
-from services.common.telemetry import build_tracer_provider
 from services.kv.config import KvConfig
 from services.kv.repository import KvRepository, ListLimits
 from services.kv.service import KvServicer
@@ -17,13 +16,7 @@ SERVICE_NAME = kv_pb2.DESCRIPTOR.services_by_name["KvService"].full_name
 
 async def build_server(config: KvConfig, store: Store | None = None) -> RunningServer:
     """Starts the kv server; opens the configured store unless one is passed in (tests share one)."""
-    owned = store is None
-    tracer_provider = build_tracer_provider(config.server.name, config.server.otlp_endpoint)
-    active_store = (
-        store
-        if store is not None
-        else open_traced_store(config.server, config.redis_url, config.data_dir, tracer_provider)
-    )
+    owned, active_store, tracer_provider = service_store(config.server, config.redis_url, config.data_dir, store)
     repository = KvRepository(active_store, ListLimits(config.max_list_entries, config.max_list_bytes))
     servicer = KvServicer(repository, max_value_bytes=config.max_value_bytes, max_key_bytes=config.max_key_bytes)
 

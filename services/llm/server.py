@@ -11,9 +11,8 @@ from opentelemetry.trace import Tracer
 from spark.llm.v1 import llm_pb2, llm_pb2_grpc
 
 from services.common.metrics import ServiceMetrics
-from services.common.server import RunningServer, open_traced_store, start_server
+from services.common.server import RunningServer, service_store, start_server
 from services.common.store import Store
-from services.common.telemetry import build_tracer_provider
 from services.llm.breaker import Breaker, BreakerState
 from services.llm.budget import TokenBudget
 from services.llm.cache import ResponseCache
@@ -60,13 +59,7 @@ def build_breakers(config: LlmConfig, metrics: LlmMetrics) -> dict[str, Breaker]
 
 async def build_server(config: LlmConfig, store: Store | None = None) -> RunningServer:
     """Starts the llm server; opens the configured store unless one is passed in (tests share one)."""
-    owned = store is None
-    tracer_provider = build_tracer_provider(config.server.name, config.server.otlp_endpoint)
-    active_store = (
-        store
-        if store is not None
-        else open_traced_store(config.server, config.redis_url, config.data_dir, tracer_provider)
-    )
+    owned, active_store, tracer_provider = service_store(config.server, config.redis_url, config.data_dir, store)
     service_metrics = ServiceMetrics()
     metrics = LlmMetrics(service_metrics.registry)
     tracer = tracer_provider.get_tracer(__name__) if config.server.otlp_endpoint else None

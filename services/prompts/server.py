@@ -12,9 +12,8 @@ from spark.prompts.v1 import prompts_pb2, prompts_pb2_grpc
 from services.common.descriptors import default_descriptor_path, load_pool
 from services.common.metrics import ServiceMetrics
 from services.common.routes import http_routes
-from services.common.server import RunningServer, open_traced_store, start_server
+from services.common.server import RunningServer, service_store, start_server
 from services.common.store import Store
-from services.common.telemetry import build_tracer_provider
 from services.prompts.backups import BackupStore
 from services.prompts.cache import ReadCache
 from services.prompts.config import PromptsConfig
@@ -40,13 +39,7 @@ async def _scheduled_backup(backups: BackupStore, servicer: PromptsServicer) -> 
 async def build_server(config: PromptsConfig, store: Store | None = None) -> RunningServer:
     """Starts the prompts server; opens the configured store unless one is passed in (tests share one)."""
     schedule = CronSchedule.parse(config.backup_cron) if config.backup_cron else None
-    owned = store is None
-    tracer_provider = build_tracer_provider(config.server.name, config.server.otlp_endpoint)
-    active_store = (
-        store
-        if store is not None
-        else open_traced_store(config.server, config.redis_url, config.data_dir, tracer_provider)
-    )
+    owned, active_store, tracer_provider = service_store(config.server, config.redis_url, config.data_dir, store)
     repository = PromptRepository(active_store)
     metrics = ServiceMetrics()
     cache = ReadCache(repository.generation, metrics.registry, enabled=config.cache_enabled)
