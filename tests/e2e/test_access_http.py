@@ -17,7 +17,6 @@ import signal
 import subprocess
 import urllib.request
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ from edge.routes import TRANSCODED_SERVICES
 from services.access.policy import ROUTE_CLASSES
 from services.common.descriptors import default_descriptor_path
 from services.common.routes import http_routes, load_descriptor_pool
-from tests.support.http import json_error, wait_for
+from tests.support.http import in_threads, json_error, wait_for
 from tests.support.redis_server import RedisServer
 from tests.support.suite import RunningSuite
 
@@ -194,12 +193,10 @@ def test_two_access_instances_on_one_redis_admit_exactly_the_limit(keyed: Runnin
     assert {"access", "access-2"} <= set(keyed.child_pids())
     secret, _ = new_key(edge, "burst")
 
-    def call(_: int) -> httpx.Response:
-        with httpx.Client(base_url=keyed.base_url, timeout=30.0) as client:
-            return client.get("/_spark/user", headers={"x-api-key": secret})
+    def call(client: httpx.Client, _: int) -> httpx.Response:
+        return client.get("/_spark/user", headers={"x-api-key": secret})
 
-    with ThreadPoolExecutor(max_workers=16) as pool:
-        responses = list(pool.map(call, range(SPARK_LIMIT + 20)))
+    responses = in_threads(keyed.base_url, call, range(SPARK_LIMIT + 20), workers=16)
     statuses = [r.status_code for r in responses]
     assert statuses.count(200) == SPARK_LIMIT, statuses
     assert statuses.count(429) == 20

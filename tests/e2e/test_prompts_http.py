@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import concurrent.futures
 import itertools
 from collections.abc import Iterator
 from typing import Any
@@ -10,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.http import json_error
+from tests.support.http import in_threads, json_error
 from tests.support.redis_server import RedisServer
 from tests.support.suite import RunningSuite
 
@@ -252,14 +251,13 @@ def test_about_lists_routes_from_the_protos_and_the_cleanup_rule(http: httpx.Cli
     assert http.get("/about").json()["regex_cleanup"] == changed
 
 
-def test_fifty_concurrent_creates_get_fifty_distinct_ids(http: httpx.Client) -> None:
-    def create(i: int) -> int:
-        response = http.post("/v1/prompts", json={"namespace": "race", "name": f"r{i}", "text": "t"}, headers=ADMIN)
+def test_fifty_concurrent_creates_get_fifty_distinct_ids(suite: RunningSuite) -> None:
+    def create(client: httpx.Client, i: int) -> int:
+        response = client.post("/v1/prompts", json={"namespace": "race", "name": f"r{i}", "text": "t"}, headers=ADMIN)
         assert response.status_code == 201, response.text
         return int(response.json()["id"])
 
-    with concurrent.futures.ThreadPoolExecutor(max_workers=25) as pool:
-        ids = list(pool.map(create, range(50)))
+    ids = in_threads(suite.base_url, create, range(50), workers=25)
     assert len(set(ids)) == 50
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import concurrent.futures
 import json
 from urllib.parse import quote
 
@@ -10,6 +9,8 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import VALUE_LIMIT
+from tests.support.http import in_threads
+from tests.support.suite import RunningSuite
 
 pytestmark = pytest.mark.e2e
 
@@ -230,17 +231,16 @@ def test_cors_allows_only_configured_origins(http: httpx.Client) -> None:
     assert "access-control-allow-origin" not in refused.headers
 
 
-def test_concurrent_writers_lose_and_tear_nothing(http: httpx.Client, suite: object) -> None:
+def test_concurrent_writers_lose_and_tear_nothing(http: httpx.Client, suite: RunningSuite) -> None:
     big = "y" * 4096
 
-    def write(i: int) -> tuple[int, int]:
+    def write(client: httpx.Client, i: int) -> tuple[int, int]:
         value = json.dumps({"writer": i, "pad": big})
-        distinct = http.post(f"/_spark/kv/writer-{i}?collection=concurrency", content=value, headers=TEXT)
-        same = http.post("/_spark/kv/shared?collection=concurrency", content=value, headers=TEXT)
+        distinct = client.post(f"/_spark/kv/writer-{i}?collection=concurrency", content=value, headers=TEXT)
+        same = client.post("/_spark/kv/shared?collection=concurrency", content=value, headers=TEXT)
         return distinct.status_code, same.status_code
 
-    with concurrent.futures.ThreadPoolExecutor(max_workers=32) as pool:
-        statuses = list(pool.map(write, range(100)))
+    statuses = in_threads(suite.base_url, write, range(100), workers=32)
     assert statuses == [(200, 200)] * 100
     entries = {e["key"]: json.loads(e["value"]) for e in http.get("/_spark/db/collections/concurrency").json()}
     assert len(entries) == 101

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import httpx
 
@@ -31,3 +33,30 @@ def wait_for(condition: Callable[[], bool], timeout_s: float = 10.0) -> bool:
             return False
         time.sleep(0.02)
     return True
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def in_threads(base_url: str, work: Callable[[httpx.Client, T], R], items: Sequence[T], workers: int) -> list[R]:
+    """`work(client, item)` for every item on `workers` threads, each with a client of its own, as separate
+    browsers would be (one httpx client shared by threads can hand a connection closed by one to another)."""
+    local = threading.local()
+    clients: list[httpx.Client] = []
+    lock = threading.Lock()
+
+    def run(item: T) -> R:
+        client: httpx.Client | None = getattr(local, "client", None)
+        if client is None:
+            client = local.client = httpx.Client(base_url=base_url, timeout=30.0)
+            with lock:
+                clients.append(client)
+        return work(client, item)
+
+    try:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(run, items))
+    finally:
+        for client in clients:
+            client.close()
