@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import pytest
 
@@ -43,10 +43,17 @@ class Clock:
 
 
 def make_gate(
-    store: Store, *, development: bool = False, admin_token: str | None = ADMIN, failures: int = 5, nonce_routes=()
+    store: Store,
+    *,
+    development: bool = False,
+    admin_token: str | None = ADMIN,
+    failures: int = 5,
+    nonce_routes: Iterable[str] = (),
 ) -> Gate:
     settings = GateSettings(development, DEVELOPMENT_USER, OPERATOR, admin_token, frozenset(nonce_routes), failures)
-    return Gate(settings, KeyStore(store, cache_s=0), NonceBook(store, ttl_s=300), Limiter(store))
+    # A fixed clock: no window may end in the middle of a test.
+    limiter = Limiter(store, clock=Clock(1_800_000_000.0))
+    return Gate(settings, KeyStore(store, cache_s=0), NonceBook(store, ttl_s=300), limiter)
 
 
 async def refusal(gate: Gate, route: RouteContext, headers: Mapping[str, str], method: str = "GET") -> DomainError:
