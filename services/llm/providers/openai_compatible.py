@@ -15,7 +15,7 @@ from services.llm.chat import ChatMessage, ChatRequest, Completion, Delta, Finis
 from services.llm.providers.base import ProviderError, ProviderSettings, status_error, usage_from
 from services.llm.providers.finish import finish_reason
 from services.llm.providers.sse import sse_data
-from services.llm.providers.transport import call_timeout, sdk_http_client
+from services.llm.providers.transport import call_timeout, sdk_client_options
 
 Json = dict[str, Any]
 
@@ -61,12 +61,7 @@ class OpenAICompatibleProvider:
     def __init__(self, settings: ProviderSettings, *, tracer: Tracer | None = None) -> None:
         self.name = settings.name
         self._connect_timeout_s = settings.connect_timeout_s
-        self._client = openai.AsyncOpenAI(
-            api_key=settings.api_key,
-            base_url=settings.base_url,
-            max_retries=0,
-            http_client=sdk_http_client(tracer),
-        )
+        self._client = openai.AsyncOpenAI(**sdk_client_options(settings, tracer))
 
     def _timeout(self, timeout_s: float) -> httpx2.Timeout:
         return call_timeout(timeout_s, self._connect_timeout_s)

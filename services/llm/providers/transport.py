@@ -19,6 +19,8 @@ import httpx2
 from opentelemetry.propagate import inject
 from opentelemetry.trace import SpanKind, StatusCode, Tracer
 
+from services.llm.providers.base import ProviderSettings
+
 # Keep-alive connections per provider; a burst beyond it waits for a free one (the pool timeout).
 MAX_CONNECTIONS = 256
 
@@ -124,9 +126,15 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
             await asyncio.sleep(0)
 
 
-def sdk_http_client(tracer: Tracer | None) -> httpx2.AsyncClient:
-    """The `http_client` both provider SDKs are given: this transport under httpx2's client."""
-    return httpx2.AsyncClient(transport=AiohttpTransport(tracer=tracer))
+def sdk_client_options(settings: ProviderSettings, tracer: Tracer | None) -> dict[str, Any]:
+    """What both provider SDKs' clients are built with: the key and URL, no retries of their own (the gateway
+    retries across models), and this transport under httpx2's client."""
+    return {
+        "api_key": settings.api_key,
+        "base_url": settings.base_url,
+        "max_retries": 0,
+        "http_client": httpx2.AsyncClient(transport=AiohttpTransport(tracer=tracer)),
+    }
 
 
 def call_timeout(timeout_s: float, connect_timeout_s: float) -> httpx2.Timeout:
