@@ -78,7 +78,8 @@ class AuthorizationServicer(authz_grpc.AuthorizationServicer):  # type: ignore[m
         self._gate = gate
         self._quota = quota
         self._metrics = metrics
-        # An allowed reply depends only on the admission: identified users' replies are built once.
+        # Without rate-limit headers an allowed reply depends only on the admission: identified users'
+        # replies are built once.
         self._replies: dict[Admission, authz.CheckResponse] = {}
 
     async def Check(self, request: authz.CheckRequest, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
@@ -92,13 +93,13 @@ class AuthorizationServicer(authz_grpc.AuthorizationServicer):  # type: ignore[m
             admission = await self._gate.admit(
                 route, http.method, http.headers, attributes.source.address.socket_address.address
             )
+            limit_headers: list[tuple[str, str]] = []
             if route.counted_here:
                 counted = await self._quota.count(route.route_class, admission.subject)
+                limit_headers = counted.headers()
                 if not counted.decision.allowed:
                     self._metrics.check(route_class, "RATE_LIMITED")
-                    return denied(counted.refusal(), counted.headers())
-                self._metrics.check(route_class, "allowed")
-                return allowed(admission, counted.headers())
+                    return denied(counted.refusal(), limit_headers)
         except DomainError as error:
             self._metrics.check(route_class, error.reason or type(error).__name__)
             return denied(error)
@@ -107,8 +108,8 @@ class AuthorizationServicer(authz_grpc.AuthorizationServicer):  # type: ignore[m
             self._metrics.check(route_class, "STORE_UNAVAILABLE")
             return denied(Unavailable("the access store is unavailable; retry shortly", reason="STORE_UNAVAILABLE"))
         self._metrics.check(route_class, "allowed")
-        if admission.user is None:
-            return allowed(admission)
+        if limit_headers or admission.user is None:
+            return allowed(admission, limit_headers)
         reply = self._replies.get(admission)
         if reply is None:
             if len(self._replies) >= MAX_CACHED_REPLIES:

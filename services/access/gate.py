@@ -72,12 +72,13 @@ class Gate:
 
     async def admit(self, route: RouteContext, method: str, headers: Mapping[str, str], address: str) -> Admission:
         """The caller's identity for this request, or a DomainError saying why it is refused."""
+        token = _token(headers)
         if route.admin == "all" or (route.admin == "writes" and method not in READ_METHODS):
             await self._check_admin(headers.get("x-admin-token"), address)
             # The admin token identifies the operator, so the first key can be made before any exists.
-            user = await self._identify(route, headers, address) if _token(headers) else self._settings.operator
+            user = await self._identify(route, token, address) if token else self._settings.operator
         else:
-            user = await self._identify(route, headers, address)
+            user = await self._identify(route, token, address)
         subject = f"user:{user.id}" if user is not None else f"address:{address}"
         nonce = headers.get("x-nonce")
         if nonce is not None:
@@ -88,8 +89,7 @@ class Gate:
             )
         return Admission(user, subject)
 
-    async def _identify(self, route: RouteContext, headers: Mapping[str, str], address: str) -> User | None:
-        token = _token(headers)
+    async def _identify(self, route: RouteContext, token: str | None, address: str) -> User | None:
         development = self._settings.development
         if token is None or (development and not looks_like_key(token)):
             # Development mode: everyone is the owner; a token that is not one of our keys (the OpenAI SDK
@@ -102,7 +102,7 @@ class Gate:
                 "an API key is required: send Authorization: Bearer <key> or X-Api-Key: <key>",
                 reason="API_KEY_MISSING",
             )
-        await self._refuse_if_guessing(address)
+        self._refuse_if_guessing(address)
         user = await self._keys.verify(token)
         if user is None:
             await self._count_failure(address)
@@ -113,12 +113,12 @@ class Gate:
         token = self._settings.admin_token
         if not token:
             raise PermissionDenied("admin routes are disabled: the suite has no ADMIN_TOKEN", reason="ADMIN_DISABLED")
-        await self._refuse_if_guessing(address)
+        self._refuse_if_guessing(address)
         if not hmac.compare_digest((given or "").encode(), token.encode()):
             await self._count_failure(address)
             raise Unauthenticated("X-Admin-Token is missing or wrong", reason="ADMIN_TOKEN_INVALID")
 
-    async def _refuse_if_guessing(self, address: str) -> None:
+    def _refuse_if_guessing(self, address: str) -> None:
         """An address past its failed attempts is refused before its key or token is even looked at, so it
         learns nothing more until the window ends."""
         if self._limiter.exhausted(_failures_bucket(address), AUTH_FAILURE_WINDOW_S):

@@ -31,6 +31,12 @@ def lease_size(limit: int) -> int:
     return max(1, min(MAX_LEASE, limit // LEASE_SHARE))
 
 
+def _window(bucket: str, window_s: int, now: float) -> tuple[str, float]:
+    """The store key of the bucket's window that holds `now`, and when that window ends."""
+    window = int(now // window_s)
+    return f"{bucket}|{window_s}|{window}", (window + 1) * window_s
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
     allowed: bool
@@ -63,11 +69,9 @@ class Limiter:
     async def hit(self, bucket: str, limit: int, window_s: int, cost: int = 1) -> Decision:
         """Counts `cost` requests against `bucket` and says whether they are admitted."""
         now = self._clock()
-        window = int(now // window_s)
-        ends_at = (window + 1) * window_s
+        key, ends_at = _window(bucket, window_s, now)
         if now >= self._next_purge:
             self._purge(now)
-        key = f"{bucket}|{window_s}|{window}"
         lease = self._leases.get(key)
         if lease is None:
             lease = self._leases[key] = _Lease(ends_at)
@@ -91,14 +95,13 @@ class Limiter:
 
     def exhausted(self, bucket: str, window_s: int) -> bool:
         """True when this instance has seen the bucket's limit reached in the current window (no store call)."""
-        now = self._clock()
-        lease = self._leases.get(f"{bucket}|{window_s}|{int(now // window_s)}")
+        lease = self._leases.get(_window(bucket, window_s, self._clock())[0])
         return lease is not None and lease.exhausted and lease.left < 1
 
     def reset_s(self, window_s: int) -> float:
         """Seconds until the current window ends."""
         now = self._clock()
-        return (int(now // window_s) + 1) * window_s - now
+        return _window("", window_s, now)[1] - now
 
     def _purge(self, now: float) -> None:
         self._leases = {key: lease for key, lease in self._leases.items() if lease.ends_at > now}

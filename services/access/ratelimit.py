@@ -18,7 +18,7 @@ from envoy.service.ratelimit.v3 import rls_pb2_grpc as rls_grpc
 from google.protobuf import duration_pb2
 
 from services.access.quota import Counted, Quota
-from services.access.replies import error_body, retry_after
+from services.access.replies import error_body, retry_after, whole_seconds
 from services.common.store import StoreError
 
 logger = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ def _status(counted: Counted) -> rls.RateLimitResponse.DescriptorStatus:
             name=counted.limit.route_class, requests_per_unit=decision.limit, unit=UNITS[counted.limit.window]
         ),
         limit_remaining=decision.remaining,
-        duration_until_reset=duration_pb2.Duration(seconds=int(retry_after(decision.reset_s))),
+        duration_until_reset=duration_pb2.Duration(seconds=whole_seconds(decision.reset_s)),
     )
 
 

@@ -43,9 +43,14 @@ def http_status_of(error: DomainError) -> int:
     return HTTP_STATUS.get(type(error), 403)
 
 
+def whole_seconds(seconds: float) -> int:
+    """Seconds rounded up, at least 1: for Retry-After, X-RateLimit-Reset and the rate-limit API's reset."""
+    return max(1, math.ceil(seconds))
+
+
 def retry_after(seconds: float) -> str:
-    """A Retry-After value: whole seconds, at least 1."""
-    return str(max(1, math.ceil(seconds)))
+    """A Retry-After value."""
+    return str(whole_seconds(seconds))
 
 
 def error_body(error: DomainError) -> bytes:

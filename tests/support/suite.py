@@ -18,12 +18,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from services.access.policy import ROUTE_CLASSES
 from tests.support.ports import free_ports
 from tests.support.processes import terminate
 
 ROOT = Path(__file__).resolve().parents[2]
 READY_LINE = "Spark services ready on "
+UNREACHABLE_LIMITS = ROOT / "benchmarks" / "limits.toml"
 SERVICES = ("meta", "access", "kv", "llm", "prompts", "vision")
 # Settings from the developer's shell that would change what a test sees (real provider keys above all).
 ISOLATED_VARIABLES = frozenset(
@@ -38,20 +38,6 @@ ISOLATED_VARIABLES = frozenset(
         "GITHUB_TOKEN",
     }
 )
-
-
-def generous_limits(directory: Path, per_window: int = 1_000_000) -> Path:
-    """A limits file no test reaches by accident: tests of the rate limits set their own."""
-    path = directory / "limits.toml"
-    path.write_text(
-        f"auth_failures_per_address = {per_window}\n"
-        + "".join(
-            f'[classes.{name}]\nper_user = {per_window}\nper_address = {per_window}\nwindow = "minute"\n'
-            for name in ROUTE_CLASSES
-        ),
-        encoding="utf-8",
-    )
-    return path
 
 
 @dataclass
@@ -92,8 +78,8 @@ class RunningSuite:
             }
         )
         env.update(extra_env or {})
-        if "SPARK_ACCESS_LIMITS" not in env:
-            env["SPARK_ACCESS_LIMITS"] = str(generous_limits(directory))
+        # Limits no test reaches by accident (the benchmarks' file); tests of the rate limits set their own.
+        env.setdefault("SPARK_ACCESS_LIMITS", str(UNREACHABLE_LIMITS))
         if "SPARK_ACCESS_MODE" not in env and "REDIS_URL" in env:
             # Tests that are not about access run as the development owner on Redis too (forced, as a
             # deployment would have to); tests/e2e/test_access_http.py runs with keys.
