@@ -39,6 +39,11 @@ RATELIMIT = "envoy.filters.http.ratelimit"
 ACCESS_CLUSTER = "access"
 ADMIN_CLUSTER = "envoy_admin"
 HCM = "envoy.filters.network.http_connection_manager"
+HCM_TYPE = TYPE + "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+ROUTER_FILTER: dict[str, Any] = {
+    "name": "envoy.filters.http.router",
+    "typed_config": {"@type": TYPE + "envoy.extensions.filters.http.router.v3.Router"},
+}
 HSTS = "max-age=31536000; includeSubDomains"
 # The headers ext_authz passes to the access service (method, path and host always go).
 ACCESS_CHECKED_HEADERS = ("authorization", "x-api-key", "x-admin-token", "x-nonce")
@@ -507,6 +512,8 @@ def _policy_filters(settings: EdgeSettings) -> list[Json]:
         "status_on_error": {"code": 503},
         "allowed_headers": {"patterns": [{"exact": name} for name in ACCESS_CHECKED_HEADERS]},
     }
+    if settings.rate_limits == "check":
+        return [{"name": EXT_AUTHZ, "typed_config": ext_authz}]
     ratelimit = {
         "@type": TYPE + "envoy.extensions.filters.http.ratelimit.v3.RateLimit",
         "domain": "spark",
@@ -521,8 +528,6 @@ def _policy_filters(settings: EdgeSettings) -> list[Json]:
             "transport_api_version": "V3",
         },
     }
-    if settings.rate_limits == "check":
-        return [{"name": EXT_AUTHZ, "typed_config": ext_authz}]
     return [{"name": EXT_AUTHZ, "typed_config": ext_authz}, {"name": RATELIMIT, "typed_config": ratelimit}]
 
 
@@ -537,10 +542,7 @@ def _http_filters(settings: EdgeSettings) -> list[Json]:
             "typed_config": {"@type": TYPE + "envoy.extensions.filters.http.lua.v3.Lua"},
         },
         {"name": TRANSCODER, "typed_config": _transcoder(settings, settings.default_max_body_bytes, snake_case=False)},
-        {
-            "name": "envoy.filters.http.router",
-            "typed_config": {"@type": TYPE + "envoy.extensions.filters.http.router.v3.Router"},
-        },
+        ROUTER_FILTER,
     ]
 
 
@@ -562,7 +564,7 @@ def _tracing(settings: EdgeSettings) -> Json | None:
 
 def _connection_manager(settings: EdgeSettings) -> Json:
     manager: Json = {
-        "@type": TYPE + "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "@type": HCM_TYPE,
         "stat_prefix": "edge",
         "codec_type": "AUTO",
         "use_remote_address": True,
@@ -699,15 +701,10 @@ def _stats_listener(port: int, settings: EdgeSettings) -> Json:
         {"match": {"prefix": "/"}, "direct_response": {"status": 404, "body": {"inline_string": "not found\n"}}},
     ]
     manager = {
-        "@type": TYPE + "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "@type": HCM_TYPE,
         "stat_prefix": "stats",
         "route_config": {"name": "stats", "virtual_hosts": [{"name": "stats", "domains": ["*"], "routes": routes}]},
-        "http_filters": [
-            {
-                "name": "envoy.filters.http.router",
-                "typed_config": {"@type": TYPE + "envoy.extensions.filters.http.router.v3.Router"},
-            }
-        ],
+        "http_filters": [ROUTER_FILTER],
     }
     return {
         "name": "stats",
