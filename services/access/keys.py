@@ -41,15 +41,7 @@ class KeyRecord:
     sha256: str
 
     def to_json(self) -> bytes:
-        return orjson.dumps(
-            {
-                "id": self.id,
-                "label": self.label,
-                "user": self.user.to_json(),
-                "created_at": self.created_at,
-                "sha256": self.sha256,
-            }
-        )
+        return orjson.dumps(self)  # dataclasses serialise natively, the user nested
 
     @classmethod
     def from_json(cls, raw: bytes) -> KeyRecord:
@@ -77,10 +69,10 @@ class KeyStore:
         key_id = secrets.token_hex(8)
         secret = f"{PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
         created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-        record = KeyRecord(key_id, label[:MAX_LABEL_CHARS], user, created, _digest(secret))
+        record = KeyRecord(key_id, label, user, created, _digest(secret))
         result = await self._store.commit(
             [Check(KEYS, key_id, None)],
-            [Set(KEYS, key_id, record.to_json()), Set(USERS, user.id, orjson.dumps(user.to_json()))],
+            [Set(KEYS, key_id, record.to_json()), Set(USERS, user.id, orjson.dumps(user))],
         )
         if not result.ok:  # 64 random bits collided: astronomically unlikely, and still never overwrites
             raise RuntimeError("API key id collision")

@@ -25,9 +25,6 @@ class User:
     def to_proto(self) -> access_pb2.User:
         return access_pb2.User(**asdict(self))
 
-    def to_json(self) -> dict[str, object]:
-        return asdict(self)
-
     @classmethod
     def from_json(cls, data: dict[str, object]) -> User:
         return cls(
