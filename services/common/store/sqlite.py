@@ -121,11 +121,29 @@ def _connect(path: Path, busy_timeout_ms: int) -> sqlite3.Connection:
     return conn
 
 
-def _init_schema(conn: sqlite3.Connection) -> None:
-    # journal_mode is persistent in the file but needs a lock to change, so
-    # two processes opening a fresh file at once simply wait on each other.
-    mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-    if str(mode).lower() != "wal":
+def _enable_wal(conn: sqlite3.Connection, busy_timeout_ms: int) -> str:
+    """Switches the file to WAL (persistent, so only the first opener of a fresh file changes anything).
+
+    The switch needs an exclusive lock. When two processes open a fresh file at once, each holds a shared lock
+    and wants the exclusive one; SQLite then answers "database is locked" at once instead of waiting (its busy
+    handler would deadlock), so the switch is retried until the busy timeout, by which time the other has
+    switched the file and the pragma merely reads the mode.
+    """
+    deadline = time.monotonic() + busy_timeout_ms / 1000
+    delay_s = 0.005
+    while True:
+        try:
+            return str(conn.execute("PRAGMA journal_mode=WAL").fetchone()[0])
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() >= deadline:
+                raise
+        time.sleep(delay_s)
+        delay_s = min(delay_s * 2, 0.1)
+
+
+def _init_schema(conn: sqlite3.Connection, busy_timeout_ms: int) -> None:
+    mode = _enable_wal(conn, busy_timeout_ms)
+    if mode.lower() != "wal":
         raise StoreError(f"sqlite refused WAL mode (got {mode!r})")
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -305,7 +323,7 @@ class SqliteStore:
         except sqlite3.Error as exc:
             raise _map_error(exc) from exc
         try:
-            _init_schema(writer)
+            _init_schema(writer, busy_timeout_ms)
             reader = _connect(self._path, busy_timeout_ms)
         except BaseException as exc:
             writer.close()
