@@ -1,11 +1,21 @@
 """Per-user daily token budgets, counted in the shared store so that every instance draws on one budget.
 
 A provider call first reserves its worst case (the prompt, estimated from its
-characters, plus the most it may generate) with one atomic increment, and is
-refused if that would go over the budget; when the call ends, however it ends,
-the reservation is settled to what the call actually used. Reserving before
-the call is what keeps concurrent calls from overspending together: the
-increment's result is the only arbiter, with no read-then-write race.
+characters, plus the most it may generate) and is refused if that would go
+over the budget; when the call ends, however it ends, the reservation is
+settled to what the call actually used. Reserving before the call is what
+keeps concurrent calls from overspending together.
+
+Each instance leases tokens from the store's counter in chunks (a twentieth
+of the budget, at most 100,000) with one atomic increment, and serves
+reservations from its lease in memory: the hot path costs a store write only
+when a lease runs out. What settled calls give back returns to the lease, and
+every flush (a few seconds) returns each lease's unreserved rest to the
+store. So the counter is always at least what has been spent and reserved,
+never less: no two instances can overspend together. It is more by at most
+the instances' unreserved leases, for one flush interval; when a chunk no
+longer fits, an instance asks for just what the call needs, so a caller near
+the end of the budget is refused only when that does not fit either.
 """
 
 from __future__ import annotations
@@ -33,6 +43,9 @@ TTL_MS = 2 * 24 * 3600 * 1000
 CHARS_PER_TOKEN = 4
 # Roughly what a provider charges for one image at its default detail.
 IMAGE_TOKENS = 1000
+# An instance leases this share of a caller's daily budget at a time, up to MAX_LEASE_TOKENS.
+LEASES_PER_BUDGET = 20
+MAX_LEASE_TOKENS = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,8 +119,11 @@ class TokenBudget:
         """`daily_tokens` per caller per UTC day; 0 turns budgets off."""
         self._store = store
         self._daily_tokens = daily_tokens
+        self._lease_tokens = min(daily_tokens // LEASES_PER_BUDGET, MAX_LEASE_TOKENS)
         self._metrics = metrics
         self._now = now
+        # Per counter key: tokens leased from the store that no call has reserved.
+        self._leased: dict[str, int] = {}
 
     async def reserve(self, caller: str, tokens: int) -> Reservation:
         """Holds `tokens` of the caller's budget for today.
@@ -119,8 +135,62 @@ class TokenBudget:
             return Reservation(None, tokens)
         now = self._now()
         key = counter_key(now.date(), caller)
+        # Taken out before any await, so that concurrent calls never count the same leased tokens twice.
+        held = self._leased.pop(key, 0)
+        if held >= tokens:
+            self._give(key, held - tokens)
+            return Reservation(key, tokens)
+        need = tokens - held
         try:
-            used = await self._store.increment(SPACE, key, tokens, ttl_ms=TTL_MS)
+            granted = await self._lease(key, need, caller, now)
+        except BaseException:
+            self._give(key, held)
+            raise
+        self._give(key, held + granted - tokens)
+        return Reservation(key, tokens)
+
+    async def reconcile(self, reservation: Reservation, actual_tokens: int) -> None:
+        """Settles a reservation to what the call used (0 when it got no answer); never raises for the store.
+
+        What was not used goes back to the lease; more than was reserved (a provider's count over the
+        estimate) is added to the store's counter at once."""
+        if reservation.key is None:
+            return
+        delta = actual_tokens - reservation.tokens
+        if delta < 0:
+            self._give(reservation.key, -delta)
+        elif delta > 0:
+            # Shielded: this runs in `finally` blocks of calls that may be being cancelled.
+            await asyncio.shield(self._add(reservation.key, delta, "token budget not reconciled; the overrun is lost"))
+
+    async def flush(self) -> None:
+        """Returns every lease's unreserved tokens to the store; those the store does not take stay leased."""
+        leased, self._leased = self._leased, {}
+        for key, tokens in leased.items():
+            try:
+                await self._store.increment(SPACE, key, -tokens, ttl_ms=TTL_MS)
+            except StoreError:
+                logger.warning("unused token budget not returned; will retry", exc_info=True)
+                self._give(key, tokens)
+
+    def _give(self, key: str, tokens: int) -> None:
+        if tokens > 0:
+            self._leased[key] = self._leased.get(key, 0) + tokens
+
+    async def _lease(self, key: str, need: int, caller: str, now: dt.datetime) -> int:
+        """Leases at least `need` tokens from the store: a whole chunk if it fits, else exactly `need`."""
+        for chunk in sorted({max(need, self._lease_tokens), need}, reverse=True):
+            used = await self._increment(key, chunk, caller)
+            if used <= self._daily_tokens:
+                return chunk
+            await asyncio.shield(self._add(key, -chunk, "over-budget lease not returned"))
+        self._metrics.budget_refusal("exhausted")
+        logger.info("daily token budget refused a call", extra={"caller": caller, "tokens": need})
+        raise self._refusal(caller, used - need, need, now)
+
+    async def _increment(self, key: str, tokens: int, caller: str) -> int:
+        try:
+            return await self._store.increment(SPACE, key, tokens, ttl_ms=TTL_MS)
         except StoreError:
             logger.warning("token budget unavailable; refusing the call", exc_info=True, extra={"caller": caller})
             self._metrics.budget_refusal("store_unavailable")
@@ -129,21 +199,6 @@ class TokenBudget:
                 reason="TOKEN_BUDGET_UNAVAILABLE",
                 retry_after_s=1.0,
             ) from None
-        if used <= self._daily_tokens:
-            return Reservation(key, tokens)
-        await asyncio.shield(self._add(key, -tokens, "over-budget reservation not returned"))
-        self._metrics.budget_refusal("exhausted")
-        logger.info("daily token budget refused a call", extra={"caller": caller, "tokens": tokens})
-        raise self._refusal(caller, used - tokens, tokens, now)
-
-    async def reconcile(self, reservation: Reservation, actual_tokens: int) -> None:
-        """Settles a reservation to what the call used (0 when it got no answer); never raises for the store."""
-        delta = actual_tokens - reservation.tokens
-        if reservation.key is None or delta == 0:
-            return
-        # Shielded: this runs in `finally` blocks of calls that may be being cancelled, and a settlement cut
-        # short would leave the whole estimate charged.
-        await asyncio.shield(self._add(reservation.key, delta, "token budget not reconciled; the estimate stands"))
 
     async def _add(self, key: str, delta: int, failure: str) -> None:
         try:

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Mapping
 
 import grpc
 from opentelemetry.trace import Tracer
 from spark.llm.v1 import llm_pb2, llm_pb2_grpc
 
+from services.common import periodic
 from services.common.metrics import ServiceMetrics
-from services.common.server import RunningServer, service_store, start_server
+from services.common.server import Closer, RunningServer, service_store, start_server
 from services.common.store import Store
 from services.llm.breaker import Breaker, BreakerState
 from services.llm.budget import TokenBudget
@@ -85,19 +85,15 @@ async def build_server(config: LlmConfig, store: Store | None = None) -> Running
     def register(server: grpc.aio.Server) -> None:
         llm_pb2_grpc.add_LlmServiceServicer_to_server(servicer, server)
 
-    flusher = asyncio.ensure_future(ledger.run_flusher(config.usage_flush_s))
-
-    async def stop_flusher() -> None:
-        flusher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await flusher
+    # Usage counts and unused budget leases go to the store every few seconds, and once more at shutdown.
+    stop_flushers = [periodic.start(config.usage_flush_s, flush) for flush in (ledger.flush, budget.flush)]
 
     async def close_providers() -> None:
         await asyncio.gather(*(provider.close() for provider in providers.values()))
 
     # Run in reverse: the last flush of usage needs the store.
-    closers = [active_store.close] if owned else []
-    closers += [close_providers, stop_flusher]
+    closers: list[Closer] = [active_store.close] if owned else []
+    closers += [close_providers, *stop_flushers]
     return await start_server(
         config.server,
         [SERVICE_NAME],

@@ -8,7 +8,6 @@ of counts (the Prometheus counters are per process anyway).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 from collections import defaultdict
@@ -104,16 +103,6 @@ class UsageLedger:
                         logger.warning("usage flush failed; will retry", exc_info=True)
                         self._pending[bucket][index] += delta
                     counts[index] = 0
-
-    async def run_flusher(self, interval_s: float) -> None:
-        """Flushes every `interval_s` until cancelled, then once more."""
-        try:
-            while True:
-                await asyncio.sleep(interval_s)
-                await self.flush()
-        finally:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(self.flush())
 
     async def query(self, start_day: str, end_day: str, caller: str) -> list[UsageRecord]:
         start = parse_day(start_day, self._today(), "start_day")

@@ -31,6 +31,8 @@ TEXT = "Hello there"
 REPLY = "Hello from the fake"
 # What the fake reports for TEXT and REPLY: one prompt token per word, one completion token per 4-character delta.
 ACTUAL = len(TEXT.split()) + math.ceil(len(REPLY) / 4)
+# How often instances return unused budget leases (and usage counts) to the store.
+FLUSH_S = 0.02
 
 
 def _estimate(max_tokens: int, text: str = TEXT) -> int:
@@ -68,7 +70,7 @@ async def start(fake: FakeProvider, store_factory: StoreFactory) -> AsyncIterato
                 "SPARK_LLM_METRICS_PORT": "0",
                 "OPENAI_API_KEY": "sk-test",
                 "ANTHROPIC_API_KEY": "ak-test",
-                "SPARK_LLM_USAGE_FLUSH_S": "60",
+                "SPARK_LLM_USAGE_FLUSH_S": str(FLUSH_S),
                 "SPARK_LLM_BACKOFF_BASE_S": "0.01",
                 "SPARK_LLM_DAILY_TOKEN_BUDGET": str(budget),
                 **fake.env(),
@@ -90,14 +92,27 @@ async def start(fake: FakeProvider, store_factory: StoreFactory) -> AsyncIterato
 
 @pytest.fixture
 def used(store_factory: StoreFactory) -> Callable[[str], Awaitable[int | None]]:
-    """Reads a caller's counter for today through a store of the test's own."""
+    """Reads a caller's settled counter for today through a store of the test's own.
+
+    An instance returns what its calls did not use to the store at its next flush (every FLUSH_S), so a value
+    is read as settled once it has not changed over several flushes."""
     store = store_factory()
 
     async def read(caller: str) -> int | None:
         entry = await store.get(SPACE, counter_key(dt.datetime.now(dt.UTC).date(), caller))
         return None if entry is None else decode_counter(entry.value)
 
-    return read
+    async def settled(caller: str) -> int | None:
+        deadline = time.monotonic() + 5
+        value = await read(caller)
+        while time.monotonic() < deadline:
+            await asyncio.sleep(FLUSH_S * 5)
+            value, previous = await read(caller), value
+            if value == previous:
+                break
+        return value
+
+    return settled
 
 
 Used = Callable[[str], Awaitable[int | None]]
@@ -296,6 +311,8 @@ async def test_a_budget_is_shared_by_every_instance(start: Start, fake: FakeProv
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await second.stub.GenerateContent(_typed(51), metadata=_user("ada"))
     assert caught.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    # What the first call did not use is the first instance's until its next flush returns it to the store.
+    assert await used("ada") == ACTUAL
     await second.stub.GenerateContent(_typed(50), metadata=_user("ada"))
     assert await used("ada") == 2 * ACTUAL
 

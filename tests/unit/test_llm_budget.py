@@ -115,9 +115,48 @@ async def test_a_reservation_is_held_then_reconciled_to_what_was_used(
     reservation = await budget.reserve("ada", 400)
     assert await _used(store, "ada") == 400
     await budget.reconcile(reservation, 123)
+    # What was not used stays leased to this instance until the next flush returns it.
+    assert await _used(store, "ada") == 400
+    await budget.flush()
     assert await _used(store, "ada") == 123
     await budget.reconcile(await budget.reserve("ada", 50), 0)
+    await budget.flush()
     assert await _used(store, "ada") == 123
+
+
+async def test_one_lease_serves_many_calls_without_a_store_write(store: Store, registry: CollectorRegistry) -> None:
+    budget = _budget(store, registry, 2_000_000)
+    for _ in range(50):
+        await budget.reconcile(await budget.reserve("ada", 1000), 10)
+    # One lease of the largest chunk (100,000 tokens) covered all fifty calls.
+    assert await _used(store, "ada") == 100_000
+    await budget.flush()
+    assert await _used(store, "ada") == 500
+    await budget.flush()
+    assert await _used(store, "ada") == 500
+
+
+async def test_near_the_end_a_call_leases_just_what_it_needs(store: Store, registry: CollectorRegistry) -> None:
+    budget = _budget(store, registry, 1000)  # leases of 50
+    await budget.reserve("ada", 960)
+    await budget.reserve("ada", 30)  # a chunk of 50 does not fit; 30 does
+    assert await _used(store, "ada") == 990
+    await budget.reserve("ada", 10)
+    assert await _used(store, "ada") == 1000
+
+
+async def test_instances_sharing_a_store_never_overspend_together(store: Store, registry: CollectorRegistry) -> None:
+    first, second = _budget(store, registry, 1000), _budget(store, CollectorRegistry(), 1000)
+    reservation = await first.reserve("ada", 900)
+    with pytest.raises(ResourceExhausted):
+        await second.reserve("ada", 200)
+    await first.reconcile(reservation, 100)
+    # The first instance holds what its call did not use until it flushes; then the second may have it.
+    with pytest.raises(ResourceExhausted):
+        await second.reserve("ada", 200)
+    await first.flush()
+    await second.reserve("ada", 200)
+    assert await _used(store, "ada") == 300
 
 
 async def test_a_call_that_would_go_over_is_refused_and_takes_nothing(
@@ -169,6 +208,7 @@ async def test_callers_and_days_have_budgets_of_their_own(store: Store, registry
     assert await _used(store, "ada") == 100
     # A call reserved before midnight is reconciled on the day it was reserved.
     await budget.reconcile(late, 40)
+    await budget.flush()
     assert await _used(store, "ada", clock.now.date()) == 40
 
 
@@ -190,12 +230,15 @@ async def test_a_budget_of_zero_touches_no_store(store: Store, registry: Collect
 
 async def test_an_unreachable_store_refuses_the_call(store: Store, registry: CollectorRegistry) -> None:
     budget = _budget(store, registry, 1000)
-    reservation = await budget.reserve("ada", 10)
+    reservation = await budget.reserve("ada", 10)  # leases 50
     await store.close()
+    # What the lease still holds is served without the store; more is not.
+    await budget.reserve("ada", 20)
     with pytest.raises(Unavailable) as refused:
-        await budget.reserve("ada", 10)
+        await budget.reserve("ada", 30)
     assert status_code_of(refused.value) is grpc.StatusCode.UNAVAILABLE
     assert refused.value.reason == "TOKEN_BUDGET_UNAVAILABLE" and refused.value.retry_after_s == 1.0
     assert _refusals(registry, "store_unavailable") == 1
-    # Reconciling happens after the answer: a store failure then is logged, not raised.
-    await budget.reconcile(reservation, 3)
+    # Reconciling happens after the answer: a store failure then is logged, not raised; so is a flush's.
+    await budget.reconcile(reservation, 30)
+    await budget.flush()
