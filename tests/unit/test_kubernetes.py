@@ -1,0 +1,195 @@
+"""deploy/kubernetes, checked offline: structure, wiring, probes, autoscaling and hardening.
+
+No cluster is needed (nor reachable here): the manifests are parsed with
+PyYAML, and each container's environment is read by the service's own config
+reader, as tests/unit/test_compose.py does for docker-compose.yml. A selector
+that matches no pod, a probe on the wrong port, an autoscaler on a Deployment
+without CPU requests or a secret baked into a manifest fails here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from edge.settings import read_settings
+from services.access.config import read_config as read_access_config
+from services.common.config import ConfigError
+from services.common.descriptors import default_descriptor_path
+from services.kv.config import read_config as read_kv_config
+from services.llm.config import read_config as read_llm_config
+from services.meta.config import read_config as read_meta_config
+from services.prompts.config import read_config as read_prompts_config
+from services.vision.config import read_config as read_vision_config
+from tests.unit.test_compose import SECRET_NAME, SERVICES, SUITE, assert_runnable_module, module_run_by, parse_pairs
+
+ROOT = Path(__file__).resolve().parents[2]
+MANIFESTS = ROOT / "deploy" / "kubernetes"
+PORTS = {"meta": 50050, "kv": 50051, "llm": 50052, "prompts": 50053, "vision": 50054, "access": 50055}
+READERS: dict[str, Callable[[dict[str, str]], Any]] = {
+    "meta": read_meta_config,
+    "kv": read_kv_config,
+    "llm": read_llm_config,
+    "prompts": read_prompts_config,
+    "vision": read_vision_config,
+    "access": read_access_config,
+    "edge": lambda env: read_settings(default_descriptor_path(), env),
+}
+
+Json = dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def documents() -> list[Json]:
+    kustomization = yaml.safe_load((MANIFESTS / "kustomization.yaml").read_text(encoding="utf-8"))
+    docs: list[Json] = []
+    for name in kustomization["resources"]:
+        docs += [doc for doc in yaml.safe_load_all((MANIFESTS / name).read_text(encoding="utf-8")) if doc]
+    return docs
+
+
+def of_kind(documents: list[Json], kind: str) -> dict[str, Json]:
+    return {doc["metadata"]["name"]: doc for doc in documents if doc["kind"] == kind}
+
+
+def container(workload: Json) -> Json:
+    containers = workload["spec"]["template"]["spec"]["containers"]
+    assert len(containers) == 1
+    return containers[0]  # type: ignore[no-any-return]
+
+
+def environment(workload: Json, config_map: Json) -> dict[str, str]:
+    """What the container sees, with every optional secret absent (the least a deployment may give it)."""
+    env = {key: str(value) for key, value in config_map["data"].items()}
+    for item in container(workload).get("env", []):
+        if "value" in item:
+            env[item["name"]] = str(item["value"])
+    return env
+
+
+def test_every_resource_in_the_kustomization_exists_and_is_named(documents: list[Json]) -> None:
+    kustomization = yaml.safe_load((MANIFESTS / "kustomization.yaml").read_text(encoding="utf-8"))
+    listed = set(kustomization["resources"])
+    assert listed == {path.name for path in MANIFESTS.glob("*.yaml")} - {"kustomization.yaml"}
+    assert kustomization["namespace"] == "spark"
+    for doc in documents:
+        assert {"apiVersion", "kind", "metadata"} <= set(doc) and doc["metadata"]["name"]
+
+
+def test_every_suite_role_is_a_deployment_running_the_one_image(documents: list[Json]) -> None:
+    deployments = of_kind(documents, "Deployment")
+    assert set(deployments) == set(SUITE)
+    for name, deployment in deployments.items():
+        spec = container(deployment)
+        assert spec["image"] == "spark-services"
+        module = module_run_by(spec["command"])
+        assert module == ("edge" if name == "edge" else f"services.{name}")
+        assert_runnable_module(module)
+
+
+def test_selectors_match_their_pods(documents: list[Json]) -> None:
+    workloads = {**of_kind(documents, "Deployment"), **of_kind(documents, "StatefulSet")}
+    pod_labels = [w["spec"]["template"]["metadata"]["labels"] for w in workloads.values()]
+    for workload, labels in zip(workloads.values(), pod_labels, strict=True):
+        assert workload["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    for kind in ("Service", "PodDisruptionBudget"):
+        for name, doc in of_kind(documents, kind).items():
+            selector = doc["spec"]["selector"]
+            selector = selector.get("matchLabels", selector)
+            matched = [labels for labels in pod_labels if selector.items() <= labels.items()]
+            assert len(matched) == 1, f"{kind} {name} selects {len(matched)} workloads"
+
+
+def test_grpc_services_are_headless_on_their_ports_with_grpc_probes(documents: list[Json]) -> None:
+    services, deployments = of_kind(documents, "Service"), of_kind(documents, "Deployment")
+    for name in SERVICES:
+        port = PORTS[name]
+        # Headless: DNS gives every pod, so each request is balanced (a virtual IP pins an HTTP/2 connection).
+        assert services[name]["spec"]["clusterIP"] == "None"
+        assert {"name": "grpc", "port": port, "targetPort": "grpc", "appProtocol": "grpc"} in services[name]["spec"][
+            "ports"
+        ]
+        spec = container(deployments[name])
+        assert {"name": "grpc", "containerPort": port} in spec["ports"]
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            assert spec[probe]["grpc"] == {"port": port}, f"{name} {probe}"
+        env = {item["name"]: item.get("value") for item in spec["env"]}
+        assert env[f"SPARK_{name.upper()}_PORT"] == str(port)
+        assert env[f"SPARK_{name.upper()}_HOST"] == "0.0.0.0"
+
+
+def test_the_edge_reaches_every_service_by_its_service_name(documents: list[Json]) -> None:
+    edge_env = {item["name"]: item.get("value") for item in container(of_kind(documents, "Deployment")["edge"])["env"]}
+    upstreams = parse_pairs(edge_env["SPARK_EDGE_UPSTREAMS"])
+    assert upstreams == {name: (name, port) for name, port in PORTS.items()}
+    meta_env = {item["name"]: item.get("value") for item in container(of_kind(documents, "Deployment")["meta"])["env"]}
+    assert parse_pairs(meta_env["SPARK_META_BACKENDS"]) == {n: (n, p) for n, p in PORTS.items() if n != "meta"}
+    edge_service = of_kind(documents, "Service")["edge"]
+    # Nothing public by default: an Ingress or a LoadBalancer is the operator's choice.
+    assert edge_service["spec"].get("type", "ClusterIP") == "ClusterIP"
+
+
+def test_each_containers_environment_is_valid_for_its_config_reader(documents: list[Json]) -> None:
+    config_map = of_kind(documents, "ConfigMap")["spark-config"]
+    deployments = of_kind(documents, "Deployment")
+    try:
+        configs = {name: READERS[name](environment(deployments[name], config_map)) for name in SUITE}
+    except ConfigError as error:
+        pytest.fail(str(error), pytrace=False)
+    assert configs["access"].mode == "keys"
+    redis_urls = {configs[name].redis_url for name in ("kv", "llm", "prompts", "access")}
+    assert redis_urls == {"redis://redis:6379/0"}
+    assert configs["edge"].kv_max_value_bytes == configs["kv"].max_value_bytes
+    assert configs["edge"].admin_host == "127.0.0.1" and configs["edge"].stats_port == 9466
+    assert (configs["vision"].llm_target, configs["vision"].prompts_target) == ("llm:50052", "prompts:50053")
+
+
+def test_secrets_come_only_from_an_optional_secret(documents: list[Json]) -> None:
+    for doc in documents:
+        if doc["kind"] == "ConfigMap":
+            assert not [key for key in doc["data"] if SECRET_NAME.search(key)]
+    for name, deployment in of_kind(documents, "Deployment").items():
+        for item in container(deployment).get("env", []):
+            if SECRET_NAME.search(item["name"]):
+                assert "value" not in item, f"{name}: {item['name']} has a value in the manifest"
+                ref = item["valueFrom"]["secretKeyRef"]
+                assert ref == {"name": "spark-secrets", "key": item["name"], "optional": True}
+
+
+def test_pods_run_unprivileged_on_a_read_only_root(documents: list[Json]) -> None:
+    for name, workload in {**of_kind(documents, "Deployment"), **of_kind(documents, "StatefulSet")}.items():
+        pod = workload["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True, name
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        security = container(workload)["securityContext"]
+        assert security["allowPrivilegeEscalation"] is False and security["capabilities"] == {"drop": ["ALL"]}
+        if name in SUITE:
+            assert security["readOnlyRootFilesystem"] is True
+            # The edge writes its Envoy config under /tmp.
+            assert {"name": "tmp", "mountPath": "/tmp"} in container(workload)["volumeMounts"]
+
+
+def test_autoscalers_scale_deployments_that_request_cpu(documents: list[Json]) -> None:
+    deployments = of_kind(documents, "Deployment")
+    autoscalers = of_kind(documents, "HorizontalPodAutoscaler")
+    assert set(autoscalers) == set(SUITE) - {"meta"}
+    for name, hpa in autoscalers.items():
+        target = hpa["spec"]["scaleTargetRef"]
+        assert target == {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}
+        assert 2 <= hpa["spec"]["minReplicas"] <= deployments[name]["spec"]["replicas"] <= hpa["spec"]["maxReplicas"]
+        assert hpa["spec"]["metrics"][0]["resource"]["name"] == "cpu"
+        # Utilization is measured against the request: without one the autoscaler does nothing.
+        assert container(deployments[name])["resources"]["requests"]["cpu"]
+    assert set(of_kind(documents, "PodDisruptionBudget")) == set(autoscalers)
+
+
+def test_redis_persists_with_aof_on_a_volume(documents: list[Json]) -> None:
+    redis = of_kind(documents, "StatefulSet")["redis"]
+    args = container(redis)["args"]
+    assert args[args.index("--appendonly") + 1] == "yes" and args[args.index("--appendfsync") + 1] == "everysec"
+    assert {"name": "data", "mountPath": "/data"} in container(redis)["volumeMounts"]
+    assert redis["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
