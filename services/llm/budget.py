@@ -124,6 +124,7 @@ class TokenBudget:
         self._now = now
         # Per counter key: tokens leased from the store that no call has reserved.
         self._leased: dict[str, int] = {}
+        self._leasing: dict[str, asyncio.Lock] = {}
 
     async def reserve(self, caller: str, tokens: int) -> Reservation:
         """Holds `tokens` of the caller's budget for today.
@@ -135,18 +136,20 @@ class TokenBudget:
             return Reservation(None, tokens)
         now = self._now()
         key = counter_key(now.date(), caller)
-        # Taken out before any await, so that concurrent calls never count the same leased tokens twice.
-        held = self._leased.pop(key, 0)
-        if held >= tokens:
-            self._give(key, held - tokens)
+        if self._take(key, tokens):
             return Reservation(key, tokens)
-        need = tokens - held
-        try:
-            granted = await self._lease(key, need, caller, now)
-        except BaseException:
-            self._give(key, held)
-            raise
-        self._give(key, held + granted - tokens)
+        # One lease at a time per counter: calls that arrive meanwhile are served from it instead of each
+        # leasing a chunk of their own.
+        async with self._leasing.setdefault(key, asyncio.Lock()):
+            if self._take(key, tokens):
+                return Reservation(key, tokens)
+            held = self._leased.pop(key, 0)
+            try:
+                granted = await self._lease(key, tokens - held, caller, now)
+            except BaseException:
+                self._give(key, held)
+                raise
+            self._give(key, held + granted - tokens)
         return Reservation(key, tokens)
 
     async def reconcile(self, reservation: Reservation, actual_tokens: int) -> None:
@@ -166,12 +169,23 @@ class TokenBudget:
     async def flush(self) -> None:
         """Returns every lease's unreserved tokens to the store; those the store does not take stay leased."""
         leased, self._leased = self._leased, {}
+        # Locks of counters nobody is leasing now go too: there is one counter per caller and day.
+        self._leasing = {key: lock for key, lock in self._leasing.items() if lock.locked()}
         for key, tokens in leased.items():
+            if not tokens:
+                continue
             try:
                 await self._store.increment(SPACE, key, -tokens, ttl_ms=TTL_MS)
             except StoreError:
                 logger.warning("unused token budget not returned; will retry", exc_info=True)
                 self._give(key, tokens)
+
+    def _take(self, key: str, tokens: int) -> bool:
+        held = self._leased.get(key, 0)
+        if held < tokens:
+            return False
+        self._leased[key] = held - tokens
+        return True
 
     def _give(self, key: str, tokens: int) -> None:
         if tokens > 0:

@@ -136,6 +136,13 @@ async def test_one_lease_serves_many_calls_without_a_store_write(store: Store, r
     assert await _used(store, "ada") == 500
 
 
+async def test_calls_arriving_together_share_one_lease_at_a_time(store: Store, registry: CollectorRegistry) -> None:
+    budget = _budget(store, registry, 2_000_000)
+    await asyncio.gather(*(budget.reserve("ada", 16_000) for _ in range(16)))
+    # Each lease of 100,000 serves six calls; sixteen need three leases, not sixteen.
+    assert await _used(store, "ada") == 300_000
+
+
 async def test_near_the_end_a_call_leases_just_what_it_needs(store: Store, registry: CollectorRegistry) -> None:
     budget = _budget(store, registry, 1000)  # leases of 50
     await budget.reserve("ada", 960)
