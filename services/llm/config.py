@@ -64,13 +64,14 @@ def read_config(environ: Mapping[str, str] | None = None) -> LlmConfig:
         except RegistryError as error:
             env.problem(f"DEFAULT_MODEL: {error}")
     providers: dict[str, ProviderSettings] = {}
+    connections = env.integer("SPARK_LLM_PROVIDER_CONNECTIONS", 4096, minimum=1, maximum=65536)
     for spec in registry.providers.values():
         key = env.optional_text(spec.key_variable)
         base_url = env.text(spec.base_url_variable, spec.base_url)
         if not base_url.startswith(("http://", "https://")):
             env.problem(f"{spec.base_url_variable}={base_url!r} is not an http(s) URL")
         if key:
-            providers[spec.name] = ProviderSettings(spec.name, key, base_url.rstrip("/"))
+            providers[spec.name] = ProviderSettings(spec.name, key, base_url.rstrip("/"), max_connections=connections)
     injection: InjectionMode = "flag"
     match env.choice("SPARK_LLM_INJECTION", "flag", ("off", "flag", "refuse")):
         case "off":

@@ -108,7 +108,7 @@ def _image(raw: Any, where: str, problems: _Violations) -> ImagePart | None:
         problems.add(f"{where}.url", "must be an http(s) URL or a data:image/...;base64, URL")
         return None
     detail = raw.get("detail")
-    if detail is not None and detail not in _IMAGE_DETAILS:
+    if detail is not None and (not isinstance(detail, str) or detail not in _IMAGE_DETAILS):
         problems.add(f"{where}.detail", "must be auto, low or high")
         return None
     return ImagePart(url, detail)
@@ -176,7 +176,7 @@ def _json_mode(raw: Any, problems: _Violations) -> bool:
     if raw is None:
         return False
     kind = raw.get("type") if isinstance(raw, dict) else None
-    if kind not in _RESPONSE_FORMATS:
+    if not isinstance(kind, str) or kind not in _RESPONSE_FORMATS:
         problems.add("response_format", 'must be {"type": "text" | "json_object" | "json_schema", ...}')
         return False
     return _RESPONSE_FORMATS[kind]

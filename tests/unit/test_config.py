@@ -102,3 +102,13 @@ def test_llm_daily_token_budget() -> None:
     for bad in ("-1", "lots", "1.5"):
         with pytest.raises(ConfigError, match="SPARK_LLM_DAILY_TOKEN_BUDGET"):
             read_llm_config({"SPARK_LLM_DAILY_TOKEN_BUDGET": bad})
+
+
+def test_llm_provider_connections_are_enough_for_a_thousand_streams_by_default() -> None:
+    """Each open stream holds one connection to its provider: 256 left a burst of 1,000 streams waiting."""
+    assert read_llm_config({"OPENAI_API_KEY": "k"}).providers["openai"].max_connections == 4096
+    given = read_llm_config({"OPENAI_API_KEY": "k", "SPARK_LLM_PROVIDER_CONNECTIONS": "64"})
+    assert given.providers["openai"].max_connections == 64
+    for bad in ("0", "many"):
+        with pytest.raises(ConfigError, match="SPARK_LLM_PROVIDER_CONNECTIONS"):
+            read_llm_config({"SPARK_LLM_PROVIDER_CONNECTIONS": bad})

@@ -10,8 +10,8 @@ import httpx2
 import orjson
 from opentelemetry.trace import Tracer
 
-from services.llm.chat import ChatMessage, ChatRequest, Completion, Delta, Finished, ImagePart, StreamEvent, Usage
-from services.llm.providers.base import ProviderError, ProviderSettings, status_error, usage_from
+from services.llm.chat import ChatMessage, ChatRequest, Completion, Delta, Finished, ImagePart, StreamEvent
+from services.llm.providers.base import ProviderError, ProviderSettings, status_error, usage_from, usage_of
 from services.llm.providers.fences import FenceStripper, strip_fences
 from services.llm.providers.finish import finish_reason
 from services.llm.providers.transport import call_timeout, sdk_client_options
@@ -192,6 +192,8 @@ class AnthropicProvider:
                 async for event in events:
                     if event.type == "content_block_delta":
                         if event.delta.type == "text_delta":
+                            if not isinstance(event.delta.text, str):
+                                raise TypeError("a text delta's text is not a string")
                             text = fences.feed(event.delta.text) if fences else event.delta.text
                             if text:
                                 yield Delta(text)
@@ -212,10 +214,7 @@ class AnthropicProvider:
             raise ProviderError(self.name, "retryable", f"{self.name} ended the stream without message_stop")
         if fences and (rest := fences.finish()):
             yield Delta(rest)
-        usage = None
-        if isinstance(prompt_tokens, int) and isinstance(completion_tokens, int):
-            usage = Usage(prompt_tokens, completion_tokens)
-        yield Finished(finish_reason(reason), usage)
+        yield Finished(finish_reason(reason), usage_of(prompt_tokens, completion_tokens))
 
     async def close(self) -> None:
         await self._client.close()

@@ -48,6 +48,9 @@ class ProviderSettings:
     api_key: str
     base_url: str
     connect_timeout_s: float = 10.0
+    # Open connections to the provider; a stream holds one for its whole length, and a call beyond the
+    # limit waits for a free one (within its timeout).
+    max_connections: int = 4096
 
 
 class Provider(Protocol):
@@ -71,8 +74,13 @@ def usage_from(raw: Any, prompt_key: str, completion_key: str) -> Usage | None:
     input_tokens / output_tokens); None when it is missing or malformed."""
     if not isinstance(raw, dict):
         return None
-    prompt, completion = raw.get(prompt_key), raw.get(completion_key)
-    if not isinstance(prompt, int) or not isinstance(completion, int):
+    return usage_of(raw.get(prompt_key), raw.get(completion_key))
+
+
+def usage_of(prompt: object, completion: object) -> Usage | None:
+    """The usage of two reported token counts; None unless both are non-negative integers (`true` is not one:
+    it would reach budgets as 1 and callers' usage objects as a boolean)."""
+    if type(prompt) is not int or type(completion) is not int or prompt < 0 or completion < 0:
         return None
     return Usage(prompt, completion)
 

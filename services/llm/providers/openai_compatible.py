@@ -14,7 +14,7 @@ from opentelemetry.trace import Tracer
 from services.llm.chat import ChatMessage, ChatRequest, Completion, Delta, Finished, ImagePart, StreamEvent, Usage
 from services.llm.providers.base import ProviderError, ProviderSettings, status_error, usage_from
 from services.llm.providers.finish import finish_reason
-from services.llm.providers.sse import sse_data
+from services.llm.providers.sse import sse_data, sse_lines
 from services.llm.providers.transport import call_timeout, sdk_client_options
 
 Json = dict[str, Any]
@@ -123,7 +123,7 @@ class OpenAICompatibleProvider:
                 ),
             )
             try:
-                async for data in sse_data(response.aiter_lines()):
+                async for data in sse_data(sse_lines(response.aiter_bytes())):
                     chunk = orjson.loads(data)
                     if "error" in chunk:
                         message = _error_message(chunk) or "an error event"
@@ -131,7 +131,10 @@ class OpenAICompatibleProvider:
                     if (raw_usage := chunk.get("usage")) is not None:
                         usage = usage_from(raw_usage, "prompt_tokens", "completion_tokens")
                     for choice in chunk.get("choices") or ():
-                        if text := (choice.get("delta") or {}).get("content"):
+                        text = (choice.get("delta") or {}).get("content") or ""
+                        if not isinstance(text, str):
+                            raise TypeError("delta content is not a string")
+                        if text:
                             yield Delta(text)
                         if choice.get("finish_reason"):
                             reason = choice["finish_reason"]

@@ -21,9 +21,6 @@ from opentelemetry.trace import SpanKind, StatusCode, Tracer
 
 from services.llm.providers.base import ProviderSettings
 
-# Keep-alive connections per provider; a burst beyond it waits for a free one (the pool timeout).
-MAX_CONNECTIONS = 256
-
 
 @contextlib.contextmanager
 def _mapped_errors(timeout: dict[str, Any]) -> Iterator[None]:
@@ -60,7 +57,7 @@ class _ResponseStream(httpx2.AsyncByteStream):
 
 
 class AiohttpTransport(httpx2.AsyncBaseTransport):
-    def __init__(self, *, max_connections: int = MAX_CONNECTIONS, tracer: Tracer | None = None) -> None:
+    def __init__(self, *, max_connections: int, tracer: Tracer | None = None) -> None:
         self._max_connections = max_connections
         self._tracer = tracer
         self._session: aiohttp.ClientSession | None = None
@@ -133,7 +130,9 @@ def sdk_client_options(settings: ProviderSettings, tracer: Tracer | None) -> dic
         "api_key": settings.api_key,
         "base_url": settings.base_url,
         "max_retries": 0,
-        "http_client": httpx2.AsyncClient(transport=AiohttpTransport(tracer=tracer)),
+        "http_client": httpx2.AsyncClient(
+            transport=AiohttpTransport(max_connections=settings.max_connections, tracer=tracer)
+        ),
     }
 
 
