@@ -180,12 +180,17 @@ def _compiled(pattern: str, flags: str) -> _Compiled:
         raise _invalid("pattern", "PATTERN_TOO_LONG", f"is longer than {MAX_PATTERN_CHARS} characters")
     try:
         regex = re.compile(pattern, bits)
-    except re.error as error:
+        tree = sre_parse.parse(pattern, bits)
+        unsafe = _has_nested_quantifier(tree.data, inside_repeat=False)
+        line_local = _is_line_local(tree.data, tree.state.flags)
+    # `re` raises OverflowError for a repeat count such as {4294967296}; both parsers recurse per group.
+    except (re.error, OverflowError) as error:
         raise _invalid("pattern", "INVALID_REGEX", str(error)) from None
-    tree = sre_parse.parse(pattern, bits)
-    if _has_nested_quantifier(tree.data, inside_repeat=False):
+    except RecursionError:
+        raise _invalid("pattern", "INVALID_REGEX", "groups nest too deeply") from None
+    if unsafe:
         raise _invalid("pattern", "UNSAFE_REGEX", "a repeated group contains a variable-length quantifier")
-    return _Compiled(regex, "g" in flags, _is_line_local(tree.data, tree.state.flags))
+    return _Compiled(regex, "g" in flags, line_local)
 
 
 _REPEATS = frozenset({sre.MAX_REPEAT, sre.MIN_REPEAT, sre.POSSESSIVE_REPEAT})
