@@ -20,10 +20,10 @@ def _reject_constant(name: str) -> None:
 def json_error(data: bytes) -> str | None:
     """Returns why `data` is not a JSON text, or None if it is one.
 
-    orjson decides the common case fast; it also rejects valid JSON that it
-    cannot represent (integers beyond 64 bits), so its "no" is confirmed by the
-    standard library, which is exact about the grammar once NaN and Infinity
-    are refused.
+    orjson decides the common case fast; it also rejects some valid JSON
+    (arrays or objects nested deeper than 1,024 levels), so its "no" is
+    confirmed by the standard library, which is exact about the grammar once
+    NaN and Infinity are refused.
     """
     try:
         orjson.loads(data)

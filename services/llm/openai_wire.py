@@ -195,7 +195,8 @@ def parse_body(data: bytes) -> ParsedBody:
     max_tokens = _integer(body, "max_completion_tokens", 1, problems)
     if max_tokens is None:
         max_tokens = _integer(body, "max_tokens", 1, problems)
-    if body.get("n", 1) != 1:
+    # `True == 1` in Python: a boolean is not a count.
+    if body.get("n", 1) != 1 or isinstance(body.get("n"), bool):
         problems.add("n", "only n = 1 is supported")
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
