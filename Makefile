@@ -35,12 +35,12 @@ install: $(VENV)/.installed
 
 install-dev: $(VENV)/.installed-dev
 
-# Redis and openssl (Debian), buf (npm) and the published @github/spark runtime (npm) for the tests.
+# Redis, openssl and protoc-gen-swagger (Debian), buf (npm) and the published @github/spark runtime (npm) for the tests.
 test-deps: $(CACHE)/node/node_modules/.bin/buf $(CACHE)/spark-runtime/package/dist/db.js
-	@command -v redis-server >/dev/null && command -v openssl >/dev/null || { \
-		echo "installing redis-server and openssl"; \
+	@command -v redis-server >/dev/null && command -v openssl >/dev/null && command -v protoc-gen-swagger >/dev/null || { \
+		echo "installing redis-server, openssl and golang-grpc-gateway"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server openssl >/dev/null; }
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server openssl golang-grpc-gateway >/dev/null; }
 
 $(CACHE)/node/node_modules/.bin/buf:
 	mkdir -p $(CACHE)/node
@@ -58,13 +58,16 @@ protos: install-dev
 
 lint: install-dev test-deps
 	$(PY) -m ruff check .
-	$(PY) -m mypy services edge tools benchmarks
+	$(PY) -m mypy services edge tools benchmarks fuzz
 	$(PY) -m tools.buflint
 
+# wrk, redis-benchmark and webdis (Debian) for the benchmarks; LiteLLM and Portkey install themselves on first use.
 bench: install-dev test-deps
-	$(PY) -m benchmarks.kv
-	$(PY) -m benchmarks.prompts
-	$(PY) -m benchmarks.access
+	@command -v wrk >/dev/null && command -v redis-benchmark >/dev/null && command -v webdis >/dev/null || { \
+		echo "installing wrk, redis-tools and webdis"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq wrk redis-tools webdis >/dev/null; }
+	$(PY) -m benchmarks
 
 clean:
 	rm -rf $(VENV) $(CACHE) var

@@ -3,7 +3,7 @@
 The structure below is the template; `EdgeSettings` fills in ports, upstream
 addresses, limits and origins. Filter order (requests top to bottom,
 responses bottom to top): cors -> header_mutation -> ext_authz -> [ratelimit]
--> lua -> grpc_json_transcoder -> router. header_mutation strips a client's
+-> lua -> buffer -> grpc_json_transcoder -> router. header_mutation strips a client's
 `x-spark-user` before ext_authz sets the verified one. By default the ext_authz
 check also counts the rate limit (one call per request); with
 SPARK_EDGE_RATE_LIMITS=filter, Envoy's rate-limit filter asks the access
@@ -33,6 +33,7 @@ TYPE = "type.googleapis.com/"
 TRANSCODER = "envoy.filters.http.grpc_json_transcoder"
 LUA = "envoy.filters.http.lua"
 HEADER_MUTATION = "envoy.filters.http.header_mutation"
+BUFFER = "envoy.filters.http.buffer"
 CORS = "envoy.filters.http.cors"
 EXT_AUTHZ = "envoy.filters.http.ext_authz"
 RATELIMIT = "envoy.filters.http.ratelimit"
@@ -49,6 +50,11 @@ HSTS = "max-age=31536000; includeSubDomains"
 ACCESS_CHECKED_HEADERS = ("authorization", "x-api-key", "x-admin-token", "x-nonce")
 JSON_CONTENT_TYPE = "application/json"
 ORIGINAL_METHOD_HEADER = "x-spark-original-method"
+# Request headers the transcoder would pass on as metadata that a gRPC service refuses, failing the call as
+# INTERNAL (an HTTP 500): names with characters HTTP allows but gRPC does not (a leading ':' marks Envoy's
+# pseudo-headers), binary `-bin` headers that are not base64, and gRPC's own `grpc-*` (an unparsable
+# `grpc-timeout` or `grpc-encoding`). Browsers and SDKs never need them on the HTTP routes.
+GRPC_UNSAFE_HEADER = r".*[^0-9a-z_.:\-].*|.+:.*|grpc-.*|.*-bin"
 CORS_ALLOWED_HEADERS = (
     "content-type",
     "authorization",
@@ -271,6 +277,14 @@ def _http_route(route: HttpRoute, settings: EdgeSettings) -> Json:
         "vision": settings.vision_max_body_bytes,
     }.get(route.body_limit or "", settings.default_max_body_bytes)
     per_filter: Json = {TRANSCODER: _transcoder(settings, body_limit, snake_case=route.snake_case)}
+    if route.body_limit is None:
+        # The transcoder enforces its body limit only on the raw (HttpBody) bodies it buffers; a JSON body
+        # streams into the message unchecked, so 20 MiB reached a service (a 429 or 504 rather than a 413).
+        buffer = {
+            "@type": TYPE + "envoy.extensions.filters.http.buffer.v3.BufferPerRoute",
+            "buffer": {"max_request_bytes": body_limit},
+        }
+        per_filter[BUFFER] = _filter_config(buffer)
     if (source := _route_lua(route)) is not None:
         lua = {
             "@type": TYPE + "envoy.extensions.filters.http.lua.v3.LuaPerRoute",
@@ -492,6 +506,7 @@ def _header_mutation(settings: EdgeSettings) -> Json:
             }
         },
         {"remove": USER_METADATA},
+        {"remove_on_match": {"key_matcher": {"safe_regex": {"regex": GRPC_UNSAFE_HEADER}}}},
     ]
     return {
         "@type": TYPE + "envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
@@ -540,6 +555,14 @@ def _http_filters(settings: EdgeSettings) -> list[Json]:
             "name": LUA,
             "disabled": True,
             "typed_config": {"@type": TYPE + "envoy.extensions.filters.http.lua.v3.Lua"},
+        },
+        {
+            "name": BUFFER,
+            "disabled": True,
+            "typed_config": {
+                "@type": TYPE + "envoy.extensions.filters.http.buffer.v3.Buffer",
+                "max_request_bytes": settings.default_max_body_bytes,
+            },
         },
         {"name": TRANSCODER, "typed_config": _transcoder(settings, settings.default_max_body_bytes, snake_case=False)},
         ROUTER_FILTER,

@@ -97,6 +97,9 @@ def read_settings(descriptor_path: Path, environ: Mapping[str, str] | None = Non
         if value and not Path(value).is_file():
             env.problem(f"{name}={value!r} is not a file")
     stats_port = env.integer("SPARK_EDGE_STATS_PORT", -1, minimum=-1, maximum=65535)
+    # The vision service accepts messages up to twice its image limit and refuses larger ones as
+    # RESOURCE_EXHAUSTED, which would reach the caller as a 429: the edge's default stays below that.
+    max_image = env.integer("SPARK_VISION_MAX_IMAGE_BYTES", 10 * MIB, minimum=1, maximum=256 * MIB)
     settings = EdgeSettings(
         listen_host=env.text("SPARK_EDGE_HOST", "127.0.0.1"),
         port=env.integer("SPARK_EDGE_PORT", 8080, minimum=0, maximum=65535),
@@ -112,8 +115,10 @@ def read_settings(descriptor_path: Path, environ: Mapping[str, str] | None = Non
         default_max_body_bytes=env.integer("SPARK_EDGE_MAX_BODY_BYTES", MIB, minimum=1, maximum=1024 * MIB),
         # Chat bodies carry images as base64 data URLs.
         llm_max_body_bytes=env.integer("SPARK_EDGE_MAX_LLM_BODY_BYTES", 24 * MIB, minimum=1, maximum=1024 * MIB),
-        # A 10 MiB image as base64 in JSON.
-        vision_max_body_bytes=env.integer("SPARK_EDGE_MAX_VISION_BODY_BYTES", 16 * MIB, minimum=1, maximum=1024 * MIB),
+        # An image at the vision limit as base64 in JSON: 16 MiB for the default 10 MiB.
+        vision_max_body_bytes=env.integer(
+            "SPARK_EDGE_MAX_VISION_BODY_BYTES", max_image * 3 // 2 + MIB, minimum=1, maximum=1024 * MIB
+        ),
         access_log_path=env.text("SPARK_EDGE_ACCESS_LOG", "/dev/stdout"),
         otlp=parse_otlp(env.optional_text("OTEL_EXPORTER_OTLP_ENDPOINT"), env),
         max_heap_bytes=env.integer("SPARK_EDGE_MAX_HEAP_BYTES", 1024 * MIB, minimum=64 * MIB),

@@ -47,6 +47,10 @@ ConfigT = TypeVar("ConfigT", bound=HasServerConfig)
 
 # Headroom over the largest payload for the protobuf framing around it.
 MESSAGE_OVERHEAD_BYTES = 64 * 1024
+# Every header the edge accepts (60 KiB, `max_request_headers_kb`) reaches a service as metadata, with the
+# edge's own added. gRPC's defaults refuse metadata over 8 KiB some of the time and over 16 KiB always, as
+# RESOURCE_EXHAUSTED: a browser with large cookies would get random 429s.
+MAX_METADATA_BYTES = 96 * 1024
 
 
 @dataclass
@@ -133,6 +137,8 @@ async def start_server(
         options=[
             ("grpc.max_receive_message_length", max_bytes),
             ("grpc.max_send_message_length", max_bytes),
+            ("grpc.max_metadata_size", MAX_METADATA_BYTES),
+            ("grpc.absolute_max_metadata_size", MAX_METADATA_BYTES),
             # One process per port: a second copy must fail loudly, not share the port.
             ("grpc.so_reuseport", 0),
         ],

@@ -14,6 +14,8 @@ from services.vision.multipart import parse_form
 
 MAX_VARIABLES = 64
 MAX_PROMPT_CHARS = 20_000
+# `prompt_id` and `max_tokens` travel on as int32 proto fields; a larger value would fail there as a 500.
+MAX_INT32 = 2**31 - 1
 _TEXT_FIELDS = ("provider", "model", "prompt", "namespace", "lang")
 _FIELDS = {*_TEXT_FIELDS, "prompt_id", "variables", "image_url", "image_base64", "max_tokens", "temperature"}
 
@@ -80,11 +82,11 @@ def _build(values: dict[str, Any], image: Image | None, max_image_bytes: int) ->
     if prompt is not None and (not prompt.strip() or len(prompt) > MAX_PROMPT_CHARS):
         raise _invalid("prompt", f"must be non-empty and at most {MAX_PROMPT_CHARS} characters")
     prompt_id = values.get("prompt_id")
-    if prompt_id is not None and (type(prompt_id) is not int or prompt_id < 1):
-        raise _invalid("prompt_id", "must be a positive integer")
+    if prompt_id is not None and (type(prompt_id) is not int or not 1 <= prompt_id <= MAX_INT32):
+        raise _invalid("prompt_id", f"must be an integer from 1 to {MAX_INT32}")
     max_tokens = values.get("max_tokens", 0)
-    if type(max_tokens) is not int or max_tokens < 0:
-        raise _invalid("max_tokens", "must be a non-negative integer")
+    if type(max_tokens) is not int or not 0 <= max_tokens <= MAX_INT32:
+        raise _invalid("max_tokens", f"must be an integer from 0 to {MAX_INT32}")
     temperature = values.get("temperature")
     if temperature is not None and (type(temperature) not in (int, float) or not 0 <= temperature <= 2):
         raise _invalid("temperature", "must be a number from 0 to 2")

@@ -97,6 +97,7 @@ def test_hardening_settings() -> None:
         "envoy.filters.http.header_mutation",
         EXT_AUTHZ,
         "envoy.filters.http.lua",
+        "envoy.filters.http.buffer",
         "envoy.filters.http.grpc_json_transcoder",
         "envoy.filters.http.router",
     ]
