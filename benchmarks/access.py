@@ -26,9 +26,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from benchmarks.harness import BenchError, CpuMeter, Suite, Wrk, mib, publish, rss_bytes, table
+from benchmarks.harness import (
+    BenchError,
+    CpuMeter,
+    Suite,
+    Wrk,
+    load_average,
+    publish,
+    rss_mib,
+    start_command,
+    table,
+)
 from benchmarks.kv import KEY_PREFIX, KEYS, VALUE_BYTES, preload
-from services.common.logs import setup_logging
 from tests.support.redis_server import RedisServer, start_redis_server
 
 logger = logging.getLogger(__name__)
@@ -71,7 +80,9 @@ def bench_variant(
 ) -> list[Row]:
     directory = work_dir / f"{round_no}-{re.sub(r'[^a-z0-9]+', '-', variant.name)}"
     with Suite(directory, redis_url=redis.url if redis else None, extra_env=variant.env) as suite:
-        problems = preload(suite.url)
+        # With Redis the access service runs in keys mode, as deployed: every request carries a key.
+        headers = suite.api_key_headers() if redis and variant is not VARIANTS[0] else {}
+        problems = preload(suite.url, headers)
         if problems:
             raise BenchError(f"{variant.name}: preload failed: {problems}")
         processes = suite.processes()
@@ -84,10 +95,11 @@ def bench_variant(
                 ["get", str(KEYS), KEY_PREFIX, str(VALUE_BYTES)],
                 duration_s=duration_s,
                 connections=connections,
+                headers=headers,
             ).run()
             cpu = meter.read()
             suite.check_alive()
-            rss = {name: mib(rss_bytes(pid)) for name, pid in processes.items()}
+            rss = rss_mib(processes)
             rows.append(
                 Row(
                     round_no,
@@ -175,7 +187,7 @@ def run(duration_s: float, work_dir: Path, use_redis: bool) -> tuple[dict[str, A
             "duration_s": duration_s,
             "store": "redis" if use_redis else "sqlite",
             "cpus": os.cpu_count(),
-            "load_average_at_start": " ".join(f"{v:.2f}" for v in os.getloadavg()),
+            "load_average_at_start": load_average(),
         },
         "rows": [dataclasses.asdict(r) for r in rows],
         "costs": found,
@@ -190,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--redis", action="store_true", help="counters and KV in a Redis instead of SQLite")
     parser.add_argument("--json", type=Path, default=Path("var/bench/access.json"), help="where to write the results")
     args = parser.parse_args(argv)
-    setup_logging("bench", "info")
+    start_command()
     work_dir = Path(tempfile.mkdtemp(prefix="spark-bench-access-"))
     try:
         report, rows = run(args.duration, work_dir, args.redis)

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import http.client
 import json
 import logging
 import os
 import resource
+import secrets
+import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -20,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final
 
+from services.common.logs import setup_logging
 from tests.support.ports import free_ports
 from tests.support.processes import terminate
 
@@ -36,6 +41,18 @@ _STOP_TIMEOUT_S: Final = 30.0
 
 class BenchError(RuntimeError):
     """Something the benchmark depends on did not start, crashed or printed nonsense."""
+
+
+def start_command() -> None:
+    """What every benchmark command does first: the suite's JSON logs (httpx's per-request lines left out), and
+    SIGTERM (from `timeout`, say) handled like Ctrl-C, so that every process the benchmark started is stopped."""
+    setup_logging("bench", "info")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 # --- /proc sampling -------------------------------------------------------------------------------
@@ -111,13 +128,90 @@ def mib(value: int | None) -> float | None:
     return None if value is None else round(value / (1024 * 1024), 1)
 
 
+def rss_mib(pids: Mapping[str, int]) -> dict[str, float | None]:
+    """The VmRSS of each named process in MiB (None for one that is gone)."""
+    return {name: mib(rss_bytes(pid)) for name, pid in pids.items()}
+
+
+def load_average() -> str:
+    """The host's 1, 5 and 15 minute load averages, for a report's header: the machine is shared."""
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
+def raise_open_files_limit(needed: int) -> int:
+    """Raises the soft RLIMIT_NOFILE to `needed` if it is lower; processes started later inherit it.
+
+    Past the hard limit only root may go; anyone else gets the hard limit. Returns the soft limit now.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return soft
+    if hard == resource.RLIM_INFINITY or hard >= needed:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+    else:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (needed, needed))
+        except (ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    """Part of a sectioned table: a title line (may be empty), a header and the rows."""
+
+    title: str
+    header: Sequence[str]
+    rows: Sequence[Sequence[str]]
+
+
+def sectioned_table(sections: Sequence[Section]) -> str:
+    """Plain-text tables that share their column widths, so that they read as one; columns left-aligned."""
+    for section in sections:
+        if any(len(row) != len(section.header) for row in section.rows):
+            raise ValueError(f"a row of {section.title or 'the table'} does not match its header")
+    columns = max(len(section.header) for section in sections)
+    grids = [[list(section.header), *map(list, section.rows)] for section in sections]
+    widths = [max((len(row[i]) for grid in grids for row in grid if i < len(row)), default=0) for i in range(columns)]
+    lines: list[str] = []
+    for section, grid in zip(sections, grids, strict=True):
+        if section.title:
+            lines += [""] if lines else []
+            lines.append(section.title)
+        rule = ["-" * width for width in widths[: len(section.header)]]
+        for row in (grid[0], rule, *grid[1:]):
+            lines.append("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)).rstrip())
+    return "\n".join(lines)
+
+
+def p50_p99(samples: Sequence[float]) -> tuple[float, float]:
+    """The median and the 99th percentile (statistics' default method); zeros when there are no samples."""
+    if len(samples) < 2:
+        return (samples[0], samples[0]) if samples else (0.0, 0.0)
+    return statistics.median(samples), statistics.quantiles(samples, n=100)[98]
+
+
+def counts_text(counts: Mapping[str, int]) -> str:
+    """Errors or failures by kind for a table cell, `0` when there are none."""
+    return ", ".join(f"{name}: {count}" for name, count in counts.items()) or "0"
+
+
+def cpu_text(cpu: Mapping[str, float]) -> str:
+    """A CpuMeter reading for a table cell: the processes that used at least 1% of a core, and the host."""
+    short = {"redis-server": "redis", "load tool": "load"}
+    return " ".join(
+        f"{short.get(name, name)} {value:.0f}" for name, value in cpu.items() if value >= 1 or name == "host"
+    )
+
+
+def verdict(ok: bool, text: str) -> str:
+    """One line of a benchmark's verdicts: PASS or FAIL, then what was measured against what."""
+    return f"{'PASS' if ok else 'FAIL'}  {text}"
+
+
 def table(header: Sequence[str], lines: Sequence[Sequence[str]]) -> str:
     """A plain-text table with left-aligned columns."""
-    widths = [max(len(cell) for cell in column) for column in zip(header, *lines, strict=True)]
-    rendered = [header, ["-" * width for width in widths], *lines]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip() for line in rendered
-    )
+    return sectioned_table([Section("", header, lines)])
 
 
 # --- the suite --------------------------------------------------------------------------------------
@@ -153,6 +247,7 @@ class Suite:
         self.extra_env = dict(extra_env or {})
         self.startup_timeout_s = startup_timeout_s
         self.url = ""
+        self._admin_token = secrets.token_hex(16)
         self._process: subprocess.Popen[bytes] | None = None
         self._outputs: list[IO[bytes]] = []
 
@@ -170,6 +265,8 @@ class Suite:
         # The edge's policy filters run on every request, with limits no benchmark reaches.
         env["SPARK_ACCESS_LIMITS"] = str(LIMITS_FILE)
         env["SPARK_ACCESS_PORT"] = "0"
+        # For api_key_headers(): with REDIS_URL the access service runs in keys mode, as a deployment does.
+        env["ADMIN_TOKEN"] = self._admin_token
         env["SPARK_ACCESS_METRICS_PORT"] = "0"
         # The token budget's store writes are measured; one benchmark caller must not use it up.
         env["SPARK_LLM_DAILY_TOKEN_BUDGET"] = str(10**12)
@@ -217,6 +314,27 @@ class Suite:
             time.sleep(0.1)
         self.stop()
         raise BenchError(f"the suite was not ready in {self.startup_timeout_s} s; log tail:\n{self.log_tail()}")
+
+    def api_key_headers(self, login: str = "bench") -> dict[str, str]:
+        """A new API key for `login`, made through the edge's admin route, as the header that sends it.
+
+        Requests without one are refused (401) when the access service runs in keys mode, its default with
+        REDIS_URL set; without REDIS_URL it runs in development mode and needs none.
+        """
+        body = json.dumps({"user": {"login": login}})
+        headers = {"x-admin-token": self._admin_token, "Content-Type": "application/json"}
+        connection = http.client.HTTPConnection(self.url.removeprefix("http://"), timeout=10)
+        try:
+            connection.request("POST", "/admin/keys", body, headers)
+            response = connection.getresponse()
+            payload = response.read()
+        except (OSError, http.client.HTTPException) as error:
+            raise BenchError(f"POST /admin/keys failed: {error!r}") from error
+        finally:
+            connection.close()
+        if response.status != 200:
+            raise BenchError(f"POST /admin/keys answered {response.status}: {payload[:300]!r}")
+        return {"Authorization": f"Bearer {json.loads(payload)['secret']}"}
 
     @property
     def pid(self) -> int:
@@ -295,7 +413,8 @@ def _run(argv: Sequence[str], *, timeout_s: float) -> subprocess.CompletedProces
 
 
 def parse_wrk_report(stdout: str) -> LoadResult:
-    """The `WRK_JSON` line our wrk scripts print in done(): errors are socket errors plus every non-2xx by status."""
+    """The `WRK_JSON` line our wrk scripts print in done(): errors are socket errors, every non-2xx by status and
+    (webdis) every 2xx whose body is not what the command returns."""
     line = next((ln for ln in stdout.splitlines() if ln.startswith("WRK_JSON ")), None)
     if line is None:
         raise BenchError(f"wrk printed no WRK_JSON line:\n{stdout}")
@@ -303,6 +422,8 @@ def parse_wrk_report(stdout: str) -> LoadResult:
     # wrk counts status >= 400 as a "status" error; our Lua counts every non-2xx by code instead.
     errors = {name: count for name, count in report["errors"].items() if name != "status" and count}
     errors.update({f"http {status}": count for status, count in report["statuses"].items()})
+    if report.get("mismatched"):
+        errors["wrong body"] = report["mismatched"]
     latency = report["latency_us"]
     return LoadResult(
         requests=report["requests"],

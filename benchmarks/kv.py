@@ -1,11 +1,13 @@
-"""`python -m benchmarks.kv`: Spark KV through the Envoy edge, on SQLite and on Redis, next to raw Redis.
+"""`python -m benchmarks.kv`: Spark KV through the Envoy edge, on SQLite and on Redis, next to raw Redis and webdis.
 
 One run starts a Redis (AOF everysec), then the suite (`python -m services`)
-twice in turn: on the embedded SQLite store and on that Redis. Each time it
-preloads `KEYS` values through the edge, checks every one reads back byte
-for byte, and drives `GET` and `POST /_spark/kv/{key}` with wrk. Last,
-redis-benchmark runs GET and SET on the same Redis for the side-by-side row.
-It prints one results table and one memory table, and writes both as JSON.
+three times in turn: on the embedded SQLite store (one and two kv processes)
+and on that Redis. Each time it preloads `KEYS` values through the edge,
+checks every one reads back byte for byte, and drives `GET` and
+`POST /_spark/kv/{key}` with wrk. Last, on the same Redis, redis-benchmark
+runs GET and SET, and webdis (an HTTP front for Redis) gets the same keys
+and values through its `/GET` and `/SET` paths, every answer checked. It
+prints one results table and one memory table, and writes both as JSON.
 
 The edge's access log goes to /dev/null during the run so that logging is not
 what gets measured. Run it from the repository root.
@@ -21,35 +23,43 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from benchmarks import webdis
 from benchmarks.harness import (
     BenchError,
     CpuMeter,
     LoadResult,
     Suite,
     Wrk,
+    counts_text,
+    cpu_text,
+    load_average,
     mib,
     publish,
     rss_bytes,
     run_redis_benchmark,
+    start_command,
     table,
+    verdict,
 )
-from services.common.logs import setup_logging
+from benchmarks.peers import PeerUnavailable
 from tests.support.redis_server import RedisServer, start_redis_server
 
 logger = logging.getLogger(__name__)
 
-TARGET: Final = "KV GET through the edge ≥ 5,000 req/s with p99 ≤ 20 ms"
-TARGET_RPS: Final = 5000.0
-TARGET_P99_MS: Final = 20.0
+TARGET: Final = "KV GET through the edge ≥ 8,000 req/s with p99 ≤ 10 ms"
+TARGET_RPS: Final = 8000.0
+TARGET_P99_MS: Final = 10.0
 CONNECTIONS: Final = 16
 KEYS: Final = 1000
 VALUE_BYTES: Final = 100
 KEY_PREFIX: Final = "bench-"
+# webdis writes raw Redis keys: its own, apart from the kv service's and redis-benchmark's.
+WEBDIS_KEY_PREFIX: Final = "webdis-bench-"
 SETTLE_S: Final = 1.0
 MIB: Final = 1024 * 1024
 
@@ -60,8 +70,8 @@ def value_for(i: int, size: int = VALUE_BYTES) -> bytes:
     return (head + "x" * max(0, size - len(head) - 2) + '"}').encode()
 
 
-def key_for(i: int) -> str:
-    return f"{KEY_PREFIX}{i:06d}"
+def key_for(i: int, prefix: str = KEY_PREFIX) -> str:
+    return f"{prefix}{i:06d}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,20 +103,22 @@ def _row(target: str, backend: str, op: str, result: LoadResult, cpu: dict[str, 
     return Row(target, backend, op, CONNECTIONS, result.rps, result.p50_ms, result.p99_ms, result.errors, cpu)
 
 
-def preload(url: str) -> list[str]:
+def preload(url: str, headers: Mapping[str, str] | None = None) -> list[str]:
     """Writes every key through the edge and reads it back; returns what did not match the contract."""
     problems: list[str] = []
     connection = http.client.HTTPConnection(url.removeprefix("http://"), timeout=10)
     try:
         for i in range(1, KEYS + 1):
-            connection.request("POST", f"/_spark/kv/{key_for(i)}", value_for(i), {"Content-Type": "text/plain"})
+            connection.request(
+                "POST", f"/_spark/kv/{key_for(i)}", value_for(i), {**(headers or {}), "Content-Type": "text/plain"}
+            )
             response = connection.getresponse()
             if response.status != 200:
                 problems.append(f"POST {key_for(i)} -> {response.status} {response.read()[:200]!r}")
             else:
                 response.read()
         for i in range(1, KEYS + 1):
-            connection.request("GET", f"/_spark/kv/{key_for(i)}")
+            connection.request("GET", f"/_spark/kv/{key_for(i)}", headers=dict(headers or {}))
             response = connection.getresponse()
             body = response.read()
             if response.status != 200 or body != value_for(i):
@@ -126,6 +138,32 @@ def _suite_memory(backend: str, before: dict[str, int | None], after: dict[str, 
     return [*rows, MemoryRow("suite total", backend, mib(total_before), mib(total_after))]
 
 
+def _get_and_set(
+    url: str,
+    target: str,
+    backend: str,
+    watched: Mapping[str, int],
+    duration_s: float,
+    *,
+    webdis_paths: bool = False,
+    headers: Mapping[str, str] | None = None,
+    after_each: Callable[[], None] | None = None,
+) -> tuple[list[Row], list[str]]:
+    """wrk GET, then SET, over the KEYS preloaded keys: the edge's KV routes, or webdis's command paths."""
+    rows, problems = [], []
+    for op in ("get", "set"):
+        meter = CpuMeter(watched)
+        script_args = [f"webdis-{op}" if webdis_paths else op, str(KEYS),
+                       WEBDIS_KEY_PREFIX if webdis_paths else KEY_PREFIX, str(VALUE_BYTES)]  # fmt: skip
+        result = Wrk(url, script_args, duration_s=duration_s, connections=CONNECTIONS, headers=headers or {}).run()
+        rows.append(_row(target, backend, op.upper(), result, meter.read()))
+        if after_each is not None:
+            after_each()
+        if result.errors:
+            problems.append(f"{target}, {backend}, {op.upper()}: {result.errors}")
+    return rows, problems
+
+
 def bench_suite(
     backend: str, workers: int, work_dir: Path, redis: RedisServer, duration_s: float
 ) -> tuple[list[Row], list[MemoryRow], list[str]]:
@@ -137,17 +175,14 @@ def bench_suite(
         processes = suite.processes()
         time.sleep(SETTLE_S)
         idle_before = {name: rss_bytes(pid) for name, pid in processes.items()}
-        problems = [f"{backend} preload: {problem}" for problem in preload(suite.url)]
+        # On Redis the access service runs in keys mode, as deployed: every request carries a key.
+        headers = suite.api_key_headers() if redis_url else {}
+        problems = [f"{backend} preload: {problem}" for problem in preload(suite.url, headers)]
         watched = {**processes, **({"redis-server": redis.pid} if backend == "redis" and redis.pid else {})}
-        rows = []
-        for op in ("get", "set"):
-            meter = CpuMeter(watched)
-            script_args = [op, str(KEYS), KEY_PREFIX, str(VALUE_BYTES)]
-            result = Wrk(suite.url, script_args, duration_s=duration_s, connections=CONNECTIONS).run()
-            rows.append(_row(target, backend, op.upper(), result, meter.read()))
-            suite.check_alive()
-            if result.errors:
-                problems.append(f"{backend} {op.upper()} through the edge: {result.errors}")
+        rows, load_problems = _get_and_set(
+            suite.url, target, backend, watched, duration_s, headers=headers, after_each=suite.check_alive
+        )
+        problems += load_problems
         time.sleep(SETTLE_S)
         after_load = {name: rss_bytes(pid) for name, pid in processes.items()}
         if suite.processes() != processes:
@@ -169,20 +204,31 @@ def bench_redis(redis: RedisServer, requests: int) -> list[Row]:
     return rows[::-1]
 
 
+def bench_webdis(redis: RedisServer, work_dir: Path, duration_s: float) -> tuple[list[Row], MemoryRow, list[str]]:
+    """webdis on the same Redis: preloads its own keys through it, then wrk GET and SET with every answer checked."""
+    if redis.port is None or redis.pid is None:
+        raise BenchError("redis-server is not running")
+    with webdis.running_webdis(redis.port, work_dir / "webdis") as peer:
+        idle = rss_bytes(peer.pid)
+        items = [(key_for(i, WEBDIS_KEY_PREFIX), value_for(i)) for i in range(1, KEYS + 1)]
+        problems = [f"webdis preload: {problem}" for problem in webdis.preload(peer.base_url, items)]
+        watched = {"webdis": peer.pid, "redis-server": redis.pid}
+        rows, load_problems = _get_and_set(
+            peer.base_url, f"webdis {peer.version}", "redis", watched, duration_s, webdis_paths=True
+        )
+        problems += load_problems
+        time.sleep(SETTLE_S)
+        memory = MemoryRow("webdis", "redis", mib(idle), mib(rss_bytes(peer.pid)))
+    return rows, memory, problems
+
+
 def verdicts(rows: Sequence[Row]) -> list[str]:
     lines = []
     for row in rows:
         if row.target.startswith("edge") and row.op == "GET":
             ok = row.rps >= TARGET_RPS and row.p99_ms <= TARGET_P99_MS
-            lines.append(f"{'PASS' if ok else 'FAIL'}  {row.backend}: {row.rps:,.0f} req/s, p99 {row.p99_ms:.2f} ms")
+            lines.append(verdict(ok, f"{row.target}, {row.backend}: {row.rps:,.0f} req/s, p99 {row.p99_ms:.2f} ms"))
     return lines
-
-
-def _cpu_text(cpu: dict[str, float]) -> str:
-    short = {"redis-server": "redis", "load tool": "load"}
-    return " ".join(
-        f"{short.get(name, name)} {value:.0f}" for name, value in cpu.items() if value >= 1 or name == "host"
-    )
 
 
 def render(report: dict[str, Any], rows: Sequence[Row], memory: Sequence[MemoryRow]) -> str:
@@ -192,8 +238,7 @@ def render(report: dict[str, Any], rows: Sequence[Row], memory: Sequence[MemoryR
         [
             (
                 row.target, row.backend, row.op, str(row.conns), f"{row.rps:,.0f}", f"{row.p50_ms:.2f}",
-                f"{row.p99_ms:.2f}", ", ".join(f"{k}: {v}" for k, v in row.errors.items()) or "0",
-                _cpu_text(row.cpu_percent),
+                f"{row.p99_ms:.2f}", counts_text(row.errors), cpu_text(row.cpu_percent),
             )
             for row in rows
         ],
@@ -224,9 +269,10 @@ def render(report: dict[str, Any], rows: Sequence[Row], memory: Sequence[MemoryR
     return "\n".join(parts) + "\n"
 
 
-def run(duration_s: float, work_dir: Path) -> tuple[dict[str, Any], list[Row], list[MemoryRow]]:
+def run(duration_s: float, work_dir: Path, *, peers: bool = True) -> tuple[dict[str, Any], list[Row], list[MemoryRow]]:
+    """Every row in turn; with `peers`, webdis too (reported as not measured if it is not installed)."""
     redis_requests = max(10_000, int(10_000 * duration_s))
-    load_average = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    load_average_at_start = load_average()
     rows: list[Row] = []
     memory: list[MemoryRow] = []
     problems: list[str] = []
@@ -242,6 +288,15 @@ def run(duration_s: float, work_dir: Path) -> tuple[dict[str, Any], list[Row], l
             memory += suite_memory
             problems += suite_problems
         rows += bench_redis(redis, redis_requests)
+        if peers:
+            try:
+                webdis_rows, webdis_memory, webdis_problems = bench_webdis(redis, work_dir, duration_s)
+            except PeerUnavailable as error:
+                problems.append(f"webdis not measured: {error}")
+            else:
+                rows += webdis_rows
+                memory.append(webdis_memory)
+                problems += webdis_problems
         time.sleep(SETTLE_S)
         memory.append(MemoryRow("redis-server", "redis", mib(redis_idle), mib(rss_bytes(redis.pid))))
     finally:
@@ -257,7 +312,7 @@ def run(duration_s: float, work_dir: Path) -> tuple[dict[str, Any], list[Row], l
                 "redis_benchmark_requests": redis_requests,
                 "edge_access_log": os.devnull,
                 "cpus": os.cpu_count(),
-                "load_average_at_start": load_average,
+                "load_average_at_start": load_average_at_start,
             },
             "rows": [dataclasses.asdict(row) for row in rows],
             "verdicts": verdicts(rows),
@@ -274,13 +329,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     length = parser.add_mutually_exclusive_group()
     length.add_argument("--duration", type=float, default=10.0, help="seconds of wrk load per row (default 10)")
     length.add_argument("--quick", action="store_true", help="2 s per row, for smoke runs")
+    parser.add_argument("--no-peers", action="store_true", help="skip webdis")
     parser.add_argument("--json", type=Path, default=Path("var/bench/kv.json"), help="where to write the results")
     args = parser.parse_args(argv)
-    setup_logging("bench", "info")
+    start_command()
     duration_s = 2.0 if args.quick else args.duration
     work_dir = Path(tempfile.mkdtemp(prefix="spark-bench-kv-"))
     try:
-        report, rows, memory = run(duration_s, work_dir)
+        report, rows, memory = run(duration_s, work_dir, peers=not args.no_peers)
     except BenchError as error:
         logger.error("benchmark failed; logs kept in %s: %s", work_dir, error)
         return 1

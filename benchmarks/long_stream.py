@@ -22,9 +22,8 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks.harness import BenchError, Suite
+from benchmarks.harness import BenchError, Suite, start_command
 from benchmarks.llm import fake_provider
-from services.common.logs import setup_logging
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=6.0, help="how long the stream must stay open (default 6)")
     parser.add_argument("--gap", type=float, default=20.0, help="seconds between the model's lines (default 20)")
     args = parser.parse_args(argv)
-    setup_logging("bench", "info")
+    start_command()
     lines = int(args.minutes * 60 / args.gap) + 1
     reply = "".join(f"line {i:03d}\n" for i in range(lines))
     work_dir = Path(tempfile.mkdtemp(prefix="spark-long-stream-"))

@@ -79,7 +79,7 @@ class PeerUnavailable(BenchError):
 
 @dataclass(frozen=True, slots=True)
 class Peer:
-    """A running peer gateway: POST `{base_url}/chat/completions` with `headers` reaches the provider."""
+    """A running peer: for a gateway, POST `{base_url}/chat/completions` with `headers` reaches the provider."""
 
     name: str
     version: str
@@ -315,22 +315,22 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 def _wait_ready(
-    process: subprocess.Popen[bytes], base_url: str, headers: Mapping[str, str], log_path: Path, deadline: float
+    process: subprocess.Popen[bytes], base_url: str, probe: Callable[[str], str | None], log_path: Path, deadline: float
 ) -> bool:
-    """True once a real completion goes through the peer; False if the peer exited (e.g. its port was taken)."""
+    """True once `probe(base_url)` finds the peer working; False if the peer exited (e.g. its port was taken)."""
     problem: str | None = "not started"
     while time.monotonic() < deadline:
         if process.poll() is not None:
             return False
-        problem = probe_completion(base_url, headers)
+        problem = probe(base_url)
         if problem is None:
             return True
         time.sleep(0.25)
-    raise BenchError(f"{base_url} answered no completion in time; last: {problem}\nlog tail:\n{_log_tail(log_path)}")
+    raise BenchError(f"{base_url} was not ready in time; last: {problem}\nlog tail:\n{_log_tail(log_path)}")
 
 
 @contextlib.contextmanager
-def _running(
+def running_peer(
     name: str,
     version: str,
     argv_for_port: Callable[[int], Sequence[str]],
@@ -339,12 +339,19 @@ def _running(
     work_dir: Path,
     headers: Mapping[str, str],
     startup_timeout_s: float,
+    base_path: str = "/v1",
+    probe: Callable[[str], str | None] | None = None,
 ) -> Iterator[Peer]:
-    """Starts the peer on a free port until it answers a completion (a new port if it exits first), then stops it."""
+    """Starts the peer on a free port until `probe` passes (a new port if it exits first), then stops it.
+
+    `probe(base_url)` returns None once the peer works, or what is still wrong; by default it is a chat
+    completion through a gateway. Its log is `work_dir/<name>.log`.
+    """
     log_path = work_dir / f"{name}.log"
+    ready = probe or (lambda base_url: probe_completion(base_url, headers))
     for attempt in range(1, _START_ATTEMPTS + 1):
         port = free_ports(1)[0]
-        base_url = f"http://{HOST}:{port}/v1"
+        base_url = f"http://{HOST}:{port}{base_path}"
         log: IO[bytes] = log_path.open("ab")
         try:
             process = subprocess.Popen(
@@ -354,7 +361,7 @@ def _running(
             log.close()
         try:
             started = time.monotonic()
-            if _wait_ready(process, base_url, headers, log_path, started + startup_timeout_s):
+            if _wait_ready(process, base_url, ready, log_path, started + startup_timeout_s):
                 logger.info("%s %s ready at %s in %.1f s", name, version, base_url, time.monotonic() - started)
                 yield Peer(name, version, process.pid, base_url, dict(headers), log_path)
                 if process.poll() is not None:
@@ -375,7 +382,7 @@ def running_litellm(openai_base_url: str, *, startup_timeout_s: float = STARTUP_
         work_dir = Path(tmp)
         config_path = work_dir / "config.yaml"
         config_path.write_text(render_litellm_config(openai_base_url, master_key))
-        with _running(
+        with running_peer(
             "litellm",
             litellm_version(executable.parent.parent) or "unknown",
             lambda port: litellm_argv(executable, config_path, port),
@@ -393,7 +400,7 @@ def running_portkey(openai_base_url: str, *, startup_timeout_s: float = STARTUP_
     command = ensure_portkey()
     with (
         tempfile.TemporaryDirectory(prefix="spark-peer-portkey-") as tmp,
-        _running(
+        running_peer(
             "portkey",
             command.version,
             command.for_port,

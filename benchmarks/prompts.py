@@ -24,8 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from benchmarks.harness import BenchError, CpuMeter, Suite, Wrk, publish
-from services.common.logs import setup_logging
+from benchmarks.harness import BenchError, CpuMeter, Suite, Wrk, publish, start_command
 from tests.support.redis_server import start_redis_server
 
 logger = logging.getLogger(__name__)
@@ -97,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of wrk load per row (default 10)")
     parser.add_argument("--json", type=Path, default=Path("var/bench/prompts.json"), help="where to write the results")
     args = parser.parse_args(argv)
-    setup_logging("bench", "info")
+    start_command()
     work_dir = Path(tempfile.mkdtemp(prefix="spark-bench-prompts-"))
     rows: list[Row] = []
     try:

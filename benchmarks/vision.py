@@ -17,17 +17,14 @@ import dataclasses
 import logging
 import statistics
 import tempfile
-import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-import httpx
-
-from benchmarks.harness import BenchError, Suite, mib, publish, rss_bytes, table
+from benchmarks.harness import BenchError, Suite, p50_p99, publish, rss_mib, start_command, table
 from benchmarks.llm import fake_provider
-from services.common.logs import setup_logging
+from benchmarks.streams import GRACE_S, ContentOf, StreamResult, open_streams, openai_content
 
 logger = logging.getLogger(__name__)
 
@@ -35,13 +32,6 @@ STREAMS: Final = 200
 TOKENS: Final = 50
 STREAM_S: Final = 10.0
 PNG: Final = b"\x89PNG\r\n\x1a\n" + bytes(64)
-
-
-@dataclass(frozen=True, slots=True)
-class StreamResult:
-    ttft_ms: float | None
-    duration_ms: float
-    completed: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,52 +44,29 @@ class Row:
     duration_p50_ms: float
 
 
-async def _one(
-    client: httpx.AsyncClient, url: str, body: Mapping[str, Any], first: Callable[[str], bool]
-) -> StreamResult:
-    started = time.perf_counter()
-    ttft: float | None = None
-    completed = False
-    try:
-        async with client.stream("POST", url, json=body) as response:
-            async for line in response.aiter_lines():
-                if ttft is None and first(line):
-                    ttft = (time.perf_counter() - started) * 1000
-                if line == "data: [DONE]":
-                    completed = True
-    except httpx.HTTPError:
-        completed = False
-    return StreamResult(ttft, (time.perf_counter() - started) * 1000, completed)
+def _vision_content(event: Any) -> str | None:
+    delta = event.get("delta") if isinstance(event, dict) else None
+    return delta if isinstance(delta, str) else None
 
 
-def _vision_first(line: str) -> bool:
-    return line.startswith('data: {"delta"')
-
-
-def _openai_first(line: str) -> bool:
-    return line.startswith("data: {") and '"content":"' in line and '"content":""' not in line
-
-
-async def _load(
-    url: str, body: Mapping[str, Any], first: Callable[[str], bool], during: Callable[[], Awaitable[None]]
+def _load(
+    url: str, body: Mapping[str, Any], content_of: ContentOf, during: Callable[[], Awaitable[None]] | None = None
 ) -> list[StreamResult]:
-    limits = httpx.Limits(max_connections=STREAMS + 10, max_keepalive_connections=STREAMS + 10)
-    async with httpx.AsyncClient(timeout=httpx.Timeout(60.0), limits=limits) as client:
-        streams = [asyncio.ensure_future(_one(client, url, body, first)) for _ in range(STREAMS)]
-        await during()
-        return list(await asyncio.gather(*streams))
+    return asyncio.run(
+        open_streams(url, body, STREAMS, content_of, read_timeout_s=60.0, deadline_s=STREAM_S + GRACE_S, during=during)
+    )
 
 
 def _row(target: str, results: Sequence[StreamResult]) -> Row:
-    ttfts = sorted(r.ttft_ms for r in results if r.ttft_ms is not None) or [0.0]
-    cuts = statistics.quantiles(ttfts, n=100) if len(ttfts) > 1 else [ttfts[0]] * 99
+    """A stream completed when it ended with `data: [DONE]` and no error (the suite's text is cleaned, not compared)."""
+    ttft_p50, ttft_p99 = p50_p99([1000 * r.first_token_s for r in results if r.first_token_s is not None])
     return Row(
         target,
         len(results),
-        sum(r.completed for r in results),
-        statistics.median(ttfts),
-        cuts[98],
-        statistics.median(r.duration_ms for r in results),
+        sum(r.done and r.error is None and r.status == 200 for r in results),
+        ttft_p50,
+        ttft_p99,
+        1000 * statistics.median(r.closed_s for r in results),
     )
 
 
@@ -111,10 +78,7 @@ def run(work_dir: Path) -> dict[str, Any]:
     with fake_provider(work_dir, gap_s=gap, reply=reply, chunk_chars=len("tok00\n")) as (provider_url, _):
         direct_body = {"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
 
-        async def nothing() -> None:
-            return None
-
-        direct = asyncio.run(_load(f"{provider_url}/chat/completions", direct_body, _openai_first, nothing))
+        direct = _load(f"{provider_url}/chat/completions", direct_body, openai_content)
         rows.append(_row("provider directly", direct))
         env = {
             "OPENAI_BASE_URL": provider_url,
@@ -123,14 +87,14 @@ def run(work_dir: Path) -> dict[str, Any]:
         }
         with Suite(work_dir / "suite", redis_url=None, extra_env=env) as suite:
             processes = suite.processes()
-            memory["idle"] = {name: mib(rss_bytes(pid)) for name, pid in processes.items()}
+            memory["idle"] = rss_mib(processes)
 
             async def sample_midway() -> None:
                 await asyncio.sleep(STREAM_S / 2)
-                memory["during"] = {name: mib(rss_bytes(pid)) for name, pid in processes.items()}
+                memory["during"] = rss_mib(processes)
 
             body = {"prompt": "Describe the image.", "image_base64": base64.b64encode(PNG).decode()}
-            through = asyncio.run(_load(f"{suite.url}/v1/vision/stream", body, _vision_first, sample_midway))
+            through = _load(f"{suite.url}/v1/vision/stream", body, _vision_content, sample_midway)
             rows.append(_row("edge -> vision -> llm", through))
             suite.check_alive()
     base, edge = rows
@@ -183,8 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.vision", description=__doc__.split("\n", 1)[0])
     parser.add_argument("--json", type=Path, default=Path("var/bench/vision.json"), help="where to write the results")
     args = parser.parse_args(argv)
-    setup_logging("bench", "info")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    start_command()
     work_dir = Path(tempfile.mkdtemp(prefix="spark-bench-vision-"))
     try:
         report = run(work_dir)

@@ -127,7 +127,7 @@ def read_settings(descriptor_path: Path, environ: Mapping[str, str] | None = Non
         # Routes without their own idle timeout; the streaming routes have none at all.
         stream_idle_timeout_s=env.number("SPARK_EDGE_STREAM_IDLE_TIMEOUT_S", 300.0, minimum=0.01),
         policies=policies,
-        access_timeout_s=env.number("SPARK_EDGE_ACCESS_TIMEOUT_S", 1.0, minimum=0.01),
+        access_timeout_s=env.number("SPARK_EDGE_ACCESS_TIMEOUT_S", 3.0, minimum=0.01),
         rate_limits=env.choice("SPARK_EDGE_RATE_LIMITS", "check", ("check", "filter")),
         tls_cert=Path(tls_cert) if tls_cert and tls_key else None,
         tls_key=Path(tls_key) if tls_cert and tls_key else None,
