@@ -11,23 +11,12 @@ import httpx
 import pytest
 
 from tests.support.http import wait_for
+from tests.support.processes import alive
 from tests.support.suite import RunningSuite
 
 pytestmark = pytest.mark.e2e
 
 MIB = 1024 * 1024
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-            return stat.read().split(")")[-1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 @pytest.fixture

@@ -25,12 +25,12 @@ from services.kv.repository import space_of
 from tests.support.http import wait_for
 from tests.support.load import (
     Load,
-    alive,
     assert_answered_quickly,
     check_kv_durability,
     kv_writes,
     lost_writes,
 )
+from tests.support.processes import alive
 from tests.support.suite import RunningSuite
 
 pytestmark = pytest.mark.faults

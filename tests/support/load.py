@@ -17,7 +17,6 @@ never do.
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -240,16 +239,3 @@ def unavailable(call: Call) -> bool:
     if call.status != 503 or not call.content_type.startswith("application/json"):
         return False
     return bool(call.json().get("code") == 14)
-
-
-def alive(pid: int) -> bool:
-    """Whether `pid` is a running process (a zombie waiting for its parent counts as dead)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-            return stat.read().split(")")[-1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False

@@ -1,7 +1,8 @@
-"""Stopping a process the tests (or benchmarks) started, by its own handle only."""
+"""Processes the tests (or benchmarks) started: stopping one by its own handle, and whether one still runs."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 from typing import Any
@@ -17,3 +18,16 @@ def terminate(process: subprocess.Popen[Any], timeout_s: float) -> int:
             process.kill()
             process.wait()
     return int(process.returncode)
+
+
+def alive(pid: int) -> bool:
+    """Whether `pid` is a running process (a zombie waiting for its parent counts as dead)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
