@@ -12,12 +12,22 @@ line once the line is complete; for any other rule it emits nothing until
 `finish`. A rule is line-local when no part of it can match a newline (no
 `\n`, `\s`, `[^x]`, `.` with `s`, ...) and nothing in it depends on where the
 text ends (`\Z`, or `$` without `m`); the default rule is.
+
+Patterns are checked with `re` (its dialect is the contract) but run on the
+`regex` module, which matches the same way and can stop: a rule gets
+MATCH_TIMEOUT_S per answer (per line when streamed). The static guard below
+refuses the classic nested quantifiers, but backtracking can explode in
+shapes no cheap check sees (`^(a|a)*$` on 30 characters takes hours), and
+the rule runs inside the vision service's event loop. A rule that runs out of
+time is given up for that answer, which is then sent uncleaned, and logged.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import re
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -26,9 +36,15 @@ from re import _constants as sre  # type: ignore[attr-defined]
 from re import _parser as sre_parse  # type: ignore[attr-defined]
 from typing import Any
 
+import regex as regex_engine
+
 from services.common.errors import FieldViolation, InvalidArgument
 
+logger = logging.getLogger(__name__)
+
 MAX_PATTERN_CHARS = 1_000
+# How long a rule may run on one answer (or one line of a streamed one) before it is given up.
+MATCH_TIMEOUT_S = 0.1
 
 _FLAG_BITS = {"g": 0, "m": re.MULTILINE, "i": re.IGNORECASE, "s": re.DOTALL, "u": 0}
 _NEWLINE_RUNS = re.compile(r"\n{3,}")
@@ -47,7 +63,7 @@ class CleanupRule:
 DEFAULT_RULE = CleanupRule(r"^(?:System|Meta|Debug).*$", "gmi", "default")
 
 
-def compile_rule(pattern: str, flags: str) -> re.Pattern[str]:
+def compile_rule(pattern: str, flags: str) -> regex_engine.Pattern[str]:
     """The compiled pattern; raises `InvalidArgument` for a pattern or flags the service refuses.
 
     Reasons: `INVALID_FLAGS` (unknown or repeated flag), `PATTERN_TOO_LONG`,
@@ -61,8 +77,19 @@ def compile_rule(pattern: str, flags: str) -> re.Pattern[str]:
 def apply(rule: CleanupRule, text: str) -> str:
     """The cleaned answer."""
     compiled = _compiled(rule.pattern, rule.flags)
-    removed = compiled.regex.sub("", text, count=0 if compiled.replace_all else 1)
+    try:
+        removed = compiled.regex.sub("", text, count=0 if compiled.replace_all else 1, timeout=MATCH_TIMEOUT_S)
+    except TimeoutError:
+        _gave_up(rule, len(text))
+        removed = text
     return _NEWLINE_RUNS.sub("\n\n", removed).strip()
+
+
+def _gave_up(rule: CleanupRule, chars: int) -> None:
+    logger.warning(
+        "regex_cleanup rule ran out of time; the answer is sent uncleaned",
+        extra={"pattern": rule.pattern, "flags": rule.flags, "source": rule.source, "chars": chars},
+    )
 
 
 class StreamCleaner:
@@ -81,6 +108,8 @@ class StreamCleaner:
         self._line: list[str] = []
         self._start = 0
         self._removed_one = False
+        # Set when the rule runs out of time: the rest of the answer passes uncleaned.
+        self._gave_up = False
         self._tidier = _Tidier()
         self._finished = False
 
@@ -115,18 +144,28 @@ class StreamCleaner:
 
     def _remove(self, text: str, end: int, *, final: bool) -> str:
         """`text[self._start:end]` without the rule's matches; `end` follows a newline unless `final`."""
+        if self._gave_up:
+            return text[self._start : end]
+        try:
+            return self._matches_removed(text, end, final=final)
+        except TimeoutError:
+            self._gave_up = True
+            _gave_up(self._rule, len(text))
+            return text[self._start : end]
+
+    def _matches_removed(self, text: str, end: int, *, final: bool) -> str:
         regex, start = self._compiled.regex, self._start
         if self._compiled.replace_all:
             kept = []
             position = start
-            for match in regex.finditer(text, start, end):
+            for match in regex.finditer(text, start, end, timeout=MATCH_TIMEOUT_S):
                 kept.append(text[position : match.start()])
                 position = match.end()
             kept.append(text[position:end])
             return "".join(kept)
         if self._removed_one:
             return text[start:end]
-        first = regex.search(text, start, end)
+        first = regex.search(text, start, end, timeout=MATCH_TIMEOUT_S)
         # `end` only looks like the end of the text; a match there is the next line's to find.
         if first is None or (first.start() == end and not final):
             return text[start:end]
@@ -156,7 +195,7 @@ class _Tidier:
 
 @dataclass(frozen=True, slots=True)
 class _Compiled:
-    regex: re.Pattern[str]
+    regex: regex_engine.Pattern[str]
     replace_all: bool
     line_local: bool
 
@@ -179,18 +218,25 @@ def _compiled(pattern: str, flags: str) -> _Compiled:
     if len(pattern) > MAX_PATTERN_CHARS:
         raise _invalid("pattern", "PATTERN_TOO_LONG", f"is longer than {MAX_PATTERN_CHARS} characters")
     try:
-        regex = re.compile(pattern, bits)
+        # `re` warns where the two modules would read a pattern differently (`[[:alpha:]]` is a POSIX class
+        # to `regex`, a set of characters to `re`): such a pattern is refused.
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", FutureWarning)
+            re.compile(pattern, bits)
         tree = sre_parse.parse(pattern, bits)
         unsafe = _has_nested_quantifier(tree.data, inside_repeat=False)
         line_local = _is_line_local(tree.data, tree.state.flags)
+        compiled = regex_engine.compile(pattern, bits)
+    except FutureWarning as warning:
+        raise _invalid("pattern", "INVALID_REGEX", str(warning)) from None
     # `re` raises OverflowError for a repeat count such as {4294967296}; both parsers recurse per group.
-    except (re.error, OverflowError) as error:
+    except (re.error, regex_engine.error, OverflowError) as error:
         raise _invalid("pattern", "INVALID_REGEX", str(error)) from None
     except RecursionError:
         raise _invalid("pattern", "INVALID_REGEX", "groups nest too deeply") from None
     if unsafe:
         raise _invalid("pattern", "UNSAFE_REGEX", "a repeated group contains a variable-length quantifier")
-    return _Compiled(regex, "g" in flags, line_local)
+    return _Compiled(compiled, "g" in flags, line_local)
 
 
 _REPEATS = frozenset({sre.MAX_REPEAT, sre.MIN_REPEAT, sre.POSSESSIVE_REPEAT})

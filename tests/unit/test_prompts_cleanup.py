@@ -94,6 +94,31 @@ def test_nested_quantifiers_are_refused(pattern: str) -> None:
     assert caught.value.reason == "UNSAFE_REGEX"
 
 
+# Backtracking that the static guard does not see: `re` would take hours on 30 characters.
+CATASTROPHIC = CleanupRule("^(a|a)*$", "gm", "kv")
+STUCK = "a" * 30 + "b"
+
+
+def test_a_rule_that_runs_out_of_time_leaves_the_answer_uncleaned(caplog: pytest.LogCaptureFixture) -> None:
+    answer = f"System: x\n{STUCK}\n\n\n\nend"
+    assert apply(CATASTROPHIC, answer) == answer.replace("\n\n\n\n", "\n\n")
+    assert "regex_cleanup rule ran out of time" in caplog.text
+
+
+def test_a_streamed_answer_passes_uncleaned_once_the_rule_runs_out_of_time() -> None:
+    cleaner = StreamCleaner(CATASTROPHIC)
+    assert cleaner.incremental
+    # The first line is cleaned (it is a line of a's, which the rule removes); the second stalls the rule.
+    out = [cleaner.feed("aaa\n"), cleaner.feed(f"{STUCK}\n"), cleaner.feed("aa\n"), cleaner.finish()]
+    assert "".join(out) == f"{STUCK}\naa"
+
+
+def test_a_pattern_the_two_engines_would_read_differently_is_refused() -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        compile_rule("[[:alpha:]]+", "g")
+    assert caught.value.reason == "INVALID_REGEX" and "nested set" in caught.value.message
+
+
 @pytest.mark.parametrize(
     "pattern", [DEFAULT_RULE.pattern, "(ab)+", "a+b+", "(a{2})+", "(?:System|Meta)+", "(a+)?", "x*y*z*", ""]
 )
