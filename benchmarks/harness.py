@@ -492,3 +492,8 @@ def run_redis_benchmark(
         p99_ms=float(row["p99_latency_ms"]),
         errors={},
     )
+
+
+def problems_section(problems: Sequence[str]) -> list[str]:
+    """The lines that list a report's problems under its table; none when there are none."""
+    return ["", "Problems:", *(f"  {problem}" for problem in problems)] if problems else []

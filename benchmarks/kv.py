@@ -39,6 +39,7 @@ from benchmarks.harness import (
     cpu_text,
     load_average,
     mib,
+    problems_section,
     publish,
     rss_bytes,
     run_redis_benchmark,
@@ -264,8 +265,7 @@ def render(report: dict[str, Any], rows: Sequence[Row], memory: Sequence[MemoryR
         "",
         memory_table,
     ]
-    if report["problems"]:
-        parts += ["", "Problems:", *(f"  {problem}" for problem in report["problems"])]
+    parts += problems_section(report["problems"])
     return "\n".join(parts) + "\n"
 
 

@@ -40,6 +40,7 @@ from benchmarks.harness import (
     cpu_text,
     load_average,
     p50_p99,
+    problems_section,
     publish,
     rss_mib,
     start_command,
@@ -283,8 +284,7 @@ def render(report: dict[str, Any]) -> str:
         f"Target: {report['target']}",
         *(f"  {line}" for line in report["verdicts"]),
     ]
-    if report["problems"]:
-        parts += ["", "Problems:", *(f"  {problem}" for problem in report["problems"])]
+    parts += problems_section(report["problems"])
     return "\n".join(parts) + "\n"
 
 

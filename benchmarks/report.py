@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Final
 
-from benchmarks.harness import Section, counts_text, cpu_text, sectioned_table
+from benchmarks.harness import Section, counts_text, cpu_text, problems_section, sectioned_table
 from benchmarks.streams import TARGET as STREAMS_TARGET
 from benchmarks.streams import amount
 
@@ -233,6 +233,5 @@ def render(report: Mapping[str, Any]) -> str:
     parts += ["", "Targets, for information (the exit code does not depend on them):"]
     for target in report["targets"]:
         parts += [f"  {target['target']}", *(f"    {line}" for line in target["verdicts"])]
-    if report["problems"]:
-        parts += ["", "Problems:", *(f"  {problem}" for problem in report["problems"])]
+    parts += problems_section(report["problems"])
     return "\n".join(parts) + "\n"

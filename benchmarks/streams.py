@@ -42,6 +42,7 @@ from benchmarks.harness import (
     counts_text,
     load_average,
     p50_p99,
+    problems_section,
     publish,
     raise_open_files_limit,
     rss_mib,
@@ -614,8 +615,7 @@ def render(report: dict[str, Any]) -> str:
         f"Target: {TARGET}",
         *(f"  {line}" for line in report["verdicts"]),
     ]
-    if report["problems"]:
-        parts += ["", "Problems:", *(f"  {problem}" for problem in report["problems"])]
+    parts += problems_section(report["problems"])
     return "\n".join(parts) + "\n"
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from benchmarks.harness import BenchError, Suite, p50_p99, publish, rss_mib, start_command, table
+from benchmarks.harness import BenchError, Suite, p50_p99, problems_section, publish, rss_mib, start_command, table
 from benchmarks.llm import fake_provider
 from benchmarks.streams import GRACE_S, ContentOf, StreamResult, open_streams, openai_content
 
@@ -138,8 +138,7 @@ def render(report: dict[str, Any]) -> str:
         "",
         rss,
     ]
-    if report["problems"]:
-        parts += ["", "Problems:", *(f"  {p}" for p in report["problems"])]
+    parts += problems_section(report["problems"])
     return "\n".join(parts) + "\n"
 
 
