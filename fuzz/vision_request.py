@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from fuzz.multipart import REASONS as MULTIPART_REASONS
 from services.common.errors import InvalidArgument
 from services.vision.images import sniff
 from services.vision.request import MAX_PROMPT_CHARS, MAX_VARIABLES, VisionRequest, parse_request
@@ -29,14 +30,7 @@ _REASONS = {
     "INVALID_BASE64",
     "INVALID_IMAGE_URL",
     "UNSUPPORTED_IMAGE_TYPE",
-    "IMAGE_TOO_LARGE",
-    # multipart/form-data
-    "MALFORMED_MULTIPART",
-    "TOO_MANY_PARTS",
-    "PART_HEADERS_TOO_LARGE",
-    "FIELD_TOO_LARGE",
-    "DUPLICATE_FIELD",
-    "INVALID_UTF8",
+    *MULTIPART_REASONS,
 }
 
 

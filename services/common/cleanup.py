@@ -80,12 +80,12 @@ def apply(rule: CleanupRule, text: str) -> str:
     try:
         removed = compiled.regex.sub("", text, count=0 if compiled.replace_all else 1, timeout=MATCH_TIMEOUT_S)
     except TimeoutError:
-        _gave_up(rule, len(text))
+        _log_timeout(rule, len(text))
         removed = text
     return _NEWLINE_RUNS.sub("\n\n", removed).strip()
 
 
-def _gave_up(rule: CleanupRule, chars: int) -> None:
+def _log_timeout(rule: CleanupRule, chars: int) -> None:
     logger.warning(
         "regex_cleanup rule ran out of time; the answer is sent uncleaned",
         extra={"pattern": rule.pattern, "flags": rule.flags, "source": rule.source, "chars": chars},
@@ -150,7 +150,7 @@ class StreamCleaner:
             return self._matches_removed(text, end, final=final)
         except TimeoutError:
             self._gave_up = True
-            _gave_up(self._rule, len(text))
+            _log_timeout(self._rule, len(text))
             return text[self._start : end]
 
     def _matches_removed(self, text: str, end: int, *, final: bool) -> str:

@@ -122,7 +122,7 @@ class TokenBudget:
         self._lease_tokens = min(daily_tokens // LEASES_PER_BUDGET, MAX_LEASE_TOKENS)
         self._metrics = metrics
         self._now = now
-        # Per counter key: tokens leased from the store that no call has reserved.
+        # Per counter key: tokens leased from the store that no call has reserved (only keys that have some).
         self._leased: dict[str, int] = {}
         self._leasing: dict[str, asyncio.Lock] = {}
 
@@ -172,8 +172,6 @@ class TokenBudget:
         # Locks of counters nobody is leasing now go too: there is one counter per caller and day.
         self._leasing = {key: lock for key, lock in self._leasing.items() if lock.locked()}
         for key, tokens in leased.items():
-            if not tokens:
-                continue
             try:
                 await self._store.increment(SPACE, key, -tokens, ttl_ms=TTL_MS)
             except StoreError:
@@ -184,7 +182,10 @@ class TokenBudget:
         held = self._leased.get(key, 0)
         if held < tokens:
             return False
-        self._leased[key] = held - tokens
+        if held == tokens:
+            self._leased.pop(key, None)
+        else:
+            self._leased[key] = held - tokens
         return True
 
     def _give(self, key: str, tokens: int) -> None:
