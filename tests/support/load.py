@@ -25,6 +25,8 @@ from typing import Any
 
 import httpx
 
+from tests.support.http import wait_for
+
 # Longer than any bound a test asserts: a request still unanswered by then is recorded as a hang.
 CLIENT_TIMEOUT_S = 15.0
 _JOIN_GRACE_S = 5.0
@@ -115,13 +117,12 @@ class Load:
             return sum(1 for call in self._calls if predicate(call))
 
     def wait_for(self, predicate: Callable[[Call], bool], at_least: int, timeout_s: float = 30.0) -> bool:
-        """Polls until `at_least` calls satisfy `predicate` (True) or `timeout_s` passes (False)."""
-        deadline = time.monotonic() + timeout_s
-        while self.count(predicate) < at_least:
-            if time.monotonic() > deadline or self._stop.is_set():
-                return False
-            time.sleep(0.05)
-        return True
+        """Polls until `at_least` calls satisfy `predicate` (True), or `timeout_s` passes or the load stops (False)."""
+
+        def enough() -> bool:
+            return self.count(predicate) >= at_least
+
+        return wait_for(lambda: enough() or self._stop.is_set(), timeout_s) and enough()
 
     def __enter__(self) -> Load:
         return self.start()
