@@ -1,14 +1,22 @@
 # The two commands: `make run` starts the suite, `make test` runs every test.
-# Both set up what they need on a fresh machine.
+# Both set up what they need on a fresh machine, from the locks only:
+# requirements/{run,dev}.txt (exact versions, hash-checked) and tools/node/package-lock.json.
 
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-CACHE := .cache
-SPARK_RUNTIME_VERSION := 0.46.15
-BUF_VERSION := 1.75.0
+NODE_TOOLS := tools/node
 
-.PHONY: run test install install-dev test-deps protos lint bench clean
+# pip reads only the locks and the index: no machine-wide pip.conf, find-links or constraints.
+export PIP_CONFIG_FILE := /dev/null
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+unexport PIP_FIND_LINKS PIP_CONSTRAINT PIP_REQUIRE_VIRTUALENV
+PIP_INSTALL := $(PY) -m pip install --quiet --require-hashes
+
+DEBIAN_TEST_PACKAGES := redis-server openssl golang-grpc-gateway
+DEBIAN_BENCH_PACKAGES := wrk redis-tools webdis
+
+.PHONY: run test install install-dev test-deps debian-test-deps protos lint lock bench clean
 
 run: install
 	$(PY) -m services
@@ -16,40 +24,42 @@ run: install
 test: install-dev test-deps
 	$(PY) -m pytest
 
+# Debian splits venv out of python3; install it when missing.
 $(PY):
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
+	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { rm -rf $(VENV); echo "installing python3-venv"; \
+		$(call apt_get,python3-venv); $(PYTHON) -m venv $(VENV); }
 
-# Re-install when the dependencies change.
-$(VENV)/.installed: pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e .
-	$(PY) -m tools.repair_protos
+# Re-install when a lock changes. The checkout itself is linked in (tools/link_source.py), not built.
+$(VENV)/.installed: requirements/run.txt | $(PY)
+	$(PIP_INSTALL) -r requirements/run.txt
+	$(PY) -m tools.repair_protos requirements/run.txt
+	$(PY) -m tools.link_source
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e '.[dev]'
-	$(PY) -m tools.repair_protos
+$(VENV)/.installed-dev: requirements/dev.txt | $(PY)
+	$(PIP_INSTALL) -r requirements/dev.txt
+	$(PY) -m tools.repair_protos requirements/dev.txt
+	$(PY) -m tools.link_source
 	touch $(VENV)/.installed $@
 
 install: $(VENV)/.installed
 
 install-dev: $(VENV)/.installed-dev
 
-# Redis, openssl and protoc-gen-swagger (Debian), buf (npm) and the published @github/spark runtime (npm) for the tests.
-test-deps: $(CACHE)/node/node_modules/.bin/buf $(CACHE)/spark-runtime/package/dist/db.js
-	@command -v redis-server >/dev/null && command -v openssl >/dev/null && command -v protoc-gen-swagger >/dev/null || { \
-		echo "installing redis-server, openssl and golang-grpc-gateway"; \
-		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server openssl golang-grpc-gateway >/dev/null; }
+# Regenerate both locks after editing the dependencies in pyproject.toml. To move one
+# dependency to its newest allowed release: make lock UPGRADE=openai
+lock: install-dev
+	$(PY) -m tools.lock $(if $(UPGRADE),--upgrade-package $(UPGRADE))
 
-$(CACHE)/node/node_modules/.bin/buf:
-	mkdir -p $(CACHE)/node
-	npm install --silent --no-audit --no-fund --prefix $(CACHE)/node @bufbuild/buf@$(BUF_VERSION)
+# Debian packages the tests start (Redis, openssl, protoc-gen-swagger), and the npm tools (buf, the Spark runtime).
+test-deps: debian-test-deps $(NODE_TOOLS)/node_modules/.installed
 
-$(CACHE)/spark-runtime/package/dist/db.js:
-	mkdir -p $(CACHE)/spark-runtime
-	cd $(CACHE)/spark-runtime && npm pack --silent @github/spark@$(SPARK_RUNTIME_VERSION) >/dev/null \
-		&& tar xzf github-spark-$(SPARK_RUNTIME_VERSION).tgz
+debian-test-deps:
+	@for p in $(DEBIAN_TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "installing$$missing"; $(call apt_get,$$missing); fi
+
+$(NODE_TOOLS)/node_modules/.installed: $(NODE_TOOLS)/package-lock.json
+	npm ci --prefix $(NODE_TOOLS) --omit=peer --silent --no-audit --no-fund
 	touch $@
 
 # Regenerate the committed stubs and the edge's descriptor set after editing protos/.
@@ -63,11 +73,13 @@ lint: install-dev test-deps
 
 # wrk, redis-benchmark and webdis (Debian) for the benchmarks; LiteLLM and Portkey install themselves on first use.
 bench: install-dev test-deps
-	@command -v wrk >/dev/null && command -v redis-benchmark >/dev/null && command -v webdis >/dev/null || { \
-		echo "installing wrk, redis-tools and webdis"; \
-		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq wrk redis-tools webdis >/dev/null; }
+	@for p in $(DEBIAN_BENCH_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "installing$$missing"; $(call apt_get,$$missing); fi
 	$(PY) -m benchmarks
 
 clean:
-	rm -rf $(VENV) $(CACHE) var
+	rm -rf $(VENV) $(NODE_TOOLS)/node_modules .cache var
+
+# apt-get as root, or through sudo.
+apt_get = SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(1) >/dev/null

@@ -16,7 +16,7 @@ import google.api
 
 from tools.protogen import ROOT
 
-BUF = ROOT / ".cache" / "node" / "node_modules" / ".bin" / "buf"
+BUF = ROOT / "tools" / "node" / "node_modules" / ".bin" / "buf"
 VENDORED = ROOT / ".cache" / "googleapis"
 
 

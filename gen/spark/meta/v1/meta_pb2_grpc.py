@@ -5,7 +5,7 @@ import warnings
 
 from spark.meta.v1 import meta_pb2 as spark_dot_meta_dot_v1_dot_meta__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.85.4'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
