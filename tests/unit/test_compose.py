@@ -410,7 +410,8 @@ def test_dockerfile_runtime_basics() -> None:
     assert any(k == "ARG" and r == "PYTHON_IMAGE=python:3.11-slim" for k, r in instructions)
     users = [rest for keyword, rest in instructions if keyword == "USER"]
     assert users and users[-1].split(":")[0] not in {"root", "0"}, "the image must not run as root"
-    assert any(k == "RUN" and "pip install --no-cache-dir ." in r for k, r in instructions)
+    installs = [r for k, r in instructions if k == "RUN" and "pip install" in r]
+    assert installs and all("--require-hashes -r requirements/run.txt" in r for r in installs), "from the lock only"
     assert any(k == "ENV" and "SPARK_DATA_DIR=/data" in r for k, r in instructions)
 
 
