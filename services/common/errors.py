@@ -3,6 +3,13 @@
 Handlers raise these; `services.common.interceptors` turns them into a
 `google.rpc.Status` with details (`BadRequest`, `ErrorInfo`, `RetryInfo`) that
 the edge transcodes into a JSON body. Anything else becomes INTERNAL.
+
+Every error is bounded when it is made: messages and details often carry a
+caller's input, and gRPC sends them in trailers (`grpc-message`, percent-encoded,
+and `grpc-status-details-bin`, base64) that peers refuse past 8 KiB or 16 KiB
+and Envoy past 60 KiB, so a 40 KB namespace turned a 400 into a 502, or into
+a 429 one hop later. Messages quote input through `quoted`; `DomainError`
+cuts whatever is still too long.
 """
 
 from __future__ import annotations
@@ -14,6 +21,34 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 ERROR_DOMAIN = "spark.services"
+
+# How much of a caller's value `quoted` keeps.
+MAX_QUOTED_CHARS = 64
+# UTF-8 bytes of a message, of each detail string, and of all detail strings together. At four bytes a
+# character the trailers stay under 8 KiB: a message percent-encodes to at most 3 KiB, and the status
+# with every detail to at most 4.5 KiB of base64.
+MAX_MESSAGE_BYTES = 1024
+MAX_DETAIL_BYTES = 256
+MAX_DETAILS_BYTES = 2048
+ELLIPSIS = "\u2026"
+
+
+def clip(text: str, max_bytes: int) -> str:
+    """`text` if its UTF-8 takes at most `max_bytes`, else its longest prefix that fits with an ellipsis."""
+    if len(text) * 4 <= max_bytes:
+        return text
+    encoded = text.encode("utf-8", "surrogatepass")
+    if len(encoded) <= max_bytes:
+        return text
+    # "ignore" drops a character cut in half at the end.
+    return encoded[: max_bytes - len(ELLIPSIS.encode())].decode("utf-8", "ignore") + ELLIPSIS
+
+
+def quoted(value: str) -> str:
+    """A caller's value for an error message: its repr, cut to a prefix with its length said if long."""
+    if len(value) <= MAX_QUOTED_CHARS:
+        return repr(value)
+    return f"{value[:MAX_QUOTED_CHARS]!r}{ELLIPSIS} ({len(value)} characters)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +70,40 @@ class DomainError(Exception):
     retry_after_s: float | None = None
 
     def __post_init__(self) -> None:
+        self.message = clip(self.message, MAX_MESSAGE_BYTES)
+        self.reason = clip(self.reason, MAX_DETAIL_BYTES)
+        self.metadata, self.violations = _bounded_details(self.metadata, self.violations)
         super().__init__(self.message)
+
+
+def _utf8_size(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def _bounded_details(
+    metadata: dict[str, str], violations: tuple[FieldViolation, ...]
+) -> tuple[dict[str, str], tuple[FieldViolation, ...]]:
+    """Each string clipped, and entries past MAX_DETAILS_BYTES dropped (the first violation is always kept)."""
+    budget = MAX_DETAILS_BYTES
+
+    def fits(*texts: str) -> bool:
+        nonlocal budget
+        budget -= sum(map(_utf8_size, texts))
+        return budget >= 0
+
+    kept_metadata: dict[str, str] = {}
+    for raw_key, raw_value in metadata.items():
+        key, value = clip(raw_key, MAX_DETAIL_BYTES), clip(raw_value, MAX_DETAIL_BYTES)
+        if not fits(key, value):
+            break
+        kept_metadata[key] = value
+    kept_violations: list[FieldViolation] = []
+    for violation in violations:
+        clipped = FieldViolation(clip(violation.field, MAX_DETAIL_BYTES), clip(violation.description, MAX_DETAIL_BYTES))
+        if not fits(clipped.field, clipped.description) and kept_violations:
+            break
+        kept_violations.append(clipped)
+    return kept_metadata, tuple(kept_violations)
 
 
 class InvalidArgument(DomainError):

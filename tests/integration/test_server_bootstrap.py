@@ -13,8 +13,11 @@ from typing import Any
 
 import grpc
 import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
 from services.common.config import ServerConfig
+from services.common.errors import MAX_MESSAGE_BYTES, FieldViolation, InvalidArgument
 from services.common.server import start_server
 from tests.support.ports import free_port
 from tests.support.suite import ROOT
@@ -49,6 +52,37 @@ async def test_an_unexpected_exception_is_internal_and_leaks_nothing(caplog: pyt
         assert raised.value.details() == "internal error"
         assert "secret" not in str(raised.value.trailing_metadata())
         assert any("secret path" in str(r.exc_info[1]) for r in caplog.records if r.exc_info)
+    finally:
+        await running.stop()
+
+
+async def test_an_error_that_echoes_a_huge_input_reaches_a_default_client_as_itself() -> None:
+    """The status travels in trailers, which a gRPC client with default limits refused past 16 KiB as
+    RESOURCE_EXHAUSTED ("received metadata size exceeds hard limit"): a 400 that became a 429."""
+    name = "f" * 200_000
+
+    async def refuse(request: bytes, context: Any) -> bytes:
+        raise InvalidArgument(
+            f"{name}: is not a field", reason="UNKNOWN_FIELD", violations=(FieldViolation(name, "is not a field"),)
+        )
+
+    def register(server: grpc.aio.Server) -> None:
+        handler = grpc.unary_unary_rpc_method_handler(refuse)
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.Refusing", {"Go": handler}),))
+
+    running = await start_server(CONFIG, ["test.Refusing"], register)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                await channel.unary_unary("/test.Refusing/Go")(b"")
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert raised.value.details().startswith("ffff") and raised.value.details().endswith("\u2026")
+        assert len(raised.value.details().encode()) <= MAX_MESSAGE_BYTES
+        status = rpc_status.from_call(raised.value)
+        assert status is not None
+        bad_request = error_details_pb2.BadRequest()
+        assert status.details[0].Unpack(bad_request)
+        assert bad_request.field_violations[0].field.startswith("ffff")
     finally:
         await running.stop()
 

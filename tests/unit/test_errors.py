@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+from urllib.parse import quote
+
 import grpc
 import pytest
 from google.rpc import code_pb2, error_details_pb2
@@ -63,3 +66,58 @@ def test_subclasses_inherit_their_parents_status() -> None:
 def test_internal_status_says_nothing_more() -> None:
     status = errors.internal_status()
     assert (status.code, status.message, list(status.details)) == (code_pb2.INTERNAL, "internal error", [])
+
+
+HUGE = "\U0001f600" * 50_000  # four bytes of UTF-8 a character: the worst case for every byte limit
+
+
+def test_a_caller_value_in_a_message_is_quoted_as_a_short_prefix_with_its_length() -> None:
+    assert errors.quoted("gpt-9") == "'gpt-9'"
+    long = errors.quoted("a" * 40_000)
+    assert long == repr("a" * errors.MAX_QUOTED_CHARS) + "\u2026 (40000 characters)"
+
+
+def test_clip_keeps_short_text_and_cuts_long_text_at_a_character_boundary() -> None:
+    assert errors.clip("short", 10) == "short"
+    assert errors.clip("a" * 11, 10) == "a" * 7 + "\u2026"
+    assert errors.clip("\u00e9" * 10, 10) == "\u00e9" * 3 + "\u2026"  # two bytes each: no half character
+
+
+def test_every_string_of_an_error_is_bounded_and_the_details_in_total() -> None:
+    error = errors.InvalidArgument(
+        HUGE,
+        reason=HUGE,
+        metadata={HUGE: HUGE, "id": HUGE},
+        violations=tuple(errors.FieldViolation(f"{i}{HUGE}", HUGE) for i in range(1_000)),
+    )
+    assert len(error.message.encode()) <= errors.MAX_MESSAGE_BYTES
+    assert error.message.startswith("\U0001f600") and error.message.endswith("\u2026")
+    assert str(error) == error.message
+    strings = [error.reason, *error.metadata, *error.metadata.values()]
+    strings += [s for v in error.violations for s in (v.field, v.description)]
+    assert all(len(s.encode()) <= errors.MAX_DETAIL_BYTES for s in strings)
+    assert sum(len(s.encode()) for s in strings[1:]) <= errors.MAX_DETAILS_BYTES
+    assert error.violations and error.violations[0].field.startswith("0")
+
+
+def test_one_long_violation_is_kept_even_past_the_budget() -> None:
+    error = errors.InvalidArgument(
+        "x", metadata={f"k{i}": "v" * 200 for i in range(20)}, violations=(errors.FieldViolation(HUGE, HUGE),)
+    )
+    assert len(error.violations) == 1
+
+
+def test_the_trailers_of_any_error_fit_in_grpc_default_metadata_limit() -> None:
+    """gRPC clients refuse trailers over 8 KiB some of the time (16 KiB always): a vision call to prompts
+    answered with a 200 KB field name became RESOURCE_EXHAUSTED, an HTTP 429."""
+    error = errors.InvalidArgument(
+        HUGE,
+        reason="R",
+        metadata={f"{i}{HUGE}": HUGE for i in range(100)},
+        violations=tuple(errors.FieldViolation(f"{i}{HUGE}", HUGE) for i in range(100)),
+    )
+    status = errors.to_rpc_status(error)
+    # grpc-message is percent-encoded byte by byte; grpc-status-details-bin is the whole status in base64.
+    message_bytes = len(quote(status.message.encode(), safe=""))
+    details_bytes = len(base64.b64encode(status.SerializeToString()))
+    assert message_bytes + details_bytes < 8 * 1024
