@@ -51,4 +51,4 @@ EXPOSE 8080
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import os,sys,grpc;from grpc_health.v1 import health_pb2 as h,health_pb2_grpc as g;a=sys.argv[1] if len(sys.argv)>1 else '127.0.0.1:'+os.environ.get('SPARK_META_PORT','50050');r=g.HealthStub(grpc.insecure_channel(a)).Check(h.HealthCheckRequest(),timeout=3);sys.exit(r.status!=h.HealthCheckResponse.SERVING)"]
 
-CMD ["python", "-m", "services"]
+CMD ["python", "-m", "launcher"]

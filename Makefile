@@ -19,7 +19,7 @@ DEBIAN_BENCH_PACKAGES := wrk redis-tools webdis
 .PHONY: run test install install-dev test-deps debian-test-deps protos lint lock bench clean
 
 run: install
-	$(PY) -m services
+	$(PY) -m launcher
 
 test: install-dev test-deps
 	$(PY) -m pytest

@@ -230,7 +230,7 @@ def _process_name(pid: int) -> str:
 
 
 class Suite:
-    """`python -m services` with explicit free ports, in its own work dir, stopped by PID."""
+    """`python -m launcher` with explicit free ports, in its own work dir, stopped by PID."""
 
     def __init__(
         self,
@@ -298,7 +298,7 @@ class Suite:
         stdout_path.write_bytes(b"")
         self._outputs = [stdout_path.open("ab"), (self.work_dir / "launcher.log").open("ab")]
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "services"],
+            [sys.executable, "-m", "launcher"],
             env=self._environ(ports),
             stdin=subprocess.DEVNULL,
             stdout=self._outputs[0],

@@ -1,6 +1,6 @@
 """`python -m benchmarks.kv`: Spark KV through the Envoy edge, on SQLite and on Redis, next to raw Redis and webdis.
 
-One run starts a Redis (AOF everysec), then the suite (`python -m services`)
+One run starts a Redis (AOF everysec), then the suite (`python -m launcher`)
 three times in turn: on the embedded SQLite store (one and two kv processes)
 and on that Redis. Each time it preloads `KEYS` values through the edge,
 checks every one reads back byte for byte, and drives `GET` and

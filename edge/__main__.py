@@ -1,7 +1,7 @@
 """`python -m edge`: renders the edge config from the environment and runs Envoy in this process.
 
 Used where each part runs in its own container (docker-compose.yml); the
-launcher (`python -m services`) renders and starts Envoy itself.
+launcher (`python -m launcher`) renders and starts Envoy itself.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The whole suite as a user runs it: the launcher, real services, real Envoy, free ports.
 
-`RunningSuite.start(tmp_dir, extra_env)` runs `python -m services` exactly as
+`RunningSuite.start(tmp_dir, extra_env)` runs `python -m launcher` exactly as
 `make run` does, but with every port chosen at random, children's output in
 files, and the access log in a file. `stop()` signals only the launcher's PID;
 the launcher stops its children. `logs()` returns every child's log for
@@ -86,7 +86,7 @@ class RunningSuite:
             env |= {"SPARK_ACCESS_MODE": "development", "SPARK_ACCESS_ALLOW_DEVELOPMENT": "true"}
         stdout = (directory / "launcher.out").open("wb")
         process = subprocess.Popen(
-            [sys.executable, "-m", "services"], cwd=ROOT, env=env, stdout=stdout, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "launcher"], cwd=ROOT, env=env, stdout=stdout, stderr=subprocess.STDOUT
         )
         stdout.close()
         suite = cls(directory, process, env, ports)

@@ -20,5 +20,5 @@ def test_ruff_is_clean() -> None:
 
 
 def test_mypy_strict_is_clean() -> None:
-    result = run("mypy", "services", "edge", "tools", "benchmarks", "fuzz")
+    result = run("mypy", "launcher", "services", "edge", "tools", "benchmarks", "fuzz")
     assert result.returncode == 0, result.stdout + result.stderr

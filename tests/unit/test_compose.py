@@ -394,8 +394,8 @@ def test_dockerfile_cmd_runs_an_importable_module() -> None:
     instructions = dockerfile_instructions()
     assert not [rest for keyword, rest in instructions if keyword == "ENTRYPOINT"], "CMD alone is expected"
     cmd = json.loads([rest for keyword, rest in instructions if keyword == "CMD"][-1])
-    assert module_run_by(cmd) == "services"
-    assert_runnable_module("services")
+    assert module_run_by(cmd) == "launcher"
+    assert_runnable_module("launcher")
 
 
 def test_compose_commands_run_importable_modules(services: dict[str, Json]) -> None:

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from edge.settings import read_settings
+from launcher.config import read_config as read_launcher_config
 from services.common.config import ConfigError, EnvReader
 from services.kv.config import read_config as read_kv_config
-from services.launcher import read_config as read_launcher_config
 from services.llm.config import read_config as read_llm_config
 from services.meta.config import read_config as read_meta_config
 from services.prompts.config import read_config as read_prompts_config
