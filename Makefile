@@ -47,9 +47,9 @@ install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
 # Regenerate both locks after editing the dependencies in pyproject.toml. To move one
-# dependency to its newest allowed release: make lock UPGRADE=openai
+# dependency to its newest allowed release: make lock UPGRADE=openai; everything: make lock UPGRADE=all
 lock: install-dev
-	$(PY) -m tools.lock $(if $(UPGRADE),--upgrade-package $(UPGRADE))
+	$(PY) -m tools.lock $(if $(filter all,$(UPGRADE)),--upgrade,$(if $(UPGRADE),--upgrade-package $(UPGRADE)))
 
 # Debian packages the tests start (Redis, openssl, protoc-gen-swagger), and the npm tools (buf, the Spark runtime).
 test-deps: debian-test-deps $(NODE_TOOLS)/node_modules/.installed

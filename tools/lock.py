@@ -9,6 +9,7 @@ without running `make lock`.
 
     python -m tools.lock                       # make lock: regenerate both, keeping every pin that still fits
     python -m tools.lock --upgrade-package X   # move X (and only what X needs) to its newest allowed release
+    python -m tools.lock --upgrade             # move everything to its newest allowed release
     python -m tools.lock --check               # exit 1 when pyproject.toml and the locks disagree
 """
 
@@ -102,14 +103,16 @@ def problems(inputs: Inputs, run_lock: Path = RUN_LOCK, dev_lock: Path = DEV_LOC
     return found
 
 
-def _compile(output: Path, extra: list[str], upgrade: list[str]) -> None:
+def _compile(output: Path, extra: list[str], upgrade: list[str] | None) -> None:
     command = [
         sys.executable, "-m", "uv", "pip", "compile", str(PYPROJECT.relative_to(ROOT)),
         "--universal", "--python-version", PYTHON_VERSION, "--generate-hashes", "--quiet",
         "--custom-compile-command", "make lock",
         "-o", str(output.relative_to(ROOT)), *extra,
     ]  # fmt: skip
-    for name in upgrade:
+    if upgrade is None:
+        command.append("--upgrade")
+    for name in upgrade or ():
         command += ["--upgrade-package", name]
     subprocess.run(command, cwd=ROOT, check=True)
 
@@ -119,7 +122,8 @@ def _stamp(lock: Path, digest: str) -> None:
     lock.write_text("\n".join([DIGEST_PREFIX + digest, *lines]) + "\n")
 
 
-def regenerate(upgrade: list[str]) -> None:
+def regenerate(upgrade: list[str] | None) -> None:
+    """Writes both locks; `upgrade` names the packages to move to their newest release (None: all of them)."""
     RUN_LOCK.parent.mkdir(exist_ok=True)
     digest = Inputs.read().digest()
     _compile(RUN_LOCK, [], upgrade)
@@ -132,9 +136,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="only check that the locks match pyproject.toml")
     parser.add_argument("--upgrade-package", action="append", default=[], metavar="NAME")
+    parser.add_argument("--upgrade", action="store_true", help="move every package to its newest allowed release")
     args = parser.parse_args()
     if not args.check:
-        regenerate(args.upgrade_package)
+        regenerate(None if args.upgrade else args.upgrade_package)
     found = problems(Inputs.read())
     for problem in found:
         sys.stderr.write(f"lock: {problem}\n")
