@@ -102,7 +102,6 @@ class Gate:
                 "an API key is required: send Authorization: Bearer <key> or X-Api-Key: <key>",
                 reason="API_KEY_MISSING",
             )
-        self._refuse_if_guessing(address)
         user = await self._keys.verify(token)
         if user is None:
             await self._count_failure(address)
@@ -113,18 +112,16 @@ class Gate:
         token = self._settings.admin_token
         if not token:
             raise PermissionDenied("admin routes are disabled: the suite has no ADMIN_TOKEN", reason="ADMIN_DISABLED")
-        self._refuse_if_guessing(address)
         if not hmac.compare_digest((given or "").encode(), token.encode()):
             await self._count_failure(address)
             raise Unauthenticated("X-Admin-Token is missing or wrong", reason="ADMIN_TOKEN_INVALID")
 
-    def _refuse_if_guessing(self, address: str) -> None:
-        """An address past its failed attempts is refused before its key or token is even looked at, so it
-        learns nothing more until the window ends."""
-        if self._limiter.exhausted(_failures_bucket(address), AUTH_FAILURE_WINDOW_S):
-            raise _too_many_failures(self._limiter.reset_s(AUTH_FAILURE_WINDOW_S))
-
     async def _count_failure(self, address: str) -> None:
+        """Counts a wrong key or admin token against the address; past the limit, wrong ones are a 429
+        until the window ends. Only failures are counted and the counter is consulted only after the
+        credential was checked (in the same time whatever the count): a right key or token is served
+        even while its address is shut out, so one client's guesses behind a shared address (a NAT, a
+        proxy) cannot lock out the others, nor the operator."""
         decision = await self._limiter.hit(
             _failures_bucket(address), self._settings.auth_failures_per_address, AUTH_FAILURE_WINDOW_S
         )

@@ -93,16 +93,6 @@ class Limiter:
         lease.counted = max(lease.counted, total)
         lease.exhausted = granted < take
 
-    def exhausted(self, bucket: str, window_s: int) -> bool:
-        """True when this instance has seen the bucket's limit reached in the current window (no store call)."""
-        lease = self._leases.get(_window(bucket, window_s, self._clock())[0])
-        return lease is not None and lease.exhausted and lease.left < 1
-
-    def reset_s(self, window_s: int) -> float:
-        """Seconds until the current window ends."""
-        now = self._clock()
-        return _window("", window_s, now)[1] - now
-
     def _purge(self, now: float) -> None:
         self._leases = {key: lease for key, lease in self._leases.items() if lease.ends_at > now}
         self._next_purge = now + PURGE_EVERY_S
