@@ -23,6 +23,7 @@ from services.llm.providers.base import Provider, ProviderSettings
 from services.llm.registry import parse_registry
 from services.llm.server import build_providers
 from tests.fakes.providers import FakeProvider, running_fake
+from tests.support.clock import ManualClock
 
 REQUEST = ChatRequest("primary", (ChatMessage("user", "Hello there"),))
 
@@ -69,7 +70,9 @@ Built = tuple[Gateway, dict[str, Breaker], Sleeps]
 
 
 class GatewayFactory(Protocol):
-    def __call__(self, *, threshold: int = 5, attempts: int = 3, open_s: float = 30.0) -> Built: ...
+    def __call__(
+        self, *, threshold: int = 5, attempts: int = 3, open_s: float = 30.0, clock: ManualClock[float] | None = None
+    ) -> Built: ...
 
 
 @pytest.fixture
@@ -77,14 +80,24 @@ async def make_gateway(fake: FakeProvider) -> AsyncIterator[GatewayFactory]:
     """Builds gateways on the production providers and closes their SDK clients afterwards."""
     opened: list[Provider] = []
 
-    def build(*, threshold: int = 5, attempts: int = 3, open_s: float = 30.0) -> Built:
-        return _gateway(fake, opened, threshold=threshold, attempts=attempts, open_s=open_s)
+    def build(
+        *, threshold: int = 5, attempts: int = 3, open_s: float = 30.0, clock: ManualClock[float] | None = None
+    ) -> Built:
+        return _gateway(fake, opened, threshold=threshold, attempts=attempts, open_s=open_s, clock=clock)
 
     yield build
     await asyncio.gather(*(provider.close() for provider in opened))
 
 
-def _gateway(fake: FakeProvider, opened: list[Provider], *, threshold: int, attempts: int, open_s: float) -> Built:
+def _gateway(
+    fake: FakeProvider,
+    opened: list[Provider],
+    *,
+    threshold: int,
+    attempts: int,
+    open_s: float,
+    clock: ManualClock[float] | None,
+) -> Built:
     registry = _registry(fake)
     settings = {
         "openai": ProviderSettings("openai", "sk-test", fake.openai_base_url),
@@ -92,7 +105,10 @@ def _gateway(fake: FakeProvider, opened: list[Provider], *, threshold: int, atte
     }
     providers = build_providers(registry, settings)
     opened.extend(providers.values())
-    breakers = {name: Breaker(failure_threshold=threshold, open_s=open_s) for name in settings}
+    breakers = {
+        name: Breaker(failure_threshold=threshold, open_s=open_s, **({"clock": clock} if clock else {}))
+        for name in settings
+    }
     sleeps = Sleeps()
     gateway = Gateway(
         registry,
@@ -185,7 +201,8 @@ async def test_a_rejected_key_moves_to_the_next_provider_without_retrying(
 async def test_the_breaker_opens_skips_the_provider_and_closes_after_a_good_trial(
     fake: FakeProvider, make_gateway: GatewayFactory
 ) -> None:
-    gateway, breakers, _ = make_gateway(threshold=2, attempts=2, open_s=0.2)
+    clock = ManualClock(1_000.0)
+    gateway, breakers, _ = make_gateway(threshold=2, attempts=2, open_s=30, clock=clock)
     fake.fail_next(2, 500)
     _, served = await gateway.complete(REQUEST, 10)
     assert served.provider == "anthropic"
@@ -194,7 +211,9 @@ async def test_the_breaker_opens_skips_the_provider_and_closes_after_a_good_tria
     _, served = await gateway.complete(REQUEST, 10)
     assert served.provider == "anthropic"
     assert [r.api for r in fake.requests[calls:]] == ["anthropic"]  # openai was not even tried
-    await asyncio.sleep(0.25)
+    clock.now += 29.9
+    assert breakers["openai"].state is BreakerState.OPEN
+    clock.now += 0.1
     assert breakers["openai"].state is BreakerState.HALF_OPEN
     _, served = await gateway.complete(REQUEST, 10)
     assert served.provider == "openai"
