@@ -3,7 +3,9 @@
 Development mode serves every request as one owner user without keys: the
 embedded default, for one person on one machine. It is refused next to Redis
 (a shared, multi-instance deployment) unless forced with
-`SPARK_ACCESS_ALLOW_DEVELOPMENT=true`.
+`SPARK_ACCESS_ALLOW_DEVELOPMENT=true`. Keys mode needs `ADMIN_TOKEN`: keys are
+made through the admin routes, so without it not one could ever be created and
+every request would be refused; the service refuses to start instead.
 """
 
 from __future__ import annotations
@@ -39,6 +41,19 @@ class AccessConfig:
     key_cache_s: float
 
 
+def _keys_without_admin_token(*, chosen: bool, redis: bool) -> str:
+    """What to set when keys mode has no admin token: the token, or development mode where it is allowed."""
+    why = "SPARK_ACCESS_MODE=keys" if chosen else "SPARK_ACCESS_MODE is keys (the default with REDIS_URL set)"
+    development = "SPARK_ACCESS_MODE=development"
+    if redis:
+        development += " and SPARK_ACCESS_ALLOW_DEVELOPMENT=true"
+    return (
+        f"{why} but ADMIN_TOKEN is unset: API keys are created at /admin/keys with X-Admin-Token, so no key could "
+        "ever be created and every request would be refused. Set ADMIN_TOKEN to a long random secret (e.g. "
+        f"`openssl rand -hex 32`), or, for one person on one machine, {development} (everyone is the owner)"
+    )
+
+
 def read_config(environ: Mapping[str, str] | None = None) -> AccessConfig:
     env = EnvReader(os.environ if environ is None else environ)
     redis_url = env.optional_text("REDIS_URL")
@@ -48,6 +63,11 @@ def read_config(environ: Mapping[str, str] | None = None) -> AccessConfig:
             "SPARK_ACCESS_MODE=development serves everyone as the owner without keys; it is refused with "
             "REDIS_URL set (a shared deployment). Use SPARK_ACCESS_MODE=keys, or force it with "
             "SPARK_ACCESS_ALLOW_DEVELOPMENT=true"
+        )
+    admin_token = env.optional_text("ADMIN_TOKEN")
+    if mode == "keys" and admin_token is None:
+        env.problem(
+            _keys_without_admin_token(chosen=env.optional_text("SPARK_ACCESS_MODE") is not None, redis=bool(redis_url))
         )
     limits_path = env.path("SPARK_ACCESS_LIMITS", str(DEFAULT_LIMITS_PATH))
     try:
@@ -59,7 +79,7 @@ def read_config(environ: Mapping[str, str] | None = None) -> AccessConfig:
         server=read_server_config(env, "access", default_port=DEFAULT_PORT),
         data_dir=env.path("SPARK_DATA_DIR", "./var"),
         redis_url=redis_url,
-        admin_token=env.optional_text("ADMIN_TOKEN"),
+        admin_token=admin_token,
         mode=mode,
         limits=limits,
         nonce_ttl_s=env.integer("SPARK_ACCESS_NONCE_TTL_S", 300, minimum=1, maximum=7 * 86400),

@@ -65,7 +65,7 @@ def test_the_service_refuses_to_start_on_an_unreadable_limits_file(tmp_path: Pat
 
 def test_development_mode_is_the_embedded_default_and_refused_next_to_redis_unless_forced() -> None:
     assert read_config({}).mode == "development"
-    assert read_config({"REDIS_URL": "redis://r:6379/0"}).mode == "keys"
+    assert read_config({"REDIS_URL": "redis://r:6379/0", "ADMIN_TOKEN": "t"}).mode == "keys"
     with pytest.raises(ConfigError, match="refused with REDIS_URL"):
         read_config({"REDIS_URL": "redis://r:6379/0", "SPARK_ACCESS_MODE": "development"})
     forced = read_config(
@@ -74,6 +74,29 @@ def test_development_mode_is_the_embedded_default_and_refused_next_to_redis_unle
     assert forced.mode == "development"
     assert read_config({"SPARK_ACCESS_NONCE_ROUTES": "admin, spark-kv ,"}).nonce_routes == {"admin", "spark-kv"}
     assert "s3cret" not in repr(read_config({"ADMIN_TOKEN": "s3cret"}))
+
+
+@pytest.mark.parametrize(
+    ("environ", "what_to_set"),
+    [
+        (
+            {"REDIS_URL": "redis://r:6379/0"},
+            "SPARK_ACCESS_MODE=development and SPARK_ACCESS_ALLOW_DEVELOPMENT=true",
+        ),
+        ({"SPARK_ACCESS_MODE": "keys"}, "SPARK_ACCESS_MODE=development (everyone"),
+    ],
+)
+def test_keys_mode_without_an_admin_token_is_refused_saying_what_to_set(
+    environ: dict[str, str], what_to_set: str
+) -> None:
+    """No key could ever be created (they are made with the admin token): every request would be a 401."""
+    with pytest.raises(ConfigError) as raised:
+        read_config(environ)
+    (problem,) = raised.value.problems
+    assert "ADMIN_TOKEN is unset" in problem and "Set ADMIN_TOKEN" in problem
+    assert what_to_set in problem
+    assert ("the default with REDIS_URL set" in problem) == ("SPARK_ACCESS_MODE" not in environ)
+    assert read_config({**environ, "ADMIN_TOKEN": "s3cret"}).mode == "keys"
 
 
 @pytest.mark.parametrize(

@@ -42,6 +42,9 @@ SUITE = ("meta", "kv", "llm", "prompts", "vision", "access", "edge")  # built fr
 SERVICES = tuple(name for name in SUITE if name != "edge")  # the gRPC services
 THIRD_PARTY = ("redis", "jaeger", "prometheus")
 SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|API_KEY", re.IGNORECASE)
+ENV_EXAMPLE = ROOT / ".env.example"
+# Compose refuses to start without an admin token; the rendered project is checked with this one.
+HOST_ADMIN_TOKEN = "admin-t0ken-from-host"
 
 Json = dict[str, Any]
 
@@ -61,14 +64,17 @@ def compose_binary() -> Path:
     return binary
 
 
-def render(tmp: Path, *options: str, compose_file: Path = COMPOSE_FILE, **host_env: str) -> Json:
+def run_compose(
+    tmp: Path, *options: str, compose_file: Path = COMPOSE_FILE, env_file: Path | None = None, **host_env: str
+) -> subprocess.CompletedProcess[str]:
     """`docker compose config [options] --format json` with a clean environment plus host_env."""
-    empty_env_file = tmp / "empty.env"
-    empty_env_file.write_text("", encoding="utf-8")
+    if env_file is None:
+        # A stray ./.env with real values must not leak into the assertions.
+        env_file = tmp / "empty.env"
+        env_file.write_text("", encoding="utf-8")
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp), **host_env}
-    # --env-file: a stray ./.env with real values must not leak into the assertions
-    argv = ["-f", str(compose_file), "--env-file", str(empty_env_file), "config", *options, "--format", "json"]
-    result = subprocess.run(
+    argv = ["-f", str(compose_file), "--env-file", str(env_file), "config", *options, "--format", "json"]
+    return subprocess.run(
         [str(compose_binary()), *argv],
         capture_output=True,
         text=True,
@@ -77,6 +83,11 @@ def render(tmp: Path, *options: str, compose_file: Path = COMPOSE_FILE, **host_e
         timeout=60,
         check=False,
     )
+
+
+def render(tmp: Path, *options: str, compose_file: Path = COMPOSE_FILE, **host_env: str) -> Json:
+    """The rendered project; compose must accept it without a warning."""
+    result = run_compose(tmp, *options, compose_file=compose_file, **host_env)
     assert result.returncode == 0, f"docker compose config exited {result.returncode}:\n{result.stderr}"
     # Unset ${VAR} without a default only warns (exit 0); treat any warning as a failure.
     assert result.stderr.strip() == "", f"docker compose config warned:\n{result.stderr}"
@@ -97,7 +108,7 @@ def parse_yaml(path: Path, tmp: Path) -> Json:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Json:
-    return render(tmp_path_factory.mktemp("compose"))
+    return render(tmp_path_factory.mktemp("compose"), ADMIN_TOKEN=HOST_ADMIN_TOKEN)
 
 
 @pytest.fixture(scope="module")
@@ -188,7 +199,7 @@ def test_access_is_many_instances_over_one_redis_with_api_keys(services: dict[st
     env = env_of(services, "access")
     assert env["REDIS_URL"] == env_of(services, "kv")["REDIS_URL"]
     assert env["SPARK_ACCESS_MODE"] == "keys", "development mode serves everyone as the owner"
-    assert env["ADMIN_TOKEN"] == ""
+    assert env["ADMIN_TOKEN"] == HOST_ADMIN_TOKEN
     assert access["depends_on"]["redis"]["condition"] == "service_healthy"
 
 
@@ -256,7 +267,7 @@ def test_metrics_ports(services: dict[str, Json]) -> None:
 def test_kv_max_value_bytes_agrees_between_kv_and_edge(tmp_path: Path, services: dict[str, Json]) -> None:
     assert env_of(services, "kv")["SPARK_KV_MAX_VALUE_BYTES"] == env_of(services, "edge")["SPARK_KV_MAX_VALUE_BYTES"]
     assert env_of(services, "kv")["SPARK_KV_MAX_VALUE_BYTES"] == "10485760"
-    overridden = render(tmp_path, SPARK_KV_MAX_VALUE_BYTES="2097152")["services"]
+    overridden = render(tmp_path, SPARK_KV_MAX_VALUE_BYTES="2097152", ADMIN_TOKEN=HOST_ADMIN_TOKEN)["services"]
     assert env_of(overridden, "kv")["SPARK_KV_MAX_VALUE_BYTES"] == "2097152"
     assert env_of(overridden, "edge")["SPARK_KV_MAX_VALUE_BYTES"] == "2097152"
 
@@ -265,6 +276,58 @@ def test_traces_go_to_jaeger(services: dict[str, Json]) -> None:
     for name in SUITE:
         endpoint = env_of(services, name)["OTEL_EXPORTER_OTLP_ENDPOINT"]
         assert re.fullmatch(r"http://jaeger:4317", endpoint), (name, endpoint)
+
+
+# --- the admin token and .env.example ---
+
+
+def variables_compose_reads() -> set[str]:
+    """Every `${NAME...}` in docker-compose.yml outside comments."""
+    lines = [
+        line for line in COMPOSE_FILE.read_text(encoding="utf-8").splitlines() if not line.lstrip().startswith("#")
+    ]
+    return set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", "\n".join(lines)))
+
+
+def env_example() -> dict[str, str]:
+    pairs = {}
+    for line in ENV_EXAMPLE.read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, equals, value = line.partition("=")
+            assert equals, f".env.example: {line!r} is not NAME=value"
+            pairs[name.strip()] = value
+    return pairs
+
+
+@pytest.mark.parametrize("host_env", [{}, {"ADMIN_TOKEN": ""}], ids=["unset", "empty"])
+def test_compose_refuses_to_start_without_an_admin_token_saying_what_to_set(
+    tmp_path: Path, host_env: dict[str, str]
+) -> None:
+    """Access runs in keys mode, and keys are made with the admin token: without one every request is a 401."""
+    result = run_compose(tmp_path, **host_env)
+    assert result.returncode != 0, result.stdout
+    assert "ADMIN_TOKEN" in result.stderr and "openssl rand -hex 32" in result.stderr, result.stderr
+    assert ".env.example" in result.stderr
+
+
+def test_env_example_lists_every_variable_compose_reads_and_nothing_else() -> None:
+    documented = env_example()
+    assert set(documented) == variables_compose_reads()
+    assert all(not SECRET_NAME.search(name) or value == "" for name, value in documented.items()), "no secrets"
+
+
+def test_env_example_as_dot_env_refuses_until_the_admin_token_is_filled_in(tmp_path: Path, project: Json) -> None:
+    """Its empty values are the defaults (compose treats `${VAR:-default}` with VAR="" as unset)."""
+    unfilled = run_compose(tmp_path, env_file=ENV_EXAMPLE)
+    assert unfilled.returncode != 0 and "ADMIN_TOKEN" in unfilled.stderr, unfilled.stderr
+    filled = tmp_path / ".env"
+    filled.write_text(
+        ENV_EXAMPLE.read_text(encoding="utf-8").replace("\nADMIN_TOKEN=\n", f"\nADMIN_TOKEN={HOST_ADMIN_TOKEN}\n"),
+        encoding="utf-8",
+    )
+    result = run_compose(tmp_path, env_file=filled)
+    assert result.returncode == 0 and result.stderr.strip() == "", result.stderr
+    assert json.loads(result.stdout)["services"] == project["services"]
 
 
 # --- metrics ---
@@ -335,12 +398,13 @@ def test_prometheus_scrapes_envoys_stats_listener_and_the_admin_api_stays_on_loo
 
 
 def test_secrets_pass_through_from_the_host_and_are_never_hard_coded(tmp_path: Path, services: dict[str, Json]) -> None:
-    assert env_of(services, "prompts")["ADMIN_TOKEN"] == ""
+    assert env_of(services, "prompts")["ADMIN_TOKEN"] == HOST_ADMIN_TOKEN
     assert env_of(services, "edge")["ALLOWED_ORIGINS"] == ""
     for name in services:
         for key, value in env_of(services, name).items():
             if SECRET_NAME.search(key):
-                assert value == "", f"{name}: {key} has a value baked into docker-compose.yml"
+                given = HOST_ADMIN_TOKEN if key == "ADMIN_TOKEN" else ""
+                assert value == given, f"{name}: {key} has a value baked into docker-compose.yml"
     given = render(
         tmp_path, ADMIN_TOKEN="t0ken-from-host", ALLOWED_ORIGINS="https://app.example", OPENAI_API_KEY="sk-host"
     )["services"]

@@ -62,12 +62,19 @@ def container(workload: Json) -> Json:
     return containers[0]  # type: ignore[no-any-return]
 
 
+# Secret keys a container cannot start without (kubelet holds the pod until the Secret has them).
+REQUIRED_SECRETS = {("access", "ADMIN_TOKEN")}
+
+
 def environment(workload: Json, config_map: Json) -> dict[str, str]:
-    """What the container sees, with every optional secret absent (the least a deployment may give it)."""
+    """What the container sees with every optional secret absent and every required one set (the least a
+    deployment may give it)."""
     env = {key: str(value) for key, value in config_map["data"].items()}
     for item in container(workload).get("env", []):
         if "value" in item:
             env[item["name"]] = str(item["value"])
+        elif not item["valueFrom"]["secretKeyRef"].get("optional", False):
+            env[item["name"]] = f"<{item['name']} from the secret>"
     return env
 
 
@@ -148,7 +155,9 @@ def test_each_containers_environment_is_valid_for_its_config_reader(documents: l
     assert (configs["vision"].llm_target, configs["vision"].prompts_target) == ("llm:50052", "prompts:50053")
 
 
-def test_secrets_come_only_from_an_optional_secret(documents: list[Json]) -> None:
+def test_secrets_come_only_from_the_secret_and_only_the_admin_token_of_access_is_required(
+    documents: list[Json],
+) -> None:
     for doc in documents:
         if doc["kind"] == "ConfigMap":
             assert not [key for key in doc["data"] if SECRET_NAME.search(key)]
@@ -157,7 +166,10 @@ def test_secrets_come_only_from_an_optional_secret(documents: list[Json]) -> Non
             if SECRET_NAME.search(item["name"]):
                 assert "value" not in item, f"{name}: {item['name']} has a value in the manifest"
                 ref = item["valueFrom"]["secretKeyRef"]
-                assert ref == {"name": "spark-secrets", "key": item["name"], "optional": True}
+                if (name, item["name"]) in REQUIRED_SECRETS:
+                    assert ref == {"name": "spark-secrets", "key": item["name"]}
+                else:
+                    assert ref == {"name": "spark-secrets", "key": item["name"], "optional": True}
 
 
 def test_pods_run_unprivileged_on_a_read_only_root(documents: list[Json]) -> None:
