@@ -68,7 +68,7 @@ protos: install-dev
 
 lint: install-dev test-deps
 	$(PY) -m ruff check .
-	$(PY) -m mypy services edge tools benchmarks fuzz
+	$(PY) -m mypy services edge launcher tools benchmarks fuzz
 	$(PY) -m tools.buflint
 
 # wrk, redis-benchmark and webdis (Debian) for the benchmarks; LiteLLM and Portkey install themselves on first use.
