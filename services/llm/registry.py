@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from services.common.errors import FailedPrecondition, InvalidArgument
+from services.common.errors import FailedPrecondition, FieldViolation, InvalidArgument, quoted
 
 DEFAULT_REGISTRY_PATH = Path(__file__).with_name("models.toml")
+# No model, alias or provider name is longer; a longer one is refused as such, not looked up.
+MAX_NAME_CHARS = 200
 
 Api = Literal["openai", "anthropic"]
 
@@ -80,9 +82,15 @@ class Registry:
 
         `name` "" means the provider's default vision model when `provider` is given, else the default model.
         """
+        for field, value in (("provider", provider), ("model", name)):
+            if len(value) > MAX_NAME_CHARS:
+                problem = f"is longer than {MAX_NAME_CHARS} characters"
+                raise InvalidArgument(
+                    f"{field} {problem}", reason="INVALID_FIELD", violations=(FieldViolation(field, problem),)
+                )
         if provider and provider not in self.providers:
             raise InvalidArgument(
-                f"unknown provider {provider!r}; the registry has: {', '.join(sorted(self.providers))}",
+                f"unknown provider {quoted(provider)}; the registry has: {', '.join(sorted(self.providers))}",
                 reason="UNKNOWN_PROVIDER",
             )
         if not name:
@@ -91,19 +99,19 @@ class Registry:
         if model is None:
             available = self.available(configured)
             listed = ", ".join(available) if available else "none (no provider has a key)"
-            raise InvalidArgument(f"unknown model {name!r}; available models: {listed}", reason="UNKNOWN_MODEL")
+            raise InvalidArgument(f"unknown model {quoted(name)}; available models: {listed}", reason="UNKNOWN_MODEL")
         chain = [model, *(self.models[f] for f in model.fallbacks if f != model.name)]
         if provider:
             chain = [m for m in chain if m.provider == provider]
             if not chain:
                 raise InvalidArgument(
-                    f"model {name!r} is not served by provider {provider!r}", reason="MODEL_NOT_ON_PROVIDER"
+                    f"model {quoted(name)} is not served by provider {quoted(provider)}", reason="MODEL_NOT_ON_PROVIDER"
                 )
         usable = [m for m in chain if m.provider in configured]
         if not usable:
             variables = sorted({self.providers[m.provider].key_variable for m in chain})
             raise FailedPrecondition(
-                f"model {name!r} needs a provider key: set {' or '.join(variables)}",
+                f"model {quoted(name)} needs a provider key: set {' or '.join(variables)}",
                 reason="PROVIDER_NOT_CONFIGURED",
                 metadata={"variables": ",".join(variables)},
             )

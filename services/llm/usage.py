@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from services.common.errors import InvalidArgument
+from services.common.errors import InvalidArgument, quoted
 from services.common.store import Store, StoreError
 from services.common.store.base import decode_counter
 from services.llm.chat import Served, Usage
@@ -55,7 +55,7 @@ def parse_day(text: str, default: dt.date, field: str) -> dt.date:
     try:
         return dt.date.fromisoformat(text)
     except ValueError:
-        raise InvalidArgument(f"{field}: {text!r} is not a YYYY-MM-DD day", reason="INVALID_DAY") from None
+        raise InvalidArgument(f"{field}: {quoted(text)} is not a YYYY-MM-DD day", reason="INVALID_DAY") from None
 
 
 def _key(bucket: Bucket, counter: str) -> str:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from services.common.errors import Aborted, AlreadyExists, FailedPrecondition, NotFound
+from services.common.errors import Aborted, AlreadyExists, FailedPrecondition, NotFound, quoted
 from services.common.store import Check, Delete, Entry, Mutation, Set, Store
 from services.prompts.model import Changes, Draft, ListQuery, Prompt, Revision, now_iso, sort_key, validate_prompt
 
@@ -110,7 +110,7 @@ class PromptRepository:
         loaded = None if pointer is None else await self._load(int(pointer.value))
         if loaded is None:
             raise NotFound(
-                f"no default prompt for namespace {namespace!r} and lang {lang!r}",
+                f"no default prompt for namespace {quoted(namespace)} and lang {quoted(lang)}",
                 reason="NO_DEFAULT_PROMPT",
                 metadata={"namespace": namespace, "lang": lang},
             )
@@ -214,7 +214,7 @@ class PromptRepository:
         holder = await self._store.get(BY_NAME, name_key(namespace, name, version))
         if holder is not None and int(holder.value) != own_id:
             raise AlreadyExists(
-                f"a prompt {name!r} version {version} already exists in namespace {namespace!r}",
+                f"a prompt {quoted(name)} version {version} already exists in namespace {quoted(namespace)}",
                 reason="PROMPT_EXISTS",
                 metadata={"id": holder.value.decode(), "namespace": namespace, "name": name, "version": str(version)},
             )

@@ -24,6 +24,7 @@ from services.prompts.cache import ReadCache
 from services.prompts.model import (
     DEFAULT_LANG,
     DEFAULT_NAMESPACE,
+    MAX_NAME_CHARS,
     MAX_TEXT_CHARS,
     Changes,
     Draft,
@@ -140,7 +141,11 @@ class PromptsServicer(prompts_pb2_grpc.PromptsServiceServicer):
             "get", prompt_id, self._ttls.get_s, lambda: self._repository.get(prompt_id)
         )
 
-    async def _get_default(self, namespace: str, lang: str) -> Prompt:
+    async def _get_default(self, namespace: str, lang: str, where: str = "") -> Prompt:
+        # No stored prompt has a longer namespace or lang: refuse one as invalid rather than look it up.
+        for field, value in (("namespace", namespace), ("lang", lang)):
+            if len(value) > MAX_NAME_CHARS:
+                raise _invalid(where + field, f"is longer than {MAX_NAME_CHARS} characters")
         namespace, lang = namespace or DEFAULT_NAMESPACE, lang or DEFAULT_LANG
         return await self._cache.get_or_load(
             "default", (namespace, lang), self._ttls.get_s, lambda: self._repository.get_default(namespace, lang)
@@ -192,7 +197,9 @@ class PromptsServicer(prompts_pb2_grpc.PromptsServiceServicer):
             prompt = await self._get(request.id)
             template, prompt_id = prompt.text, prompt.id
         elif source == "default_for":
-            prompt = await self._get_default(request.default_for.namespace, request.default_for.lang)
+            prompt = await self._get_default(
+                request.default_for.namespace, request.default_for.lang, where="default_for."
+            )
             template, prompt_id = prompt.text, prompt.id
         else:
             raise _invalid("source", "is required: one of text, id or default_for")

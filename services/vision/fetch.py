@@ -20,7 +20,7 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
-from services.common.errors import FieldViolation, InvalidArgument
+from services.common.errors import FieldViolation, InvalidArgument, quoted
 from services.vision.images import Image, ImageTooLarge, check_image
 
 IPAddress = IPv4Address | IPv6Address
@@ -147,8 +147,8 @@ async def _download(target: URL, addresses: Sequence[IPAddress], max_bytes: int)
             session.get(target, allow_redirects=False, headers=_HEADERS) as response,
         ):
             if 300 <= response.status < 400:
-                location = response.headers.get("Location", "")[:200]
-                message = f"{_FIELD} redirects (HTTP {response.status}) to {location!r}; give the final URL"
+                location = quoted(response.headers.get("Location", ""))
+                message = f"{_FIELD} redirects (HTTP {response.status}) to {location}; give the final URL"
                 raise _failed(message, "IMAGE_URL_REDIRECT")
             if not 200 <= response.status < 300:
                 raise _failed(f"fetching {_FIELD} answered HTTP {response.status}")

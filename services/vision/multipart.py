@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from services.common.errors import FieldViolation, InvalidArgument
+from services.common.errors import FieldViolation, InvalidArgument, quoted
 from services.vision.images import ImageTooLarge
 
 MAX_PART_HEADER_BYTES = 8 * 1024
@@ -56,12 +56,12 @@ def parse_header_value(value: str) -> tuple[str, dict[str, str]]:
     while rest[position:].strip(" \t;"):
         match = _PARAM.match(rest, position)
         if match is None:
-            raise _error(f"malformed header parameters: {value!r}")
-        name, quoted, token = match.groups()
+            raise _error(f"malformed header parameters: {quoted(value)}")
+        name, quoted_string, token = match.groups()
         name = name.lower()
         if name in params:
-            raise _error(f"the parameter {name!r} is repeated in {value!r}")
-        params[name] = _ESCAPE.sub(_unescape, quoted) if quoted is not None else token
+            raise _error(f"the parameter {quoted(name)} is repeated in {quoted(value)}")
+        params[name] = _ESCAPE.sub(_unescape, quoted_string) if quoted_string is not None else token
         position = match.end()
     return main.strip().lower(), params
 
@@ -69,7 +69,7 @@ def parse_header_value(value: str) -> tuple[str, dict[str, str]]:
 def _boundary(content_type: str) -> bytes:
     media_type, params = parse_header_value(content_type)
     if media_type != "multipart/form-data":
-        raise _error(f"the content type is {media_type!r}, not multipart/form-data")
+        raise _error(f"the content type is {quoted(media_type)}, not multipart/form-data")
     boundary = params.get("boundary")
     if not boundary:
         raise _error("the multipart/form-data content type has no boundary parameter")
@@ -89,7 +89,7 @@ def _part_headers(raw: memoryview, index: int) -> dict[str, str]:
         name = name.lower()
         # No space may precede the colon, nor start a line (obsolete folding).
         if not colon or not name or name != name.strip() or name in headers:
-            raise _error(f"part {index} has a malformed or repeated header line: {line[:80]!r}")
+            raise _error(f"part {index} has a malformed or repeated header line: {quoted(line)}")
         headers[name] = value.strip(" \t")
     return headers
 
@@ -162,7 +162,7 @@ def _add_part(
     if not name:
         raise _error(f"part {index} has no name in its Content-Disposition")
     if name in form.fields or name in form.files:
-        raise _error(f"the form field {name!r} is given more than once", "DUPLICATE_FIELD", name)
+        raise _error(f"the form field {quoted(name)} is given more than once", "DUPLICATE_FIELD", name)
     media_type = parse_header_value(headers["content-type"])[0] if "content-type" in headers else None
     # RFC 7578 forbids `filename*`; a sender that uses it anyway still means a file.
     if "filename" in params or "filename*" in params or (media_type is not None and not media_type.startswith("text/")):
@@ -171,8 +171,10 @@ def _add_part(
         form.files[name] = FilePart(params.get("filename", ""), media_type or "application/octet-stream", data)
         return
     if len(data) > max_field_bytes:
-        raise _error(f"the form field {name!r} is over {max_field_bytes} bytes", "FIELD_TOO_LARGE", name)
+        raise _error(f"the form field {quoted(name)} is over {max_field_bytes} bytes", "FIELD_TOO_LARGE", name)
     try:
         form.fields[name] = str(data, "utf-8")
     except UnicodeDecodeError as error:
-        raise _error(f"the form field {name!r} is not valid UTF-8 (byte {error.start})", "INVALID_UTF8", name) from None
+        raise _error(
+            f"the form field {quoted(name)} is not valid UTF-8 (byte {error.start})", "INVALID_UTF8", name
+        ) from None

@@ -7,13 +7,15 @@ from typing import Any
 
 import orjson
 
-from services.common.errors import FieldViolation, InvalidArgument
+from services.common.errors import FieldViolation, InvalidArgument, quoted
 from services.common.transcoding import json_object
 from services.vision.images import Image, check_image, check_image_url, decode_base64
 from services.vision.multipart import parse_form
 
 MAX_VARIABLES = 64
 MAX_PROMPT_CHARS = 20_000
+# Names (model, provider, namespace, lang, variable names) are at most this long everywhere in the suite.
+MAX_NAME_CHARS = 200
 # `prompt_id` and `max_tokens` travel on as int32 proto fields; a larger value would fail there as a 500.
 MAX_INT32 = 2**31 - 1
 _TEXT_FIELDS = ("provider", "model", "prompt", "namespace", "lang")
@@ -47,6 +49,8 @@ def _variables(raw: Any) -> dict[str, str]:
         raise _invalid("variables", f"must be an object of at most {MAX_VARIABLES} names")
     variables = {}
     for name, value in raw.items():
+        if len(name) > MAX_NAME_CHARS:
+            raise _invalid("variables", f"names must be at most {MAX_NAME_CHARS} characters")
         if isinstance(value, bool) or not isinstance(value, str | int | float):
             raise _invalid(f"variables.{name}", "must be a string or a number")
         variables[name] = value if isinstance(value, str) else str(value)
@@ -74,10 +78,15 @@ def _image_source(values: dict[str, Any], image: Image | None, max_image_bytes: 
 def _build(values: dict[str, Any], image: Image | None, max_image_bytes: int) -> VisionRequest:
     """The request from decoded JSON values (multipart fields are converted to the same types first)."""
     if unknown := sorted(set(values) - _FIELDS):
-        raise _invalid(unknown[0], "is not a field of a vision request", "UNKNOWN_FIELD")
+        problem = "is not a field of a vision request"
+        raise InvalidArgument(
+            f"{quoted(unknown[0])} {problem}", reason="UNKNOWN_FIELD", violations=(FieldViolation(unknown[0], problem),)
+        )
     for name in _TEXT_FIELDS:
         if name in values and not isinstance(values[name], str):
             raise _invalid(name, "must be a string")
+        if name != "prompt" and len(values.get(name, "")) > MAX_NAME_CHARS:
+            raise _invalid(name, f"must be at most {MAX_NAME_CHARS} characters")
     prompt = values.get("prompt")
     if prompt is not None and (not prompt.strip() or len(prompt) > MAX_PROMPT_CHARS):
         raise _invalid("prompt", f"must be non-empty and at most {MAX_PROMPT_CHARS} characters")
@@ -136,7 +145,7 @@ def parse_request(content_type: str, body: bytes, *, max_image_bytes: int) -> Vi
         return _build(_form_values(form.fields), image, max_image_bytes)
     if media_type not in ("application/json", ""):
         raise InvalidArgument(
-            f"unsupported content type {media_type!r}: send application/json or multipart/form-data",
+            f"unsupported content type {quoted(media_type)}: send application/json or multipart/form-data",
             reason="UNSUPPORTED_MEDIA_TYPE",
         )
     values = json_object(body)

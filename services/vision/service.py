@@ -16,7 +16,7 @@ from spark.vision.v1 import vision_pb2, vision_pb2_grpc
 
 from services.common import sse
 from services.common.cleanup import DEFAULT_RULE, CleanupRule, StreamCleaner, apply
-from services.common.errors import DomainError, NotFound, Unavailable, status_code_of
+from services.common.errors import DomainError, NotFound, Unavailable, quoted, status_code_of
 from services.common.identity import caller_of
 from services.common.keepalive import with_keepalives
 from services.common.relay import relayed
@@ -93,7 +93,7 @@ class VisionServicer(vision_pb2_grpc.VisionServiceServicer):
             render.id, lookup = request.prompt_id, f"prompt_id {request.prompt_id}"
         else:
             render.default_for.namespace, render.default_for.lang = request.namespace, request.lang
-            lookup = f"the default prompt of namespace {request.namespace!r} and lang {request.lang!r}"
+            lookup = f"the default prompt of namespace {quoted(request.namespace)} and lang {quoted(request.lang)}"
         try:
             reply = await self._prompts.RenderPrompt(render, timeout=5.0)
         except grpc.aio.AioRpcError as error:

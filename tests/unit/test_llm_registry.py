@@ -9,7 +9,14 @@ import pytest
 
 from services.common.errors import FailedPrecondition, InvalidArgument
 from services.llm.config import read_config
-from services.llm.registry import DEFAULT_REGISTRY_PATH, Price, RegistryError, load_registry, parse_registry
+from services.llm.registry import (
+    DEFAULT_REGISTRY_PATH,
+    MAX_NAME_CHARS,
+    Price,
+    RegistryError,
+    load_registry,
+    parse_registry,
+)
 
 REGISTRY = load_registry()
 
@@ -102,3 +109,19 @@ def test_config_reads_keys_through_the_registry_variables_and_reports_problems(t
     with pytest.raises(Exception, match="SPARK_LLM_MODELS") as caught:
         read_config({"SPARK_LLM_MODELS": str(broken), "DEFAULT_MODEL": "nope", "SPARK_LLM_INJECTION": "maybe"})
     assert "DEFAULT_MODEL" in str(caught.value) and "SPARK_LLM_INJECTION" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("model", "provider", "field"), [("m" * 30_000, "", "model"), ("gpt-4o", "p" * 201, "provider")]
+)
+def test_a_name_longer_than_any_in_the_registry_is_refused_as_too_long(model: str, provider: str, field: str) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        REGISTRY.candidates(model, provider, {"openai"})
+    assert caught.value.message == f"{field} is longer than {MAX_NAME_CHARS} characters"
+    assert [v.field for v in caught.value.violations] == [field]
+
+
+def test_an_unknown_model_is_echoed_as_a_short_prefix() -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        REGISTRY.candidates("x" * MAX_NAME_CHARS, "", {"openai"})
+    assert caught.value.message.startswith(f"unknown model {'x' * 64!r}\u2026 ({MAX_NAME_CHARS} characters);")

@@ -76,6 +76,26 @@ def test_invalid_fields_are_named(body: dict[str, Any], field: str) -> None:
     assert field in [v.field for v in caught.value.violations] or caught.value.message.startswith(field)
 
 
+@pytest.mark.parametrize("name", ["model", "provider", "namespace", "lang"])
+def test_names_longer_than_any_the_suite_keeps_are_refused(name: str) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        _json({"image_base64": PNG_B64, name: "n" * 30_000})
+    assert [v.field for v in caught.value.violations] == [name]
+    assert "nnn" not in caught.value.message
+
+
+def test_a_long_variable_name_is_refused() -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        _json({"image_base64": PNG_B64, "variables": {"v" * 201: "x"}})
+    assert [v.field for v in caught.value.violations] == ["variables"]
+
+
+def test_an_unknown_field_is_echoed_as_a_short_prefix() -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        _json({"image_base64": PNG_B64, "f" * 200_000: 1})
+    assert caught.value.message == f"{'f' * 64!r}\u2026 (200000 characters) is not a field of a vision request"
+
+
 def test_bodies_that_are_neither_json_objects_nor_forms() -> None:
     for content_type, body in (("application/json", b"[1]"), ("application/json", b"{"), ("text/plain", b"x")):
         with pytest.raises(InvalidArgument):
