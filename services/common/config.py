@@ -97,9 +97,9 @@ class EnvReader:
         self._problems.append(message)
 
     def finish(self) -> None:
-        """Raises ConfigError listing every problem seen, if any."""
+        """Raises ConfigError listing every problem seen, if any (each once)."""
         if self._problems:
-            raise ConfigError(self._problems)
+            raise ConfigError(list(dict.fromkeys(self._problems)))
 
 
 @dataclass(frozen=True, slots=True)

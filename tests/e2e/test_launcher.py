@@ -1,18 +1,23 @@
-"""The launcher behind `make run`: start-up, supervision, restarts and clean stops."""
+"""The launcher behind `make run`: start-up, refusals, the banner, supervision, restarts and clean stops."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
+import subprocess
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from tests.support.http import wait_for
 from tests.support.processes import alive
-from tests.support.suite import RunningSuite
+from tests.support.suite import LAUNCHER_COMMAND, READY_LINE, ROOT, RunningSuite, suite_environment
 
 pytestmark = pytest.mark.e2e
 
@@ -139,3 +144,92 @@ def test_a_killed_worker_costs_no_request_while_another_serves(tmp_path: Path) -
             assert wait_for(lambda: http.get("/healthz").status_code == 200, 10.0)
     finally:
         suite.stop()
+
+
+# --- refusing to start, and the banner ---
+
+# A refusal comes before any process starts: well under a suite's start-up time even on a busy machine.
+REFUSAL_S = 10.0
+
+
+def launch_and_wait(env: Mapping[str, str]) -> tuple[int, str, float]:
+    """Runs the launcher to its end; its exit code, its output (stdout and stderr) and how long it took."""
+    started = time.monotonic()
+    result = subprocess.run(
+        LAUNCHER_COMMAND, cwd=ROOT, env=dict(env), capture_output=True, text=True, timeout=60, check=False
+    )
+    return result.returncode, result.stdout + result.stderr, time.monotonic() - started
+
+
+def log_records(output: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+
+
+def test_a_taken_port_stops_the_launcher_before_anything_starts_naming_the_setting_and_the_holder(
+    tmp_path: Path,
+) -> None:
+    env, ports = suite_environment(tmp_path)
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", ports["kv"]))
+        squatter.listen()
+        code, output, elapsed = launch_and_wait(env)
+    assert code == 2, output
+    assert elapsed < REFUSAL_S, elapsed
+    kv = ports["kv"]
+    expected = f"kv gRPC cannot listen on 127.0.0.1:{kv} (SPARK_KV_PORT={kv}): the port is in use by pid {os.getpid()}"
+    (refusal,) = [r for r in log_records(output) if r["level"] == "error" and "cannot listen" in r["msg"]]
+    assert refusal["msg"].startswith(expected), refusal
+    assert "pytest" in refusal["msg"] or "python" in refusal["msg"], "the holder's command line"
+    assert (refusal["port"], refusal["setting"]) == (kv, f"SPARK_KV_PORT={kv}")
+    assert "nothing was started" in output
+    assert not [r for r in log_records(output) if r["msg"].startswith("started ")], output
+    assert READY_LINE not in output
+
+
+def test_keys_mode_on_redis_without_an_admin_token_refuses_to_start_saying_what_to_set(tmp_path: Path) -> None:
+    env, _ = suite_environment(tmp_path, {"REDIS_URL": "redis://127.0.0.1:1/0"})
+    # Not the tests' forced development mode: keys, the default next to Redis.
+    del env["SPARK_ACCESS_MODE"], env["SPARK_ACCESS_ALLOW_DEVELOPMENT"]
+    code, output, elapsed = launch_and_wait(env)
+    assert code == 2, output
+    assert elapsed < REFUSAL_S, elapsed
+    assert "ADMIN_TOKEN is unset" in output and "Set ADMIN_TOKEN" in output
+    assert "SPARK_ACCESS_MODE=development and SPARK_ACCESS_ALLOW_DEVELOPMENT=true" in output
+    assert "started " not in output and READY_LINE not in output
+
+
+def test_the_banner_and_a_second_launcher_on_the_same_ports(tmp_path: Path) -> None:
+    """The banner is logged once, before anything starts, with no secret in it. A second `make run` next to a
+    running suite exits 2 at once naming each port's holder, and the first suite is left alone."""
+    secrets = {"ADMIN_TOKEN": "admin-s3cret-value", "OPENAI_API_KEY": "sk-s3cret-value"}
+    first = RunningSuite.start(tmp_path / "first", {**secrets, "SPARK_SERVICES": "meta,access,llm"})
+    with first:
+        output = first.launcher_output()
+        for secret in secrets.values():
+            assert secret not in output and secret not in first.logs()
+        records = log_records(output)
+        (banner,) = [r for r in records if r["msg"].startswith("Spark services starting")]
+        assert records.index(banner) < min(i for i, r in enumerate(records) if r["msg"].startswith("started "))
+        assert "access: development (every caller is the owner, no API key needed)" in banner["msg"]
+        assert f"store: SQLite {tmp_path / 'first' / 'data' / 'spark.db'}" in banner["msg"]
+        assert "providers with keys: openai |" in banner["msg"]
+        assert "admin routes: enabled (ADMIN_TOKEN is set)" in banner["msg"]
+        assert banner["msg"].endswith(f"edge: {first.base_url}")
+        assert (banner["access_mode"], banner["providers"], banner["admin_routes"]) == ("development", ["openai"], True)
+        assert not [r for r in records if r["level"] == "warning"], "loopback: no warning"
+
+        pids = first.child_pids()
+        code, second, elapsed = launch_and_wait(first.env)
+        assert code == 2, second
+        assert elapsed < REFUSAL_S, elapsed
+        assert READY_LINE not in second and "Spark services starting" not in second
+        refusals = {r["setting"]: r["msg"] for r in log_records(second) if "cannot listen" in r["msg"]}
+        edge = first.ports["edge"]
+        assert f"the edge cannot listen on 127.0.0.1:{edge}" in refusals[f"SPARK_EDGE_PORT={edge}"]
+        assert f"in use by pid {pids['edge']} (" in refusals[f"SPARK_EDGE_PORT={edge}"]
+        meta = first.ports["meta"]
+        assert f"in use by pid {pids['meta']} (" in refusals[f"SPARK_META_PORT={meta}"]
+        assert "services.meta" in refusals[f"SPARK_META_PORT={meta}"]
+        assert first.child_pids() == pids and all(alive(pid) for pid in pids.values())
+        with httpx.Client(base_url=first.base_url, timeout=10.0) as http:
+            assert http.get("/healthz").status_code == 200

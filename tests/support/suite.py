@@ -23,6 +23,8 @@ from tests.support.processes import terminate
 
 ROOT = Path(__file__).resolve().parents[2]
 READY_LINE = "Spark services ready on "
+# What `make run` runs.
+LAUNCHER_COMMAND = (sys.executable, "-m", "launcher")
 UNREACHABLE_LIMITS = ROOT / "benchmarks" / "limits.toml"
 SERVICES = ("meta", "access", "kv", "llm", "prompts", "vision")
 # Settings from the developer's shell that would change what a test sees (real provider keys above all).
@@ -38,6 +40,36 @@ ISOLATED_VARIABLES = frozenset(
         "GITHUB_TOKEN",
     }
 )
+
+
+def suite_environment(
+    directory: Path, extra_env: Mapping[str, str] | None = None
+) -> tuple[dict[str, str], dict[str, int]]:
+    """The launcher's environment for a suite in `directory` on free ports, and those ports by name."""
+    directory.mkdir(parents=True, exist_ok=True)
+    names = ("edge", "edge_admin", *SERVICES, *(f"{s}_metrics" for s in SERVICES))
+    ports = dict(zip(names, free_ports(len(names)), strict=True))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SPARK_") and k not in ISOLATED_VARIABLES}
+    env.update(
+        {
+            "SPARK_DATA_DIR": str(directory / "data"),
+            "SPARK_LOG_DIR": str(directory / "logs"),
+            "SPARK_EDGE_ACCESS_LOG": str(directory / "logs" / "edge-access.log"),
+            "SPARK_EDGE_PORT": str(ports["edge"]),
+            "SPARK_EDGE_ADMIN_PORT": str(ports["edge_admin"]),
+            **{f"SPARK_{name.upper()}_PORT": str(ports[name]) for name in SERVICES},
+            **{f"SPARK_{name.upper()}_METRICS_PORT": str(ports[f"{name}_metrics"]) for name in SERVICES},
+            "SPARK_SHUTDOWN_GRACE_S": "2",
+        }
+    )
+    env.update(extra_env or {})
+    # Limits no test reaches by accident (the benchmarks' file); tests of the rate limits set their own.
+    env.setdefault("SPARK_ACCESS_LIMITS", str(UNREACHABLE_LIMITS))
+    if "SPARK_ACCESS_MODE" not in env and "REDIS_URL" in env:
+        # Tests that are not about access run as the development owner on Redis too (forced, as a
+        # deployment would have to); tests/e2e/test_access_http.py runs with keys.
+        env |= {"SPARK_ACCESS_MODE": "development", "SPARK_ACCESS_ALLOW_DEVELOPMENT": "true"}
+    return env, ports
 
 
 @dataclass
@@ -61,32 +93,10 @@ class RunningSuite:
     def start(
         cls, directory: Path, extra_env: Mapping[str, str] | None = None, timeout_s: float = 60.0
     ) -> RunningSuite:
-        directory.mkdir(parents=True, exist_ok=True)
-        names = ("edge", "edge_admin", *SERVICES, *(f"{s}_metrics" for s in SERVICES))
-        ports = dict(zip(names, free_ports(len(names)), strict=True))
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SPARK_") and k not in ISOLATED_VARIABLES}
-        env.update(
-            {
-                "SPARK_DATA_DIR": str(directory / "data"),
-                "SPARK_LOG_DIR": str(directory / "logs"),
-                "SPARK_EDGE_ACCESS_LOG": str(directory / "logs" / "edge-access.log"),
-                "SPARK_EDGE_PORT": str(ports["edge"]),
-                "SPARK_EDGE_ADMIN_PORT": str(ports["edge_admin"]),
-                **{f"SPARK_{name.upper()}_PORT": str(ports[name]) for name in SERVICES},
-                **{f"SPARK_{name.upper()}_METRICS_PORT": str(ports[f"{name}_metrics"]) for name in SERVICES},
-                "SPARK_SHUTDOWN_GRACE_S": "2",
-            }
-        )
-        env.update(extra_env or {})
-        # Limits no test reaches by accident (the benchmarks' file); tests of the rate limits set their own.
-        env.setdefault("SPARK_ACCESS_LIMITS", str(UNREACHABLE_LIMITS))
-        if "SPARK_ACCESS_MODE" not in env and "REDIS_URL" in env:
-            # Tests that are not about access run as the development owner on Redis too (forced, as a
-            # deployment would have to); tests/e2e/test_access_http.py runs with keys.
-            env |= {"SPARK_ACCESS_MODE": "development", "SPARK_ACCESS_ALLOW_DEVELOPMENT": "true"}
+        env, ports = suite_environment(directory, extra_env)
         stdout = (directory / "launcher.out").open("wb")
         process = subprocess.Popen(
-            [sys.executable, "-m", "launcher"], cwd=ROOT, env=env, stdout=stdout, stderr=subprocess.STDOUT
+            LAUNCHER_COMMAND, cwd=ROOT, env=env, stdout=stdout, stderr=subprocess.STDOUT
         )
         stdout.close()
         suite = cls(directory, process, env, ports)
