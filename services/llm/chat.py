@@ -61,6 +61,15 @@ class ChatRequest:
     # Restricts routing to one provider (internal callers only).
     provider: str = ""
 
+    @property
+    def has_images(self) -> bool:
+        return any(
+            isinstance(part, ImagePart)
+            for message in self.messages
+            if not isinstance(message.content, str)
+            for part in message.content
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Usage:

@@ -72,7 +72,9 @@ class Gateway:
         self._sleep = sleep
 
     def candidates(self, request: ChatRequest) -> list[ModelSpec]:
-        return self._registry.candidates(request.model, request.provider, self._providers.keys())
+        return self._registry.candidates(
+            request.model, request.provider, self._providers.keys(), images=request.has_images
+        )
 
     async def complete(self, request: ChatRequest, timeout_s: float) -> tuple[Completion, Served]:
         deadline = time.monotonic() + timeout_s

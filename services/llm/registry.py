@@ -77,10 +77,13 @@ class Registry:
     def canonical(self, name: str) -> str:
         return self.aliases.get(name, name)
 
-    def candidates(self, name: str, provider: str, configured: Collection[str]) -> list[ModelSpec]:
+    def candidates(
+        self, name: str, provider: str, configured: Collection[str], *, images: bool = False
+    ) -> list[ModelSpec]:
         """The models to try for a request, in order; raises the caller-facing error when there are none.
 
-        `name` "" means the provider's default vision model when `provider` is given, else the default model.
+        `name` "" means the provider's default vision model when `provider` is given, else the default model
+        (for a request with `images`, `default_vision_model`).
         """
         for field, value in (("provider", provider), ("model", name)):
             if len(value) > MAX_NAME_CHARS:
@@ -93,8 +96,10 @@ class Registry:
                 f"unknown provider {quoted(provider)}; the registry has: {', '.join(sorted(self.providers))}",
                 reason="UNKNOWN_PROVIDER",
             )
-        if not name:
-            name = self.providers[provider].vision_model if provider else self.default_model
+        if not name and provider:
+            name = self.providers[provider].vision_model
+        elif not name:
+            name = self.default_vision_model(configured) if images else self.default_model
         model = self.models.get(self.canonical(name))
         if model is None:
             available = self.available(configured)
@@ -117,15 +122,24 @@ class Registry:
             )
         return usable
 
+    def default_vision_model(self, configured: Collection[str]) -> str:
+        """The model for a request with images that names none: the default model if it takes images and a
+        configured provider serves it, else the vision model of the first provider (in registry order) that
+        has a key, so that one provider's key is enough for image requests. With no key at all, the default
+        model, whose error names the variables to set."""
+        default = self.models[self.canonical(self.default_model)]
+        if default.vision and self._served(default, configured):
+            return self.default_model
+        return next((p.vision_model for p in self.providers.values() if p.name in configured), self.default_model)
+
     def available(self, configured: Collection[str]) -> list[str]:
         """Every model and alias a caller can be served, sorted."""
-
-        def served(model: ModelSpec) -> bool:
-            return model.provider in configured or any(self.models[f].provider in configured for f in model.fallbacks)
-
-        names = [name for name, model in self.models.items() if served(model)]
-        names += [alias for alias, target in self.aliases.items() if served(self.models[target])]
+        names = [name for name, model in self.models.items() if self._served(model, configured)]
+        names += [alias for alias, target in self.aliases.items() if self._served(self.models[target], configured)]
         return sorted(names)
+
+    def _served(self, model: ModelSpec, configured: Collection[str]) -> bool:
+        return model.provider in configured or any(self.models[f].provider in configured for f in model.fallbacks)
 
     def serving_provider(self, name: str, configured: Collection[str]) -> str:
         """The provider that would serve `name` first (for `owned_by` in model lists)."""

@@ -56,6 +56,19 @@ def test_an_empty_model_means_the_default_or_the_providers_vision_model() -> Non
     assert [m.provider for m in REGISTRY.candidates("gpt-4o", "openrouter", {"openrouter", "openai"})] == ["openrouter"]
 
 
+def test_a_request_with_images_and_no_model_gets_a_vision_model_that_a_key_serves() -> None:
+    assert REGISTRY.candidates("", "", {"bigmodel"}, images=True)[0].name == "glm-4.5v"
+    assert REGISTRY.candidates("", "", {"openai", "bigmodel"}, images=True)[0].name == REGISTRY.default_model
+    # The default is served through its fallback: it stays the default.
+    assert REGISTRY.candidates("", "", {"anthropic"}, images=True)[0].name == "claude-haiku-4-5"
+    # A default that takes no images gives way to a vision model.
+    assert REGISTRY.with_default("glm-4.5").candidates("", "", {"bigmodel"}, images=True)[0].name == "glm-4.5v"
+    with pytest.raises(FailedPrecondition, match="needs a provider key: set ANTHROPIC_API_KEY or OPENAI_API_KEY"):
+        REGISTRY.candidates("", "", set(), images=True)
+    with pytest.raises(FailedPrecondition, match="gpt-4o-mini"):
+        REGISTRY.candidates("", "", {"bigmodel"})
+
+
 def test_an_unknown_model_lists_what_is_available() -> None:
     with pytest.raises(InvalidArgument, match="unknown model 'gpt-9'") as caught:
         REGISTRY.candidates("gpt-9", "", {"anthropic"})
