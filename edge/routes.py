@@ -59,6 +59,7 @@ HTTP_ROUTES: tuple[HttpRoute, ...] = (
         "meta",
         "public",
         public=True,
+        snake_case=True,
         status_from_metadata=True,
         timeout_s=5.0,
         idempotent=True,
