@@ -523,6 +523,32 @@ async def test_concurrent_increments_are_exact(store: Store) -> None:
     assert entry is not None and entry.value == b"100"
 
 
+async def test_a_cancelled_caller_is_told_so_even_if_its_write_went_through(store: Store) -> None:
+    # A cancelled RPC (its client gone, its deadline passed) must stop, not carry on with the next step; on
+    # Redis the cancellation used to be dropped when it arrived as the command was being written.
+    mutations = [Set(SPACE, f"k{i}", b"x" * 1000) for i in range(3000)]
+    for delay in (0, 0.001, 0.005, 0.02):
+        task = asyncio.ensure_future(store.commit([], mutations))
+        await asyncio.sleep(delay)
+        if task.cancel():
+            with pytest.raises(asyncio.CancelledError):
+                await task
+    assert await set_value(store, SPACE, "after", b"")
+
+    async def clean_up_when_cancelled() -> str:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            # Cleanup in the cancelled task itself (a `finally` that settles a budget) still runs.
+            return await set_value(store, SPACE, "cleanup", b"")
+        return ""
+
+    cleaning = asyncio.ensure_future(clean_up_when_cancelled())
+    await asyncio.sleep(0)
+    cleaning.cancel()
+    assert await cleaning
+
+
 async def test_two_stores_on_the_same_data_see_each_other(store_factory: StoreFactory) -> None:
     one, two = store_factory(), store_factory()
     stamp = await set_value(one, SPACE, "shared", b"from one")

@@ -373,13 +373,23 @@ class RedisStore:
 
     async def _call(self, operation: Callable[[], Awaitable[_T]]) -> _T:
         self._ensure_open()
+        task = asyncio.current_task()
+        cancels = 0 if task is None else task.cancelling()
         try:
             async with asyncio.timeout(self._op_timeout_s):
-                return await operation()
+                result = await operation()
         except RedisError as exc:
             raise _map_error(exc) from exc
         except TimeoutError as exc:
             raise StoreUnavailable(f"redis did not answer within {self._op_timeout_s} s") from exc
+        if task is not None and task.cancelling() > cancels:
+            # redis-py writes each command through `asyncio.wait_for`, which on Python 3.11 returns the write's
+            # result when a cancellation arrives just as the write completes, and drops the cancellation: the
+            # caller (an RPC whose client went away) carried on as if never cancelled. The command has run;
+            # the caller still hears that it was cancelled. (Cleanup after an earlier cancellation, counted
+            # before the call, goes on.)
+            raise asyncio.CancelledError
+        return result
 
     async def _list(self, space: str, space_b: bytes, low: bytes, high: bytes, limit: int) -> builtins.list[Entry]:
         index = self._index_key(space_b)
