@@ -46,8 +46,9 @@ ROUTER_FILTER: dict[str, Any] = {
     "typed_config": {"@type": TYPE + "envoy.extensions.filters.http.router.v3.Router"},
 }
 HSTS = "max-age=31536000; includeSubDomains"
-# The headers ext_authz passes to the access service (method, path and host always go).
-ACCESS_CHECKED_HEADERS = ("authorization", "x-api-key", "x-admin-token", "x-nonce")
+# The headers ext_authz passes to the access service (method, path and host always go). X-Forwarded-For
+# names the client when the peer is a proxy in SPARK_TRUSTED_PROXIES (services/access/addresses.py).
+ACCESS_CHECKED_HEADERS = ("authorization", "x-api-key", "x-admin-token", "x-nonce", "x-forwarded-for")
 JSON_CONTENT_TYPE = "application/json"
 ORIGINAL_METHOD_HEADER = "x-spark-original-method"
 # Request headers the transcoder would pass on as metadata that a gRPC service refuses, failing the call as
@@ -167,6 +168,8 @@ ACCESS_LOG_FORMAT = {
     "bytes_out": "%BYTES_SENT%",
     "upstream": "%UPSTREAM_CLUSTER%",
     "client": "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%",
+    # Behind a proxy the client above is the proxy; this is who it says it forwarded for (and the edge's entry).
+    "forwarded_for": "%REQ(X-FORWARDED-FOR)%",
     "request_id": "%REQ(X-REQUEST-ID)%",
     "trace_id": "%TRACE_ID%",
     # Set by ext_authz from the verified identity, after a client's was stripped.

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from services.access.addresses import TrustedProxies, parse_networks
 from services.access.policy import DEFAULT_LIMITS_PATH, Limits, PolicyError, load_limits
 from services.access.users import User
 from services.common.config import EnvReader, ServerConfig, read_server_config
@@ -39,6 +40,8 @@ class AccessConfig:
     # Route names or route classes on which X-Nonce is required.
     nonce_routes: frozenset[str]
     key_cache_s: float
+    # Peers (reverse proxies, load balancers) whose X-Forwarded-For names the client; none by default.
+    trusted_proxies: TrustedProxies
 
 
 def _keys_without_admin_token(*, chosen: bool, redis: bool) -> str:
@@ -69,6 +72,17 @@ def read_config(environ: Mapping[str, str] | None = None) -> AccessConfig:
         env.problem(
             _keys_without_admin_token(chosen=env.optional_text("SPARK_ACCESS_MODE") is not None, redis=bool(redis_url))
         )
+    proxies, invalid = parse_networks(env.text("SPARK_TRUSTED_PROXIES", ""))
+    if invalid:
+        env.problem(
+            "SPARK_TRUSTED_PROXIES must list IP addresses or CIDR ranges (e.g. 10.0.0.0/8,192.0.2.7), not "
+            + ", ".join(map(repr, invalid))
+        )
+    if any(network.prefixlen == 0 for network in proxies):
+        env.problem(
+            "SPARK_TRUSTED_PROXIES trusts every address (a /0 range): any client could then name its own address "
+            "in X-Forwarded-For and escape the per-address limits. List your proxies' addresses or subnets"
+        )
     limits_path = env.path("SPARK_ACCESS_LIMITS", str(DEFAULT_LIMITS_PATH))
     try:
         limits = load_limits(limits_path)
@@ -85,6 +99,7 @@ def read_config(environ: Mapping[str, str] | None = None) -> AccessConfig:
         nonce_ttl_s=env.integer("SPARK_ACCESS_NONCE_TTL_S", 300, minimum=1, maximum=7 * 86400),
         nonce_routes=frozenset(r.strip() for r in env.text("SPARK_ACCESS_NONCE_ROUTES", "").split(",") if r.strip()),
         key_cache_s=env.number("SPARK_ACCESS_KEY_CACHE_S", 5.0),
+        trusted_proxies=TrustedProxies(proxies),
     )
     env.finish()
     return config

@@ -7,6 +7,7 @@ import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from services.access.addresses import TrustedProxies
 from services.access.keys import KeyStore, looks_like_key
 from services.access.limiter import Limiter
 from services.access.nonces import NonceBook
@@ -61,6 +62,8 @@ class GateSettings:
     admin_token: str | None
     nonce_routes: frozenset[str]
     auth_failures_per_address: int
+    # Peers whose X-Forwarded-For names the client (SPARK_TRUSTED_PROXIES).
+    trusted_proxies: TrustedProxies
 
 
 class Gate:
@@ -70,8 +73,10 @@ class Gate:
         self._nonces = nonces
         self._limiter = limiter
 
-    async def admit(self, route: RouteContext, method: str, headers: Mapping[str, str], address: str) -> Admission:
-        """The caller's identity for this request, or a DomainError saying why it is refused."""
+    async def admit(self, route: RouteContext, method: str, headers: Mapping[str, str], peer: str) -> Admission:
+        """The caller's identity for this request from `peer` (the address Envoy accepted it from), or a
+        DomainError saying why it is refused."""
+        address = self._settings.trusted_proxies.client(peer, headers.get("x-forwarded-for"))
         token = _token(headers)
         if route.admin == "all" or (route.admin == "writes" and method not in READ_METHODS):
             await self._check_admin(headers.get("x-admin-token"), address)

@@ -44,6 +44,7 @@ async def build_server(config: AccessConfig, store: Store | None = None) -> Runn
             admin_token=config.admin_token,
             nonce_routes=config.nonce_routes,
             auth_failures_per_address=config.limits.auth_failures_per_address,
+            trusted_proxies=config.trusted_proxies,
         ),
         keys,
         NonceBook(active_store, ttl_s=config.nonce_ttl_s),

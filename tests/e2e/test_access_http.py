@@ -3,7 +3,8 @@
 The `keyed` suite runs as a deployment would: Redis, two access processes,
 API keys required, an admin token, a nonce required on one route and a small
 limit on the `spark` route class; once with the rate limit counted in the
-ext_authz check (the default), once through Envoy's rate-limit filter. The shared `suite` fixture (development
+ext_authz check (the default) and the tests' own address as a trusted proxy,
+once through Envoy's rate-limit filter and no trusted proxy. The shared `suite` fixture (development
 mode, no admin token) covers the embedded default.
 """
 
@@ -15,6 +16,7 @@ import re
 import signal
 import subprocess
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -66,6 +68,9 @@ def keyed(
         "ADMIN_TOKEN": ADMIN,
         "ALLOWED_ORIGINS": "http://app.example",
     }
+    if request.param == "check":
+        # As if the tests were a reverse proxy in front of the edge.
+        env["SPARK_TRUSTED_PROXIES"] = "127.0.0.1"
     running = RunningSuite.start(directory / "suite", env)
     yield running
     running.stop()
@@ -185,6 +190,22 @@ def test_a_replayed_nonce_is_refused_and_a_route_can_require_one(edge: httpx.Cli
     assert policy.status_code == 200, policy.text
     assert policy.json()["mode"] == "keys"
     assert policy.json()["nonceRoutes"] == ["admin-policy"]
+
+
+def test_x_forwarded_for_names_the_client_only_from_a_trusted_proxy(keyed: RunningSuite, edge: httpx.Client) -> None:
+    """An anonymous caller's nonces are remembered per address: a nonce replayed from another forwarded
+    address is fresh only if the access service took that address as the client's."""
+    nonce = f"xff-{uuid.uuid4().hex}"
+
+    def about(client: str) -> httpx.Response:
+        return edge.get("/about", headers={"x-forwarded-for": client, "x-nonce": nonce})
+
+    assert about("203.0.113.1").status_code == 200
+    if "SPARK_TRUSTED_PROXIES" in keyed.env:
+        assert about("203.0.113.2").status_code == 200
+        refused(about("203.0.113.1"), 409, "NONCE_REPLAYED")
+    else:
+        refused(about("203.0.113.2"), 409, "NONCE_REPLAYED")
 
 
 def test_two_access_instances_on_one_redis_admit_exactly_the_limit(keyed: RunningSuite, edge: httpx.Client) -> None:

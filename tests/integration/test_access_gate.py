@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 
 import pytest
 
+from services.access.addresses import TrustedProxies, parse_networks
 from services.access.config import DEVELOPMENT_USER, OPERATOR
 from services.access.gate import Gate, GateSettings, RouteContext
 from services.access.keys import KeyStore
@@ -49,8 +50,12 @@ def make_gate(
     admin_token: str | None = ADMIN,
     failures: int = 5,
     nonce_routes: Iterable[str] = (),
+    trusted_proxies: str = "",
 ) -> Gate:
-    settings = GateSettings(development, DEVELOPMENT_USER, OPERATOR, admin_token, frozenset(nonce_routes), failures)
+    proxies = TrustedProxies(parse_networks(trusted_proxies)[0])
+    settings = GateSettings(
+        development, DEVELOPMENT_USER, OPERATOR, admin_token, frozenset(nonce_routes), failures, proxies
+    )
     # A fixed clock: no window may end in the middle of a test.
     limiter = Limiter(store, clock=Clock(1_800_000_000.0))
     return Gate(settings, KeyStore(store, cache_s=0), NonceBook(store, ttl_s=300), limiter)
@@ -240,3 +245,27 @@ async def test_an_address_guessing_is_refused_until_the_window_ends_but_right_cr
     assert (await refusal(gate, KV, wrong)).reason == "AUTH_FAILURES"
     # Another address is not affected.
     assert isinstance(await refusal(gate, KV, wrong, address="192.0.2.8"), Unauthenticated)
+
+
+async def test_behind_a_trusted_proxy_each_forwarded_client_is_its_own_address_and_only_then(store: Store) -> None:
+    """Every client of a reverse proxy arrives from the proxy's address; with the proxy trusted, one client
+    guessing keys is shut out alone. A peer that is not a trusted proxy cannot choose its address."""
+    proxy, edge_entry = "10.0.0.5", "192.0.2.2"
+    gate = make_gate(store, failures=2, trusted_proxies="10.0.0.0/24")
+    wrong = {"x-api-key": "spk_0000000000000000_" + "b" * 43}
+
+    def via_proxy(client: str, headers: Mapping[str, str] = wrong) -> dict[str, str]:
+        return {**headers, "x-forwarded-for": f"{client},{edge_entry}"}
+
+    for _ in range(3):
+        await refusal(gate, KV, via_proxy("203.0.113.1"), address=proxy)
+    assert (await refusal(gate, KV, via_proxy("203.0.113.1"), address=proxy)).reason == "AUTH_FAILURES"
+    assert (await refusal(gate, KV, via_proxy("203.0.113.2"), address=proxy)).reason == "API_KEY_INVALID"
+    anonymous = await gate.admit(HEALTH, "GET", via_proxy("203.0.113.3", {}), proxy)
+    assert anonymous.subject == "address:203.0.113.3"
+    # Straight from a client, X-Forwarded-For is the client's own claim: its address stays its own.
+    direct = await gate.admit(HEALTH, "GET", via_proxy("10.0.0.9", {}), "198.51.100.4")
+    assert direct.subject == "address:198.51.100.4"
+    # Without trusted proxies, the proxy's clients are one address.
+    untrusting = make_gate(store, trusted_proxies="")
+    assert (await untrusting.admit(HEALTH, "GET", via_proxy("203.0.113.3", {}), proxy)).subject == f"address:{proxy}"
