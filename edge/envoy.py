@@ -50,6 +50,10 @@ HSTS = "max-age=31536000; includeSubDomains"
 # names the client when the peer is a proxy in SPARK_TRUSTED_PROXIES (services/access/addresses.py).
 ACCESS_CHECKED_HEADERS = ("authorization", "x-api-key", "x-admin-token", "x-nonce", "x-forwarded-for")
 JSON_CONTENT_TYPE = "application/json"
+# Envoy's defaults, which clients meet at the door (431). They also bound the request once the edge has added
+# its own headers, which a request just under them can then pass (see _local_reply_config).
+MAX_REQUEST_HEADERS = 100
+MAX_REQUEST_HEADERS_KB = 60
 ORIGINAL_METHOD_HEADER = "x-spark-original-method"
 # Request headers the transcoder would pass on as metadata that a gRPC service refuses, failing the call as
 # INTERNAL (an HTTP 500): names with characters HTTP allows but gRPC does not (a leading ':' marks Envoy's
@@ -404,24 +408,42 @@ def _local_reply_config() -> Json:
     """Envoy's own replies (no route, 413, upstream down, timeouts) as JSON in the services' error shape."""
     # Native gRPC callers get a text body. A transcoded request also has a gRPC content type by the time the
     # transcoder rejects its body (e.g. 413), so it is told apart by the original path the transcoder keeps.
-    grpc_mapper = {
-        "filter": {
-            "and_filter": {
-                "filters": [
-                    {
-                        "header_filter": {
-                            "header": {"name": "content-type", "string_match": {"prefix": "application/grpc"}}
-                        }
-                    },
-                    {
-                        "header_filter": {
-                            "header": {"name": "x-envoy-original-path", "present_match": True, "invert_match": True}
-                        }
-                    },
-                ]
+    native_grpc: list[Json] = [
+        {"header_filter": {"header": {"name": "content-type", "string_match": {"prefix": "application/grpc"}}}},
+        {"header_filter": {"header": {"name": "x-envoy-original-path", "present_match": True, "invert_match": True}}},
+    ]
+    text_body = {"text_format_source": {"inline_string": "%LOCAL_REPLY_BODY%"}}
+    grpc_mapper = {"filter": {"and_filter": {"filters": native_grpc}}, "body_format_override": text_body}
+    # ext_authz refuses to pass on a request whose headers are over the listener's limits after the check's
+    # changes, and Envoy answers that with an empty 500 (`ext_authz_invalid`). It is a request just under
+    # the limits at the door that the edge's own headers (x-forwarded-for, -proto, x-request-id,
+    # x-envoy-external-address, the original method, the verified x-spark-user) pushed over: the client's
+    # to fix, a 431 like the door's (RESOURCE_EXHAUSTED for gRPC). The access service never refuses with a
+    # 500 (its failures are 503s).
+    over_limits: list[Json] = [{"response_flag_filter": {"flags": ["UAEX"]}}, _status_filter(500)]
+    too_large = {
+        "inline_string": f"the request's headers, with the ones the edge adds, pass its limits of "
+        f"{MAX_REQUEST_HEADERS} headers and {MAX_REQUEST_HEADERS_KB} KiB: send fewer or smaller headers"
+    }
+    grpc_too_large_mapper = {
+        "filter": {"and_filter": {"filters": [*native_grpc, *over_limits]}},
+        "body": too_large,
+        "headers_to_add": [
+            {
+                "header": {"key": "grpc-status", "value": str(GRPC_CODE_BY_HTTP[431])},
+                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
             }
+        ],
+        "body_format_override": text_body,
+    }
+    too_large_mapper = {
+        "filter": {"and_filter": {"filters": over_limits}},
+        "status_code": 431,
+        "body": too_large,
+        "body_format_override": {
+            "json_format": _error_body(GRPC_CODE_BY_HTTP[431], "%LOCAL_REPLY_BODY%", "request_headers_too_large"),
+            "content_type": JSON_CONTENT_TYPE,
         },
-        "body_format_override": {"text_format_source": {"inline_string": "%LOCAL_REPLY_BODY%"}},
     }
     # Path normalisation refuses an encoded NUL with an empty body; say why.
     nul_mapper = {
@@ -462,7 +484,7 @@ def _local_reply_config() -> Json:
             "content_type": JSON_CONTENT_TYPE,
         },
     }
-    mappers = [grpc_mapper, access_mapper, nul_mapper]
+    mappers = [grpc_too_large_mapper, grpc_mapper, access_mapper, too_large_mapper, nul_mapper]
     for http_status, grpc_code in GRPC_CODE_BY_HTTP.items():
         mappers.append(
             {
@@ -600,7 +622,7 @@ def _connection_manager(settings: EdgeSettings) -> Json:
         "path_with_escaped_slashes_action": "KEEP_UNCHANGED",
         "server_name": "spark-edge",
         "server_header_transformation": "OVERWRITE",
-        "max_request_headers_kb": 60,
+        "max_request_headers_kb": MAX_REQUEST_HEADERS_KB,
         "request_headers_timeout": "10s",
         "request_timeout": "120s",
         "stream_idle_timeout": f"{settings.stream_idle_timeout_s:g}s",
@@ -608,7 +630,7 @@ def _connection_manager(settings: EdgeSettings) -> Json:
         "common_http_protocol_options": {
             "idle_timeout": "300s",
             "headers_with_underscores_action": "REJECT_REQUEST",
-            "max_headers_count": 100,
+            "max_headers_count": MAX_REQUEST_HEADERS,
         },
         "http2_protocol_options": {
             "max_concurrent_streams": 100,

@@ -21,13 +21,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import httpx
 import pytest
+from spark.access.v1 import access_pb2, access_pb2_grpc
 
 from edge.routes import TRANSCODED_SERVICES
 from services.access.policy import ROUTE_CLASSES
 from services.common.descriptors import default_descriptor_path
 from services.common.routes import http_routes, load_descriptor_pool
+from tests.support import raw_http
 from tests.support.http import in_threads, json_error, wait_for
 from tests.support.redis_server import RedisServer
 from tests.support.suite import RunningSuite
@@ -230,6 +233,62 @@ def test_two_access_instances_on_one_redis_admit_exactly_the_limit(keyed: Runnin
     # Another user's bucket is untouched.
     other, _ = new_key(edge, "calm")
     assert edge.get("/_spark/user", headers={"x-api-key": other}).status_code == 200
+
+
+def test_headers_just_under_the_limits_are_served_or_a_clean_431_never_a_500(
+    keyed: RunningSuite, edge: httpx.Client
+) -> None:
+    """The door lets in 100 header lines and 60 KiB; the headers the edge adds before and in the check can
+    push a request that got in over those limits, which ext_authz answered with an empty 500."""
+    secret, _ = new_key(edge, "many-headers")
+    key: raw_http.Header = ("X-Api-Key", secret)
+
+    def sent(extra: list[raw_http.Header]) -> raw_http.RawResponse:
+        # raw_http adds Host and Connection.
+        return raw_http.send(keyed.edge_address, "GET", "/_spark/user", [key, *extra])
+
+    def answer(response: raw_http.RawResponse) -> str:
+        """Returns "ok", or the reason of a JSON 431 in the one error shape."""
+        if response.status == 200:
+            assert response.json()["id"] == "many-headers"
+            return "ok"
+        assert response.status == 431, (response.status, response.body[:300])
+        assert response.headers["content-type"].startswith("application/json")
+        body = response.json()
+        assert body["code"] == 8 and body["message"], body
+        return str(body["details"][0]["reason"])
+
+    by_count = {n: answer(sent([(f"X-H{i}", "v") for i in range(n - 3)])) for n in (80, *range(93, 104))}
+    assert by_count[80] == "ok"
+    assert {by_count[n] for n in range(93, 101)} <= {"ok", "request_headers_too_large"}
+    assert {by_count[n] for n in range(101, 104)} == {"http1.too_many_headers"}
+    # The same for size: a sweep across the edge's additions below the 60 KiB at the door.
+    by_size = {size: answer(sent([("X-Big", "a" * size)])) for size in range(60 * 1024 - 600, 60 * 1024 + 40, 40)}
+    assert set(by_size.values()) <= {"ok", "request_headers_too_large", "http1.headers_too_large"}
+    assert "request_headers_too_large" in by_size.values() and "ok" in by_size.values()
+
+
+def test_native_grpc_just_under_the_header_limit_is_resource_exhausted_never_unknown(
+    keyed: RunningSuite, edge: httpx.Client
+) -> None:
+    """The same over-full request as a gRPC call: RESOURCE_EXHAUSTED saying why, not UNKNOWN and nothing."""
+    secret, _ = new_key(edge, "many-metadata")
+    outcomes: dict[int, str] = {}
+    with grpc.insecure_channel(keyed.edge_address) as channel:
+        stub = access_pb2_grpc.AccessServiceStub(channel)
+        for extra in range(84, 100):
+            metadata = [("x-api-key", secret), *((f"x-h{i}", "v") for i in range(extra))]
+            try:
+                stub.GetUser(access_pb2.GetUserRequest(), metadata=metadata, timeout=30)
+                outcomes[extra] = "ok"
+            except grpc.RpcError as error:
+                outcomes[extra] = f"{error.code().name}: {error.details()}"
+    assert outcomes[84] == "ok"
+    too_large = [o for o in outcomes.values() if o.startswith("RESOURCE_EXHAUSTED")]
+    assert too_large and all("pass its limits of 100 headers" in o for o in too_large), outcomes
+    # The rest is served, or refused at the door (HTTP/2 resets a stream with too many headers).
+    door = [o for o in outcomes.values() if o != "ok" and not o.startswith("RESOURCE_EXHAUSTED")]
+    assert all(o.startswith("INTERNAL") and "RST_STREAM" in o for o in door), outcomes
 
 
 def test_the_runtime_load_report_is_a_metric_and_a_log_event_with_the_user(
