@@ -5,7 +5,11 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from tests.support.suite import ROOT
+
+pytestmark = pytest.mark.checks
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:

@@ -33,6 +33,8 @@ from services.meta.config import read_config as read_meta_config
 from services.prompts.config import read_config as read_prompts_config
 from services.vision.config import read_config as read_vision_config
 
+pytestmark = pytest.mark.checks
+
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"

@@ -5,9 +5,12 @@ from __future__ import annotations
 import filecmp
 from pathlib import Path
 
+import pytest
 from google.protobuf import descriptor_pb2
 
 from tools import buflint, protogen
+
+pytestmark = pytest.mark.checks
 
 
 def _files(root: Path) -> set[str]:

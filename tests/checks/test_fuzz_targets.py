@@ -17,6 +17,8 @@ import pytest
 from fuzz import TARGETS
 from tests.support.suite import ROOT
 
+pytestmark = pytest.mark.checks
+
 CORPUS = ROOT / "fuzz" / "corpus"
 # Seconds of fuzzing per target after its start-up, so that all of them together take well under a minute.
 FUZZ_SECONDS = 1

@@ -15,6 +15,8 @@ from opentelemetry.proto.trace.v1 import trace_pb2
 
 from tools.repair_protos import OWNERS, damaged_files, lock_entry
 
+pytestmark = pytest.mark.checks
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

