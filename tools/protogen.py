@@ -1,7 +1,7 @@
 """The one recipe that regenerates every Python stub and the edge's descriptor set.
 
 Run `python -m tools.protogen` (or `make protos`) after editing anything in
-`protos/`. `tests/unit/test_protogen_drift.py` regenerates into a temporary
+`protos/`. `tests/checks/test_contracts.py` regenerates into a temporary
 directory and fails on any difference from the committed `gen/` tree.
 """
 

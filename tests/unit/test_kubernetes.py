@@ -2,7 +2,7 @@
 
 No cluster is needed (nor reachable here): the manifests are parsed with
 PyYAML, and each container's environment is read by the service's own config
-reader, as tests/unit/test_compose.py does for docker-compose.yml. A selector
+reader, as tests/checks/test_compose.py does for docker-compose.yml. A selector
 that matches no pod, a probe on the wrong port, an autoscaler on a Deployment
 without CPU requests or a secret baked into a manifest fails here.
 """
