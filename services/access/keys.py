@@ -8,6 +8,7 @@ instance that revoked it and within the cache lifetime on the others.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import hmac
@@ -20,9 +21,9 @@ from dataclasses import dataclass
 
 import orjson
 
-from services.access.users import User
-from services.common.errors import NotFound
-from services.common.store import Check, Delete, Set, Store
+from services.access.users import User, conflicting_fields
+from services.common.errors import Aborted, AlreadyExists, FieldViolation, NotFound, quoted
+from services.common.store import Check, Delete, Mutation, Set, Store
 
 KEYS = "access-keys"
 USERS = "access-users"
@@ -30,6 +31,8 @@ PREFIX = "spk_"
 _KEY = re.compile(r"spk_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")
 MAX_CACHED = 10_000
 MAX_LABEL_CHARS = 200
+# Reads of the user and commits of the key, when another request changes the user in between.
+CREATE_ATTEMPTS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +52,17 @@ class KeyRecord:
         return cls(data["id"], data["label"], User.from_json(data["user"]), data["created_at"], data["sha256"])
 
 
+def _user_exists(user_id: str, fields: list[str]) -> AlreadyExists:
+    names = ", ".join(f.removeprefix("user.") for f in fields)
+    return AlreadyExists(
+        f"user {quoted(user_id)} exists with another {names}: leave it out to keep the stored profile, "
+        "or send update_user: true to replace that profile",
+        reason="USER_EXISTS",
+        metadata={"user_id": user_id, "fields": ",".join(fields)},
+        violations=tuple(FieldViolation(f, "differs from the stored user's") for f in fields),
+    )
+
+
 def looks_like_key(token: str) -> bool:
     return token.startswith(PREFIX)
 
@@ -65,23 +79,39 @@ class KeyStore:
         # key id -> (record or None for "no such key", when the entry expires)
         self._cache: OrderedDict[str, tuple[KeyRecord | None, float]] = OrderedDict()
 
-    async def create(self, user: User, label: str) -> tuple[KeyRecord, str]:
-        key_id = secrets.token_hex(8)
-        secret = f"{PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
-        created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-        record = KeyRecord(key_id, label, user, created, _digest(secret))
-        result = await self._store.commit(
-            [Check(KEYS, key_id, None)],
-            [Set(KEYS, key_id, record.to_json()), Set(USERS, user.id, orjson.dumps(user))],
-        )
-        if not result.ok:  # 64 random bits collided: astronomically unlikely, and still never overwrites
-            raise RuntimeError("API key id collision")
-        self._cache.pop(key_id, None)
-        return record, secret
+    async def create(self, user: User, label: str, *, update_user: bool = False) -> tuple[KeyRecord, str]:
+        """A new key for `user`. A user that exists (the same id) keeps its stored profile, and the key gets
+        it, unless `update_user` replaces that profile with `user`: a field given with another value than
+        the stored one is refused as ALREADY_EXISTS naming it, neither written nor dropped silently."""
+        for _ in range(CREATE_ATTEMPTS):
+            entry = await self._store.get(USERS, user.id)
+            stored = None if entry is None else User.from_json(orjson.loads(entry.value))
+            if stored is not None and not update_user and (conflicts := conflicting_fields(stored, user)):
+                raise _user_exists(user.id, conflicts)
+            owner = user if stored is None or update_user else stored
+            key_id = secrets.token_hex(8)
+            secret = f"{PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
+            created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+            record = KeyRecord(key_id, label, owner, created, _digest(secret))
+            writes: list[Mutation] = [Set(KEYS, key_id, record.to_json())]
+            if owner != stored:
+                writes.append(Set(USERS, owner.id, orjson.dumps(owner)))
+            # Neither a key (64 random bits colliding) nor a user changed since it was read is overwritten:
+            # a failed check goes round again.
+            user_check = Check(USERS, user.id, None if entry is None else entry.versionstamp)
+            if (await self._store.commit([Check(KEYS, key_id, None), user_check], writes)).ok:
+                self._cache.pop(key_id, None)
+                return record, secret
+        raise Aborted(f"user {quoted(user.id)} kept changing while the key was made; retry", reason="USER_CHANGED")
 
     async def list(self) -> list[KeyRecord]:
+        """Every key, oldest first, each with its user's profile as stored now (it may have been updated since)."""
         entries = await self._store.list(KEYS, limit=10_000)
-        return sorted((KeyRecord.from_json(e.value) for e in entries), key=lambda r: (r.created_at, r.id))
+        records = sorted((KeyRecord.from_json(e.value) for e in entries), key=lambda r: (r.created_at, r.id))
+        user_ids = sorted({r.user.id for r in records})
+        found = zip(user_ids, await self._store.get_many(USERS, user_ids), strict=True)
+        users = {user_id: User.from_json(orjson.loads(e.value)) for user_id, e in found if e is not None}
+        return [dataclasses.replace(r, user=users.get(r.user.id, r.user)) for r in records]
 
     async def revoke(self, key_id: str) -> None:
         if await self._store.get(KEYS, key_id) is None:

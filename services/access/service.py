@@ -87,8 +87,13 @@ class AccessServicer(access_pb2_grpc.AccessServiceServicer):
                 reason="INVALID_LABEL",
                 violations=(FieldViolation("label", f"at most {MAX_LABEL_CHARS} characters"),),
             )
-        record, secret = await self._keys.create(user_from_request(request.user), request.label)
-        logger.info("API key created", extra={"key_id": record.id, "user": record.user.id})
+        record, secret = await self._keys.create(
+            user_from_request(request.user), request.label, update_user=request.update_user
+        )
+        logger.info(
+            "API key created",
+            extra={"key_id": record.id, "user": record.user.id, "update_user": request.update_user},
+        )
         return access_pb2.CreateApiKeyResponse(key=_key_proto(record), secret=secret)
 
     async def ListApiKeys(

@@ -36,6 +36,22 @@ class User:
         )
 
 
+def conflicting_fields(stored: User, given: User) -> list[str]:
+    """The request's fields (as `user.<name>`) that would change the stored profile. An empty email or
+    avatar URL and `is_owner: false` are not given (proto3 cannot tell them from absent): they keep the
+    stored values. The id is the same, it is how the user was found."""
+    fields = []
+    if given.login != stored.login:
+        fields.append("user.login")
+    if given.email and given.email != stored.email:
+        fields.append("user.email")
+    if given.avatar_url and given.avatar_url != stored.avatar_url:
+        fields.append("user.avatar_url")
+    if given.is_owner and not stored.is_owner:
+        fields.append("user.is_owner")
+    return fields
+
+
 def user_from_request(message: access_pb2.User) -> User:
     """A validated user from an admin's request; the id defaults to the login."""
     login = message.login.strip()

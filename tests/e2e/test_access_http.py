@@ -85,8 +85,9 @@ def edge(keyed: RunningSuite) -> Iterator[httpx.Client]:
         yield client
 
 
-def new_key(edge: httpx.Client, login: str, **user: Any) -> tuple[str, dict[str, Any]]:
-    created = edge.post("/admin/keys", headers={"x-admin-token": ADMIN}, json={"user": {"login": login, **user}})
+def new_key(edge: httpx.Client, login: str, label: str = "", **user: Any) -> tuple[str, dict[str, Any]]:
+    request = {"user": {"login": login, **user}, "label": label}
+    created = edge.post("/admin/keys", headers={"x-admin-token": ADMIN}, json=request)
     assert created.status_code == 200, created.text
     body = created.json()
     return body["secret"], body["key"]
@@ -155,6 +156,23 @@ def test_a_key_is_its_users_identity_and_a_forged_identity_header_is_ignored(edg
             "isOwner": False,
         }
     refused(edge.get("/_spark/user", headers={"x-spark-user": "ada"}), 401, "API_KEY_MISSING")
+
+
+def test_a_key_for_an_existing_login_never_silently_changes_its_profile(edge: httpx.Client) -> None:
+    admin = {"x-admin-token": ADMIN}
+    secret, _ = new_key(edge, "grace", email="grace@example.com")
+    _, again = new_key(edge, "grace", label="phone")  # only the login: the user as stored
+    assert again["user"]["email"] == "grace@example.com"
+    taken = edge.post("/admin/keys", headers=admin, json={"user": {"login": "grace", "email": "mallory@example.com"}})
+    body = json_error(taken, 409, "exists with another email")
+    details = {d["@type"].rpartition(".")[2]: d for d in body["details"]}
+    assert details["ErrorInfo"]["reason"] == "USER_EXISTS"
+    assert [v["field"] for v in details["BadRequest"]["fieldViolations"]] == ["user.email"]
+    assert edge.get("/_spark/user", headers={"x-api-key": secret}).json()["email"] == "grace@example.com"
+    # Asked for explicitly, the profile changes for every key of the user.
+    update = {"user": {"login": "grace", "email": "grace@new.example"}, "update_user": True}
+    assert edge.post("/admin/keys", headers=admin, json=update).status_code == 200
+    assert edge.get("/_spark/user", headers={"x-api-key": secret}).json()["email"] == "grace@new.example"
 
 
 def test_wrong_and_revoked_keys_are_refused(edge: httpx.Client) -> None:

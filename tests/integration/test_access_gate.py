@@ -106,6 +106,39 @@ async def test_another_instance_sees_a_revocation_within_its_cache_lifetime(stor
     assert await second.verify(secret) is None
 
 
+async def test_a_key_for_an_existing_user_keeps_the_stored_profile_unless_asked_to_update_it(store: Store) -> None:
+    keys = KeyStore(store, cache_s=0)
+    first, first_secret = await keys.create(ALICE, "laptop")
+    # Another key with only the login: for the user as stored.
+    second, second_secret = await keys.create(User("alice", "alice"), "phone")
+    assert second.user == ALICE and await keys.verify(second_secret) == ALICE
+    # Another email (or avatar, or owner flag) is refused, naming the fields, and nothing is written.
+    with pytest.raises(AlreadyExists) as refused:
+        await keys.create(User("alice", "alice", "new@example.com", "https://img.example/a.png", True), "tablet")
+    fields = ["user.email", "user.avatar_url", "user.is_owner"]
+    assert refused.value.reason == "USER_EXISTS" and refused.value.metadata["fields"] == ",".join(fields)
+    assert [v.field for v in refused.value.violations] == fields
+    assert await keys.user("alice") == ALICE and len(await keys.list()) == 2
+    # Asked for, the profile is replaced as given, and every key of the user lists the new one.
+    moved = User("alice", "alice", "new@example.com", "", False)
+    third, _ = await keys.create(moved, "tablet", update_user=True)
+    assert third.user == moved and await keys.user("alice") == moved
+    assert [k.user for k in await keys.list()] == [moved] * 3
+    assert await keys.verify(first_secret) is not None and first.id in {k.id for k in await keys.list()}
+
+
+async def test_two_first_keys_racing_for_one_new_user_never_overwrite_each_other(store_factory: StoreFactory) -> None:
+    stores = [KeyStore(store_factory(), cache_s=0) for _ in range(2)]
+    emails = ["one@example.com", "two@example.com"]
+    outcomes = await asyncio.gather(
+        *(keys.create(User("bob", "bob", email), "") for keys, email in zip(stores, emails, strict=True)),
+        return_exceptions=True,
+    )
+    made = [o for o in outcomes if not isinstance(o, BaseException)]
+    assert len(made) == 1 and isinstance(next(o for o in outcomes if o not in made), AlreadyExists)
+    assert await stores[0].user("bob") == made[0][0].user
+
+
 # --- nonces ------------------------------------------------------------------------------------------
 
 

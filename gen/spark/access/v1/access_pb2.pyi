@@ -38,12 +38,14 @@ class RecordLoadResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class CreateApiKeyRequest(_message.Message):
-    __slots__ = ("user", "label")
+    __slots__ = ("user", "label", "update_user")
     USER_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_USER_FIELD_NUMBER: _ClassVar[int]
     user: User
     label: str
-    def __init__(self, user: _Optional[_Union[User, _Mapping]] = ..., label: _Optional[str] = ...) -> None: ...
+    update_user: bool
+    def __init__(self, user: _Optional[_Union[User, _Mapping]] = ..., label: _Optional[str] = ..., update_user: _Optional[bool] = ...) -> None: ...
 
 class ApiKey(_message.Message):
     __slots__ = ("id", "label", "user", "created_at")

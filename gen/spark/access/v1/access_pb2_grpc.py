@@ -101,8 +101,13 @@ class AccessServiceServicer:
 
     def CreateApiKey(self, request, context):
         """Creates an API key for a user; the secret is returned once and stored
-        only as a hash. Needs X-Admin-Token.
-        Returns INVALID_ARGUMENT for a missing or malformed user id or login.
+        only as a hash. Needs X-Admin-Token. A user that exists keeps its stored
+        profile unless the request sets `update_user` (see CreateApiKeyRequest).
+        Returns INVALID_ARGUMENT for a missing or malformed user id or login,
+        ALREADY_EXISTS (naming the fields) when the user exists with another
+        login, email, avatar URL or owner flag than the request gives and
+        `update_user` is not set, and ABORTED when other requests kept changing
+        the user meanwhile.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
