@@ -320,12 +320,14 @@ class PromptsServicer(prompts_pb2_grpc.PromptsServiceServicer):
 
     async def GetAbout(self, request: prompts_pb2.GetAboutRequest, context: Context) -> prompts_pb2.GetAboutResponse:
         rule = await self._cleanup_rule()
+        cleanup = prompts_pb2.CleanupRule(pattern=rule.pattern, flags=rule.flags, source=rule.source)
         return prompts_pb2.GetAboutResponse(
             name=PRODUCT_NAME,
             version=VERSION,
             environment=self._environment,
             routes=[prompts_pb2.HttpRoute(method=r.method, path=r.path, rpc=r.rpc) for r in self._routes],
-            regex_cleanup=prompts_pb2.CleanupRule(pattern=rule.pattern, flags=rule.flags, source=rule.source),
+            regex_cleanup=cleanup,
+            config=prompts_pb2.AboutConfig(regex_cleanup=cleanup),
         )
 
 

@@ -248,7 +248,23 @@ def test_about_lists_routes_from_the_protos_and_the_cleanup_rule(http: httpx.Cli
     json_error(http.put("/admin/regex_cleanup", json={"pattern": "(unclosed"}, headers=ADMIN), 400, "")
     changed = http.put("/admin/regex_cleanup", json={"pattern": "^Note:.*$", "flags": "gm"}, headers=ADMIN).json()
     assert changed == {"pattern": "^Note:.*$", "flags": "gm", "source": "kv"}
-    assert http.get("/about").json()["regex_cleanup"] == changed
+    about = http.get("/about").json()
+    assert about["regex_cleanup"] == changed
+    assert about["config"]["regex_cleanup"] == changed
+
+
+def test_about_has_the_seed_plans_shape(http: httpx.Client) -> None:
+    """A front end written for the seed plan (002, stage 6.1) reads name, version, environment, routes and
+    config.regex_cleanup; the fields this suite adds (each route's rpc, the top-level regex_cleanup) stay."""
+    about = http.get("/about").json()
+    assert {"name", "version", "environment", "routes", "config"} <= about.keys()
+    assert about["name"] and about["version"]
+    assert about["environment"] == "development"
+    assert about["routes"] and all({"method", "path", "rpc"} <= route.keys() for route in about["routes"])
+    rule = about["config"]["regex_cleanup"]
+    assert set(rule) == {"pattern", "flags", "source"}
+    assert rule["source"] in {"default", "kv"}
+    assert rule == about["regex_cleanup"] == http.get("/admin/regex_cleanup", headers=ADMIN).json()
 
 
 def test_fifty_concurrent_creates_get_fifty_distinct_ids(suite: RunningSuite) -> None:

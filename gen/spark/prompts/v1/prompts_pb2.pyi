@@ -272,18 +272,26 @@ class HttpRoute(_message.Message):
     def __init__(self, method: _Optional[str] = ..., path: _Optional[str] = ..., rpc: _Optional[str] = ...) -> None: ...
 
 class GetAboutResponse(_message.Message):
-    __slots__ = ("name", "version", "environment", "routes", "regex_cleanup")
+    __slots__ = ("name", "version", "environment", "routes", "regex_cleanup", "config")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
     ROUTES_FIELD_NUMBER: _ClassVar[int]
     REGEX_CLEANUP_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: str
     environment: str
     routes: _containers.RepeatedCompositeFieldContainer[HttpRoute]
     regex_cleanup: CleanupRule
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., environment: _Optional[str] = ..., routes: _Optional[_Iterable[_Union[HttpRoute, _Mapping]]] = ..., regex_cleanup: _Optional[_Union[CleanupRule, _Mapping]] = ...) -> None: ...
+    config: AboutConfig
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., environment: _Optional[str] = ..., routes: _Optional[_Iterable[_Union[HttpRoute, _Mapping]]] = ..., regex_cleanup: _Optional[_Union[CleanupRule, _Mapping]] = ..., config: _Optional[_Union[AboutConfig, _Mapping]] = ...) -> None: ...
+
+class AboutConfig(_message.Message):
+    __slots__ = ("regex_cleanup",)
+    REGEX_CLEANUP_FIELD_NUMBER: _ClassVar[int]
+    regex_cleanup: CleanupRule
+    def __init__(self, regex_cleanup: _Optional[_Union[CleanupRule, _Mapping]] = ...) -> None: ...
 
 class CleanupRule(_message.Message):
     __slots__ = ("pattern", "flags", "source")
