@@ -19,6 +19,7 @@ from services.prompts.model import validate_prompt
 from services.prompts.render import PLACEHOLDER, placeholders, render
 
 MAX_CHARS = 200
+MAX_PROMPTS = 100
 
 
 def _check_render(template: str, variables: dict[str, str]) -> None:
@@ -41,13 +42,21 @@ def _check_render(template: str, variables: dict[str, str]) -> None:
 
 def _check_export(data: bytes) -> None:
     try:
-        prompts = parse_export(data)
+        prompts = parse_export(data, max_prompts=MAX_PROMPTS)
     except InvalidArgument as error:
-        assert error.reason in ("MALFORMED_EXPORT", "WRONG_EXPORT_VERSION", "MALFORMED_PROMPT", "INVALID_FIELD")
+        assert error.reason in (
+            "MALFORMED_EXPORT",
+            "WRONG_EXPORT_VERSION",
+            "MALFORMED_PROMPT",
+            "INVALID_FIELD",
+            "RESTORE_TOO_LARGE",
+        )
         return
     for prompt in prompts:
         validate_prompt(prompt)
-    assert parse_export(export_document(prompts)) == sorted(prompts, key=lambda prompt: prompt.id)
+    assert parse_export(export_document(prompts), max_prompts=MAX_PROMPTS) == sorted(
+        prompts, key=lambda prompt: prompt.id
+    )
 
 
 def TestOneInput(data: bytes) -> None:

@@ -9,9 +9,9 @@ from typing import Any
 
 import orjson
 
-from services.common.errors import FieldViolation, InvalidArgument, NotFound
+from services.common.errors import FieldViolation, InvalidArgument, NotFound, quoted
 from services.common.store import Check, Set, Store
-from services.prompts.model import Prompt, now_iso
+from services.prompts.model import Prompt, now_iso, shown
 
 FORMAT_VERSION = 1
 BACKUPS = "prompts:backups"
@@ -42,8 +42,9 @@ def _malformed(field: str, description: str) -> InvalidArgument:
     )
 
 
-def parse_export(data: bytes) -> list[Prompt]:
-    """Validates a whole export before anything is written; raises InvalidArgument naming the problem."""
+def parse_export(data: bytes, *, max_prompts: int) -> list[Prompt]:
+    """Validates a whole export before anything is written, each prompt by the rules of the API's own
+    create and update; raises InvalidArgument naming the first problem (the prompt's index and field)."""
     try:
         document: Any = orjson.loads(data)
     except orjson.JSONDecodeError as error:
@@ -53,47 +54,70 @@ def parse_export(data: bytes) -> list[Prompt]:
     version = document.get("format_version", FORMAT_VERSION)
     if version != FORMAT_VERSION:
         raise InvalidArgument(
-            f"the export has format_version {version!r}; this service restores version {FORMAT_VERSION}",
+            f"the export has format_version {shown(version)}; this service restores version {FORMAT_VERSION}",
             reason="WRONG_EXPORT_VERSION",
             violations=(FieldViolation("format_version", f"must be {FORMAT_VERSION}"),),
         )
     unknown = sorted(set(document) - {"exported_at", "count", "prompts", "format_version"})
     if unknown:
-        raise _malformed(unknown[0], "is not a field of an export")
-    items = document.get("prompts")
+        raise _malformed(quoted(unknown[0]), "is not a field of an export")
+    items = document.pop("prompts", None)
     if not isinstance(items, list):
         raise _malformed("prompts", "must be a list")
+    if len(items) > max_prompts:
+        raise InvalidArgument(
+            f"the export holds {len(items)} prompts, over the restore limit of {max_prompts}",
+            reason="RESTORE_TOO_LARGE",
+            metadata={"count": str(len(items)), "limit": str(max_prompts)},
+            violations=(FieldViolation("prompts", f"must hold at most {max_prompts} prompts"),),
+        )
     if document.get("count") != len(items):
-        raise _malformed("count", f"says {document.get('count')!r} but the export holds {len(items)} prompts")
+        raise _malformed("count", f"says {shown(document.get('count'))} but the export holds {len(items)} prompts")
+    consistency = _Consistency()
     prompts = []
     for index, item in enumerate(items):
+        where = f"prompts[{index}]"
         if not isinstance(item, dict):
-            raise _malformed(f"prompts[{index}]", "must be an object")
-        prompts.append(Prompt.from_json(item, where=f"prompts[{index}]"))
-    _check_consistent(prompts)
+            raise _malformed(where, "must be an object")
+        prompt = Prompt.from_json(item, where=where)
+        consistency.check(prompt, where)
+        prompts.append(prompt)
+        # The prompts share their strings with the decoded JSON; dropping each object as it is read keeps
+        # one copy of the export in memory, not two.
+        items[index] = None
     return prompts
 
 
-def _check_consistent(prompts: Sequence[Prompt]) -> None:
-    ids: set[int] = set()
-    names: set[tuple[str, str, int]] = set()
-    defaults: set[tuple[str, str]] = set()
-    for index, prompt in enumerate(prompts):
-        where = f"prompts[{index}]"
-        if prompt.id in ids:
+class _Consistency:
+    """What no two prompts of one registry may share: an id, a (namespace, name, version), a default."""
+
+    def __init__(self) -> None:
+        self.ids: set[int] = set()
+        self.names: set[tuple[str, str, int]] = set()
+        self.defaults: set[tuple[str, str]] = set()
+
+    def check(self, prompt: Prompt, where: str) -> None:
+        if prompt.id in self.ids:
             raise _malformed(f"{where}.id", f"repeats id {prompt.id}")
-        ids.add(prompt.id)
+        self.ids.add(prompt.id)
         name = (prompt.namespace, prompt.name, prompt.version)
-        if name in names:
-            raise _malformed(where, f"repeats namespace, name and version {name}")
-        names.add(name)
+        if name in self.names:
+            raise _malformed(
+                where,
+                f"repeats namespace {quoted(prompt.namespace)}, name {quoted(prompt.name)}"
+                f" and version {prompt.version}",
+            )
+        self.names.add(name)
         if prompt.is_default:
             if not prompt.is_active:
                 raise _malformed(f"{where}.is_default", "is set on an inactive prompt")
             pair = (prompt.namespace, prompt.lang)
-            if pair in defaults:
-                raise _malformed(f"{where}.is_default", f"is a second default for {pair}")
-            defaults.add(pair)
+            if pair in self.defaults:
+                raise _malformed(
+                    f"{where}.is_default",
+                    f"is a second default for namespace {quoted(prompt.namespace)} and lang {quoted(prompt.lang)}",
+                )
+            self.defaults.add(pair)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from services.prompts.cache import ReadCache
 from services.prompts.config import PromptsConfig
 from services.prompts.cron import CronSchedule, run_on_schedule, utc_now
 from services.prompts.repository import PromptRepository
-from services.prompts.service import CacheTtls, PromptsServicer
+from services.prompts.service import CacheTtls, PromptsServicer, RestoreLimits
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +52,7 @@ async def build_server(config: PromptsConfig, store: Store | None = None) -> Run
         backups,
         admin_token=config.admin_token,
         ttls=CacheTtls(config.cache_get_ttl_s, config.cache_list_ttl_s),
+        restore_limits=RestoreLimits(config.restore_max_prompts, config.restore_max_bytes, config.restore_timeout_s),
         environment=config.environment,
         routes=http_routes(pool, service_names),
     )
@@ -59,7 +60,7 @@ async def build_server(config: PromptsConfig, store: Store | None = None) -> Run
     def register(server: grpc.aio.Server) -> None:
         prompts_pb2_grpc.add_PromptsServiceServicer_to_server(servicer, server)
 
-    closers = []
+    closers = [repository.close]
     if schedule is not None:
         task = asyncio.ensure_future(run_on_schedule(schedule, lambda: _scheduled_backup(backups, servicer)))
         logger.info("scheduled backups: %s", schedule)

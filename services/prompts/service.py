@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,7 +17,7 @@ from spark.prompts.v1 import prompts_pb2, prompts_pb2_grpc
 
 from services.common.admin import require_admin
 from services.common.cleanup import DEFAULT_RULE, CleanupRule, compile_rule
-from services.common.errors import FieldViolation, InvalidArgument
+from services.common.errors import FieldViolation, InvalidArgument, quoted
 from services.common.routes import HttpRoute
 from services.common.store import Set, Store
 from services.common.transcoding import set_http_status, strict_body
@@ -34,6 +36,8 @@ from services.prompts.model import (
 )
 from services.prompts.render import render
 from services.prompts.repository import PromptRepository
+
+logger = logging.getLogger(__name__)
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -110,6 +114,15 @@ class CacheTtls:
     list_s: float
 
 
+@dataclass(frozen=True, slots=True)
+class RestoreLimits:
+    """The largest restore, and how long one may take before it gives up having changed nothing."""
+
+    max_prompts: int
+    max_bytes: int
+    timeout_s: float
+
+
 class PromptsServicer(prompts_pb2_grpc.PromptsServiceServicer):
     """Maps PromptsService RPCs onto the registry; rules live in model, repository and backups."""
 
@@ -122,6 +135,7 @@ class PromptsServicer(prompts_pb2_grpc.PromptsServiceServicer):
         *,
         admin_token: str | None,
         ttls: CacheTtls,
+        restore_limits: RestoreLimits,
         environment: str,
         routes: Sequence[HttpRoute],
     ) -> None:
@@ -131,6 +145,7 @@ class PromptsServicer(prompts_pb2_grpc.PromptsServiceServicer):
         self._backups = backups
         self._admin_token = admin_token
         self._ttls = ttls
+        self._restore_limits = restore_limits
         self._environment = environment
         self._routes = tuple(routes)
 
@@ -225,8 +240,10 @@ class PromptsServicer(prompts_pb2_grpc.PromptsServiceServicer):
             is_active=request.is_active if request.HasField("is_active") else True,
         )
         prompt = await self._repository.create(draft, make_default=request.make_default, actor=actor)
+        message = prompt_message(prompt)
+        # Only once nothing can fail: the edge answers with this status, whatever follows it.
         await set_http_status(context, 201)
-        return prompt_message(prompt)
+        return message
 
     async def UpdatePrompt(self, request: prompts_pb2.UpdatePromptRequest, context: Context) -> prompts_pb2.Prompt:
         actor = require_admin(context, self._admin_token)
@@ -261,6 +278,17 @@ class PromptsServicer(prompts_pb2_grpc.PromptsServiceServicer):
     async def take_backup(self, trigger: str) -> tuple[bytes, BackupInfo]:
         prompts = await self._repository.all_prompts()
         document = export_document(prompts)
+        limits = self._restore_limits
+        if len(prompts) > limits.max_prompts or len(document) > limits.max_bytes:
+            logger.warning(
+                "a %s backup of %d prompts, %d bytes, is over the restore limits (%d prompts, %d bytes): "
+                "raise SPARK_PROMPTS_RESTORE_MAX_PROMPTS and SPARK_PROMPTS_RESTORE_MAX_BYTES to restore it",
+                trigger,
+                len(prompts),
+                len(document),
+                limits.max_prompts,
+                limits.max_bytes,
+            )
         return document, await self._backups.save(document, len(prompts), trigger)
 
     async def ExportPrompts(self, request: prompts_pb2.ExportPromptsRequest, context: Context) -> httpbody_pb2.HttpBody:
@@ -280,16 +308,32 @@ class PromptsServicer(prompts_pb2_grpc.PromptsServiceServicer):
         self, request: prompts_pb2.RestorePromptsRequest, context: Context
     ) -> prompts_pb2.RestorePromptsResponse:
         actor = require_admin(context, self._admin_token)
-        if request.backup_id and request.body.data:
+        limits = self._restore_limits
+        deadline = time.monotonic() + limits.timeout_s
+        if (remaining := context.time_remaining()) is not None:
+            deadline = min(deadline, time.monotonic() + remaining)
+        # Each read of a bytes field copies it: read the body once.
+        data = request.body.data
+        if request.backup_id and data:
             raise _invalid("backup_id", "cannot be given together with a body")
         if request.backup_id:
             data = await self._backups.load(request.backup_id)
-        elif request.body.data:
-            data = request.body.data
-        else:
+        elif not data:
             raise _invalid("body", "is required: an export, or a backup_id", reason="MISSING_FIELD")
-        prompts = parse_export(data)
-        restored = await self._repository.replace_all(prompts, actor=actor)
+        if len(data) > limits.max_bytes:
+            if not request.backup_id:
+                # The same 413 the edge answers for a body over its own limit.
+                await set_http_status(context, 413)
+            what = f"backup {quoted(request.backup_id)}" if request.backup_id else "the export"
+            raise InvalidArgument(
+                f"{what} is {len(data)} bytes, over the restore limit of {limits.max_bytes} bytes",
+                reason="RESTORE_TOO_LARGE",
+                metadata={"size": str(len(data)), "limit": str(limits.max_bytes)},
+                violations=(FieldViolation("body", f"must be at most {limits.max_bytes} bytes"),),
+            )
+        prompts = parse_export(data, max_prompts=limits.max_prompts)
+        del data
+        restored = await self._repository.replace_all(prompts, actor=actor, deadline=deadline)
         return prompts_pb2.RestorePromptsResponse(restored=restored)
 
     async def _cleanup_rule(self) -> CleanupRule:
