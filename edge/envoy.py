@@ -32,6 +32,8 @@ Json = dict[str, Any]
 TYPE = "type.googleapis.com/"
 TRANSCODER = "envoy.filters.http.grpc_json_transcoder"
 LUA = "envoy.filters.http.lua"
+# A second Lua filter, which keeps the route it was entered with (see HEAD_AS_GET_LUA).
+HEAD_AS_GET = "spark.head_as_get"
 HEADER_MUTATION = "envoy.filters.http.header_mutation"
 BUFFER = "envoy.filters.http.buffer"
 CORS = "envoy.filters.http.cors"
@@ -84,10 +86,10 @@ CORS_EXPOSED_HEADERS = (
     "x-spark-prompt-injection",
 )
 
+# Response steps, joined into one `envoy_on_response(handle)` by `_route_lua`.
 # Turns the `x-http-status` initial-metadata header a service sends into the
 # HTTP status: the transcoder itself always answers 200 for OK.
-STATUS_LUA = """
-function envoy_on_response(handle)
+STATUS_STEP = """
   local headers = handle:headers()
   local status = headers:get("x-http-status")
   if status ~= nil then
@@ -96,7 +98,6 @@ function envoy_on_response(handle)
     end
     headers:remove("x-http-status")
   end
-end
 """
 
 # Sends a JSON body whose top-level "stream" member is true to STREAM_PATH. A scanner that skips strings
@@ -137,6 +138,162 @@ function envoy_on_request(handle)
   if body == nil or body:length() == 0 then return end
   if asks_for_stream(body:getBytes(0, body:length())) then
     handle:headers():replace(":path", "STREAM_PATH")
+  end
+end
+"""
+
+# Answers HEAD (monitors and link checkers send it) as GET, whose rules are the only ones the transcoder
+# knows, and empties the answer's body chunk by chunk as it passes, keeping GET's content-length: Envoy
+# drops the body of its own replies to HEAD, not of a transcoded one, as the request it sees is a GET.
+# Run by its own filter, which keeps the route cache: the main Lua filter clears it on a header change, and
+# the GET route found again would take over the response side (its own Lua, or none), body and all.
+HEAD_AS_GET_LUA = """
+function envoy_on_request(handle)
+  handle:headers():replace(":method", "GET")
+end
+
+function envoy_on_response(handle)
+  for chunk in handle:bodyChunks() do
+    chunk:setBytes("")
+  end
+end
+"""
+
+# Refuses a request body that is not JSON (RFC 8259) before the transcoder reads it: the transcoder's parser
+# takes single quotes, unquoted keys and trailing commas, and an empty body as an empty message. A scanner
+# with a stack of open containers (no recursion, so any depth) whose searches run at C speed.
+JSON_CHECK_LUA = r"""
+local find, byte, sub = string.find, string.byte, string.sub
+
+local function skip_space(s, i)
+  local _, last = find(s, "^[ \t\r\n]*", i)
+  return last + 1
+end
+
+-- The position after the string that opens at i, or nil.
+local function string_end(s, i)
+  local from = i + 1
+  while true do
+    local at = find(s, '["\\%z\1-\31]', from)
+    if at == nil then return nil end
+    local c = byte(s, at)
+    if c == 34 then return at + 1 end
+    if c ~= 92 then return nil end
+    local escaped = byte(s, at + 1)
+    if escaped == 117 then
+      if find(s, "^%x%x%x%x", at + 2) == nil then return nil end
+      from = at + 6
+    elseif escaped ~= nil and find('"\\/bfnrt', string.char(escaped), 1, true) then
+      from = at + 2
+    else
+      return nil
+    end
+  end
+end
+
+local function digits_end(s, i)
+  local _, last = find(s, "^%d+", i)
+  return last and last + 1
+end
+
+-- The position after the number that starts at i, or nil.
+local function number_end(s, i)
+  if byte(s, i) == 45 then i = i + 1 end
+  local c = byte(s, i)
+  if c == 48 then
+    i = i + 1
+  elseif c ~= nil and c >= 49 and c <= 57 then
+    i = digits_end(s, i)
+  else
+    return nil
+  end
+  if byte(s, i) == 46 then
+    i = digits_end(s, i + 1)
+    if i == nil then return nil end
+  end
+  c = byte(s, i)
+  if c == 101 or c == 69 then
+    c = byte(s, i + 1)
+    i = digits_end(s, (c == 43 or c == 45) and i + 2 or i + 1)
+  end
+  return i
+end
+
+local function literal_end(s, i, word)
+  if sub(s, i, i + #word - 1) == word then return i + #word end
+  return nil
+end
+
+-- The position after `"key" :` at i, or nil.
+local function key_end(s, i)
+  if byte(s, i) ~= 34 then return nil end
+  i = string_end(s, i)
+  if i == nil then return nil end
+  i = skip_space(s, i)
+  if byte(s, i) ~= 58 then return nil end
+  return i + 1
+end
+
+local function is_json(s)
+  local closers, depth, i, want_value = {}, 0, 1, true
+  while true do
+    i = skip_space(s, i)
+    local c = byte(s, i)
+    if want_value then
+      if c == 123 or c == 91 then
+        depth = depth + 1
+        closers[depth] = c + 2
+        i = skip_space(s, i + 1)
+        if byte(s, i) == c + 2 then
+          depth, i, want_value = depth - 1, i + 1, false
+        elseif c == 123 then
+          i = key_end(s, i)
+        end
+      else
+        if c == 34 then
+          i = string_end(s, i)
+        elseif c == 116 then
+          i = literal_end(s, i, "true")
+        elseif c == 102 then
+          i = literal_end(s, i, "false")
+        elseif c == 110 then
+          i = literal_end(s, i, "null")
+        else
+          i = number_end(s, i)
+        end
+        want_value = false
+      end
+      if i == nil then return false end
+    elseif depth == 0 then
+      return c == nil
+    elseif c == 44 then
+      i, want_value = i + 1, true
+      if closers[depth] == 125 then
+        i = key_end(s, skip_space(s, i))
+        if i == nil then return false end
+      end
+    elseif c == closers[depth] then
+      depth, i = depth - 1, i + 1
+    else
+      return false
+    end
+  end
+end
+
+local function refuse(handle, message)
+  handle:respond({[":status"] = "400", ["content-type"] = "text/plain"}, message)
+end
+
+function envoy_on_request(handle)
+  local method = handle:headers():get(":method")
+  if method ~= "POST" and method ~= "PUT" and method ~= "PATCH" then return end
+  local body = handle:body()
+  if body == nil or body:length() == 0 then
+    if BODY_REQUIRED then refuse(handle, "the body must be JSON, and it is empty") end
+    return
+  end
+  if not is_json(body:getBytes(0, body:length())) then
+    refuse(handle, "the body is not JSON (RFC 8259)")
   end
 end
 """
@@ -225,14 +382,22 @@ def _filter_config(config: Json | None = None, *, disabled: bool = False) -> Jso
     return wrapped
 
 
-def _route_lua(route: HttpRoute) -> str | None:
-    """The route's Lua source: the request-side stream switch and the response-side status, as it needs."""
+def _route_lua(route: HttpRoute, *, head: bool = False) -> str | None:
+    """The route's Lua source: on the request side the stream switch or the JSON check (neither for a HEAD
+    twin, which has no body), and on the response side the status, as it needs."""
     parts = []
-    if route.stream_path is not None:
+    if not head and route.stream_path is not None:
         parts.append(STREAM_SWITCH_LUA.replace("STREAM_PATH", route.stream_path))
+    elif not head and route.json_body is not None:
+        parts.append(JSON_CHECK_LUA.replace("BODY_REQUIRED", str(route.json_body == "required").lower()))
     if route.status_from_metadata:
-        parts.append(STATUS_LUA)
+        parts.append("\nfunction envoy_on_response(handle)" + STATUS_STEP + "end\n")
     return "".join(parts) or None
+
+
+def _lua_per_route(source: str) -> Json:
+    lua = {"@type": TYPE + "envoy.extensions.filters.http.lua.v3.LuaPerRoute", "source_code": {"inline_string": source}}
+    return _filter_config(lua, disabled=False)
 
 
 def _access_policy(
@@ -276,7 +441,8 @@ def _with_policy(config: Json, settings: EdgeSettings, name: str, route_class: s
     return config
 
 
-def _http_route(route: HttpRoute, settings: EdgeSettings) -> Json:
+def _http_route(route: HttpRoute, settings: EdgeSettings, *, head: bool = False) -> Json:
+    """The route of one class; with `head`, its twin for HEAD requests, which it answers as GET."""
     body_limit = {
         "kv": settings.kv_max_value_bytes,
         "restore": settings.restore_max_body_bytes,
@@ -292,16 +458,17 @@ def _http_route(route: HttpRoute, settings: EdgeSettings) -> Json:
             "buffer": {"max_request_bytes": body_limit},
         }
         per_filter[BUFFER] = _filter_config(buffer)
-    if (source := _route_lua(route)) is not None:
-        lua = {
-            "@type": TYPE + "envoy.extensions.filters.http.lua.v3.LuaPerRoute",
-            "source_code": {"inline_string": source},
-        }
-        per_filter[LUA] = _filter_config(lua, disabled=False)
+    if (source := _route_lua(route, head=head)) is not None:
+        per_filter[LUA] = _lua_per_route(source)
+    if head:
+        per_filter[HEAD_AS_GET] = _lua_per_route(HEAD_AS_GET_LUA)
     timeout_s = 0 if route.streaming else route.timeout_s if route.timeout_s is not None else settings.route_timeout_s
+    match: Json = dict(route.match)
+    if head:
+        match["headers"] = [{"name": ":method", "string_match": {"exact": "HEAD"}}]
     config: Json = {
-        "name": route.name,
-        "match": dict(route.match),
+        "name": f"{route.name}-head" if head else route.name,
+        "match": match,
         "route": {
             "cluster": route.upstream,
             "timeout": f"{timeout_s:g}s",
@@ -326,9 +493,10 @@ def _http_route(route: HttpRoute, settings: EdgeSettings) -> Json:
     }
     if route.streaming:
         config["route"]["idle_timeout"] = "0s"
-    if route.stream_path is not None:
+    if not head and (route.stream_path is not None or route.json_body is not None):
         # Lua buffers the whole body, which the listener's small buffer limit would otherwise refuse with 413.
-        config["per_request_buffer_limit_bytes"] = body_limit
+        config["request_body_buffer_limit"] = body_limit
+    # A HEAD twin has the policy of its route (HEAD is a read, like GET).
     return _with_policy(config, settings, route.name, route.route_class, admin=route.admin, public=route.public)
 
 
@@ -386,7 +554,10 @@ def _route_config(settings: EdgeSettings) -> Json:
         "typed_per_filter_config": {HEADER_MUTATION: _filter_config(disabled=True)},
     }
     routes.append(_with_policy(unknown_grpc, settings, "grpc-unknown", "public", public=True))
-    routes += [_http_route(route, settings) for route in HTTP_ROUTES if route.upstream in settings.upstreams]
+    served = [route for route in HTTP_ROUTES if route.upstream in settings.upstreams]
+    # The HEAD twins first: the route each matches on its path alone would take a HEAD as an unknown method.
+    routes += [_http_route(route, settings, head=True) for route in served]
+    routes += [_http_route(route, settings) for route in served]
     virtual_host: Json = {"name": "suite", "domains": ["*"], "routes": routes}
     if settings.allowed_origins:
         virtual_host["typed_per_filter_config"] = {CORS: _cors_policy(settings)}
@@ -521,6 +692,12 @@ def _header_mutation(settings: EdgeSettings) -> Json:
         {"append": {"header": {"key": key, "value": value}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}}
         for key, value in security_headers.items()
     ]
+    if settings.allowed_origins:
+        # The CORS filter's headers depend on the request's Origin (and its absence), and it says so to no
+        # cache: without Vary, one origin's answer (or a same-origin one) would be served to another.
+        response_mutations.append(
+            {"append": {"header": {"key": "vary", "value": "Origin"}, "append_action": "APPEND_IF_EXISTS_OR_ADD"}}
+        )
     # The transcoder rewrites the method to POST; keep the caller's for the access log. The identity
     # header is the edge's to set (services trust it), never a client's.
     request_mutations: list[Json] = [
@@ -576,6 +753,11 @@ def _http_filters(settings: EdgeSettings) -> list[Json]:
         {"name": CORS, "typed_config": {"@type": TYPE + "envoy.extensions.filters.http.cors.v3.Cors"}},
         {"name": HEADER_MUTATION, "typed_config": _header_mutation(settings)},
         *_policy_filters(settings),
+        {
+            "name": HEAD_AS_GET,
+            "disabled": True,
+            "typed_config": {"@type": TYPE + "envoy.extensions.filters.http.lua.v3.Lua", "clear_route_cache": False},
+        },
         {
             "name": LUA,
             "disabled": True,

@@ -39,6 +39,11 @@ class HttpRoute:
     stream_path: str | None = None
     # Server-Sent Events that last as long as the model talks: no route or idle timeout.
     streaming: bool = False
+    # The transcoder reads a JSON body into the message (a `body` rule on a field that is not HttpBody). Its
+    # parser takes what is not JSON (single quotes, unquoted keys, trailing commas; an empty body as an empty
+    # message), so the edge checks POST, PUT and PATCH bodies first: "optional" lets an empty body through
+    # (the service names the fields it needs), "required" refuses it too.
+    json_body: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +73,8 @@ HTTP_ROUTES: tuple[HttpRoute, ...] = (
     HttpRoute("spark-kv", {"path_separated_prefix": "/_spark/kv"}, "kv", "kv", body_limit="kv", idempotent=True),
     HttpRoute("spark-db", {"path_separated_prefix": "/_spark/db"}, "kv", "kv", idempotent=True),
     HttpRoute("spark-user", {"path": "/_spark/user"}, "access", "spark", idempotent=True),
-    HttpRoute("spark-loaded", {"path": "/_spark/loaded"}, "access", "spark"),
+    # The runtime always reports `{"url", "load_ms"}`: an empty report would be counted as a 0 ms load.
+    HttpRoute("spark-loaded", {"path": "/_spark/loaded"}, "access", "spark", json_body="required"),
     HttpRoute(
         "prompts",
         {"path_separated_prefix": "/v1/prompts"},
@@ -77,8 +83,11 @@ HTTP_ROUTES: tuple[HttpRoute, ...] = (
         admin="writes",
         snake_case=True,
         status_from_metadata=True,
+        json_body="optional",
     ),
-    HttpRoute("prompts-render", {"path": "/v1/prompts:render"}, "prompts", "prompts", snake_case=True),
+    HttpRoute(
+        "prompts-render", {"path": "/v1/prompts:render"}, "prompts", "prompts", snake_case=True, json_body="optional"
+    ),
     HttpRoute("about", {"path": "/about"}, "prompts", "public", public=True, snake_case=True, idempotent=True),
     HttpRoute("admin-backup", {"path": "/admin/backup"}, "prompts", "admin", admin="all", snake_case=True),
     HttpRoute(
@@ -94,9 +103,17 @@ HTTP_ROUTES: tuple[HttpRoute, ...] = (
         body_limit="restore",
     ),
     HttpRoute(
-        "admin-regex-cleanup", {"path": "/admin/regex_cleanup"}, "prompts", "admin", admin="all", snake_case=True
+        "admin-regex-cleanup",
+        {"path": "/admin/regex_cleanup"},
+        "prompts",
+        "admin",
+        admin="all",
+        snake_case=True,
+        json_body="optional",
     ),
-    HttpRoute("admin-keys", {"path_separated_prefix": "/admin/keys"}, "access", "admin", admin="all"),
+    HttpRoute(
+        "admin-keys", {"path_separated_prefix": "/admin/keys"}, "access", "admin", admin="all", json_body="optional"
+    ),
     HttpRoute("admin-policy", {"path": "/admin/policy"}, "access", "admin", admin="all", idempotent=True),
     # The llm service's own deadline (SPARK_LLM_TIMEOUT_S) ends slow completions; the route allows more.
     HttpRoute(

@@ -60,6 +60,10 @@ SEED_VALUE = b'{"seed": true}'
 DEEP_ARRAY = b"[" * 100_000 + b"]" * 100_000
 DEEP_OBJECT = b'{"a":' * 50_000 + b"1" + b"}" * 50_000
 CHAT = {"messages": [{"role": "user", "content": "hi"}]}
+# Values an error would echo, past what gRPC trailers carry (8 KiB some of the time, 16 KiB always).
+HUGE_NAME = "n" * 40 * KIB
+HUGE_MODEL = "m" * 30_000
+HUGE_FIELD = "f" * 200 * KIB
 
 
 def _json(value: Any) -> bytes:
@@ -293,6 +297,60 @@ CASES = [
         Hostile("PUT", "/admin/regex_cleanup", _json({"pattern": "[[:alpha:]]+"}), JSON + ADMIN),
         id="regex-read-differently-by-the-engines",
     ),
+    # Input an error would echo, far over the size of gRPC's trailers (a 502, 503 or 429 when echoed whole).
+    pytest.param(Hostile("GET", f"/v1/prompts/default?namespace={HUGE_NAME}"), id="prompts-default-namespace-40-kib"),
+    pytest.param(Hostile("GET", f"/v1/prompts/default?lang={HUGE_NAME}"), id="prompts-default-lang-40-kib"),
+    pytest.param(
+        Hostile("POST", "/v1/prompts:render", _json({"default_for": {"namespace": HUGE_NAME}}), JSON),
+        id="render-default-namespace-40-kib",
+    ),
+    pytest.param(
+        Hostile("POST", "/v1/chat/completions", _json({**CHAT, "model": HUGE_MODEL}), JSON), id="chat-model-30000"
+    ),
+    pytest.param(
+        Hostile("POST", "/v1/chat/completions", _json({**CHAT, "model": HUGE_MODEL, "stream": True}), JSON),
+        id="chat-stream-model-30000",
+    ),
+    pytest.param(
+        Hostile("POST", "/_spark/llm", _json({**CHAT, "model": HUGE_MODEL}), JSON), id="spark-llm-model-30000"
+    ),
+    pytest.param(
+        Hostile("POST", "/v1/chat/completions", _json({**CHAT, HUGE_FIELD: 1}), JSON), id="chat-field-name-200-kib"
+    ),
+    pytest.param(_vision({"image_base64": PNG_B64, HUGE_FIELD: 1}), id="vision-field-name-200-kib"),
+    pytest.param(
+        _vision({"image_base64": PNG_B64, HUGE_FIELD: 1}, "/v1/vision/stream"), id="vision-stream-field-name-200-kib"
+    ),
+    pytest.param(_vision({"image_base64": PNG_B64, "namespace": HUGE_NAME}), id="vision-namespace-40-kib"),
+    pytest.param(_vision({"image_base64": PNG_B64, "model": HUGE_MODEL}), id="vision-model-30000"),
+    pytest.param(
+        _vision({"prompt": "x", "image_base64": PNG_B64, "variables": {HUGE_FIELD: "v"}}),
+        id="vision-variable-name-200-kib",
+    ),
+    pytest.param(
+        Hostile("POST", "/v1/vision/analyze", _form({"prompt": b"x", "namespace": HUGE_NAME.encode()}, PNG), FORM),
+        id="vision-form-namespace-40-kib",
+    ),
+    pytest.param(Hostile("GET", f"/v1/usage?start_day={HUGE_NAME}", headers=ADMIN), id="usage-day-40-kib"),
+    # Bodies that are not JSON on routes whose body the transcoder reads as JSON: its parser takes single
+    # quotes, unquoted keys, trailing commas and nothing at all.
+    pytest.param(Hostile("POST", "/_spark/loaded", b"{'a':1,}", JSON), id="loaded-single-quotes"),
+    pytest.param(Hostile("POST", "/_spark/loaded", b'{"url":"x","load_ms":1,}', TEXT), id="loaded-trailing-comma"),
+    pytest.param(Hostile("POST", "/_spark/loaded", b"", JSON), id="loaded-empty"),
+    pytest.param(Hostile("POST", "/_spark/loaded", b"{url:'x'}"), id="loaded-unquoted"),
+    pytest.param(
+        Hostile("POST", "/_spark/loaded", b'{"url":"http://app.example/","load_ms":12}', TEXT, status=200),
+        id="loaded-as-the-runtime-sends-it",
+    ),
+    pytest.param(_prompt(b"{namespace:'hostile',name:'lenient',text:'t'}"), id="prompt-unquoted-keys"),
+    pytest.param(Hostile("PUT", "/admin/regex_cleanup", b"{'pattern':'x',}", JSON + ADMIN), id="regex-single-quotes"),
+    pytest.param(
+        Hostile("POST", "/admin/keys", b'{"user_id":"u","login":"l",}', JSON + ADMIN), id="api-key-trailing-comma"
+    ),
+    pytest.param(
+        _prompt(_json({"namespace": "hostile", "name": "tags", "text": "t", "tags": ["a"] * 100_000})),
+        id="prompt-500-kib-json-is-checked-not-refused-as-too-large",
+    ),
     # Forged identity and admin credentials.
     pytest.param(
         Hostile(
@@ -439,7 +497,9 @@ CASES = [
     pytest.param(Hostile("DELETE", "/_spark/user", status=404), id="delete-user"),
     pytest.param(Hostile("PUT", "/v1/models", b"{}", JSON, status=404), id="put-models"),
     pytest.param(Hostile("POST", "/_spark/kv", b"1", status=404), id="post-kv-without-key"),
-    pytest.param(Hostile("HEAD", f"/_spark/kv/{SEED_KEY}", status=404), id="head-kv"),
+    pytest.param(Hostile("HEAD", f"/_spark/kv/{SEED_KEY}", status=200), id="head-kv"),
+    pytest.param(Hostile("HEAD", "/_spark/kv/hostile-absent", status=404), id="head-kv-absent"),
+    pytest.param(Hostile("HEAD", "/v1/chat/completions", status=404), id="head-post-only-route"),
     pytest.param(Hostile("CONNECT", "127.0.0.1:22", status=404), id="connect"),
     pytest.param(Hostile("DELETE", "/v1/prompts", status=401), id="delete-every-prompt"),
     # Request smuggling.
@@ -610,3 +670,25 @@ def test_a_forged_forwarded_for_is_not_taken_as_the_client(suite: RunningSuite) 
 
     assert wait_for(lambda: bool(logged()), timeout_s=30.0), "the request was not logged"
     assert [line["client"] for line in logged()] == ["127.0.0.1"]
+
+
+@pytest.mark.parametrize(
+    ("method", "target", "body"),
+    [
+        ("GET", f"/v1/prompts/default?namespace={HUGE_NAME}", None),
+        ("POST", "/v1/chat/completions", _json({**CHAT, "model": HUGE_MODEL})),
+        ("POST", "/v1/vision/analyze", _json({"image_base64": PNG_B64, HUGE_FIELD: 1})),
+    ],
+    ids=["namespace", "model", "vision-field-name"],
+)
+def test_an_echoed_value_is_cut_to_a_short_prefix(suite: RunningSuite, method: str, target: str, body: bytes) -> None:
+    """The issue's three cases: a 400 naming the field, with a short prefix of the value at most."""
+    response = raw_http.send(suite.edge_address, method, target, JSON if body else (), body)
+    assert response.status == 400, response.body[:400]
+    error = response.json()
+    assert len(response.body) < 2 * KIB, response.body[:400]
+    assert len(error["message"].encode()) <= 1024
+    bad_request = next(d for d in error["details"] if d["@type"].endswith("BadRequest"))
+    # camelCase on the routes that print JSON that way.
+    violations = bad_request.get("field_violations") or bad_request["fieldViolations"]
+    assert len(violations[0]["field"].encode()) <= 256

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from urllib.parse import quote
 
 import httpx
@@ -290,3 +291,67 @@ def test_admin_routes_are_closed_without_an_admin_token(http: httpx.Client) -> N
     body = {"namespace": "n", "name": "x", "text": "t"}
     assert_json_error(http.post("/v1/prompts", json=body, headers={"X-Admin-Token": ""}), 403, "no ADMIN_TOKEN")
     assert_json_error(http.post("/admin/backup", headers={"X-Admin-Token": "guess"}), 403, "no ADMIN_TOKEN")
+
+
+def _head_then_get(suite: RunningSuite, path: str) -> tuple[bytes, bytes]:
+    """The raw answer to HEAD `path` and the bytes after it, on one connection with a GET pipelined behind:
+    a HEAD answered with a body would have those bytes where the GET's status line belongs."""
+    request = (
+        f"HEAD {path} HTTP/1.1\r\nHost: edge\r\n\r\n"
+        + "GET /healthz HTTP/1.1\r\nHost: edge\r\nConnection: close\r\n\r\n"
+    )
+    host, port = suite.edge_address.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=30) as connection:
+        connection.sendall(request.encode())
+        data = b""
+        while chunk := connection.recv(65536):
+            data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    return head, rest
+
+
+# /healthz reports latencies, so its length changes from one answer to the next.
+@pytest.mark.parametrize(
+    ("path", "same_length"),
+    [
+        ("/healthz", False),
+        ("/about", True),
+        ("/_spark/kv/head-probe", True),
+        ("/v1/models", True),
+        ("/_spark/kv/head-absent", True),
+    ],
+)
+def test_head_answers_like_get_without_a_body(
+    http: httpx.Client, suite: RunningSuite, path: str, same_length: bool
+) -> None:
+    """Monitors send HEAD; the transcoder knows only the protos' methods (it answered 404)."""
+    assert http.put("/_spark/kv/head-probe", content='{"probe": true}', headers=TEXT).status_code == 200
+    get = http.get(path)
+    head, after = _head_then_get(suite, path)
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.lower().split(": ", 1) for line in header_lines)
+    assert status_line == f"HTTP/1.1 {get.status_code} {get.reason_phrase}", head
+    assert headers["content-type"] == get.headers["content-type"]
+    assert int(headers["content-length"]) == len(get.content) if same_length else int(headers["content-length"]) > 0
+    assert after.startswith(b"HTTP/1.1 200 OK\r\n"), after[:200]
+    assert http.head(path).status_code == get.status_code
+
+
+def test_responses_that_depend_on_origin_say_vary_origin(http: httpx.Client) -> None:
+    """Access-Control-* headers follow the request's Origin (and its absence): a shared cache must not serve
+    one origin's answer to another, nor a same-origin answer to a cross-origin request."""
+    app, evil = {"Origin": "http://app.example"}, {"Origin": "http://evil.example"}
+    preflight = {"Access-Control-Request-Method": "PUT", **app}
+    for response in (
+        http.get("/_spark/kv"),
+        http.get("/_spark/kv", headers=app),
+        http.get("/_spark/kv", headers=evil),
+        http.get("/_spark/kv/vary-absent", headers=app),
+        http.options("/_spark/kv/x", headers=preflight),
+        http.head("/healthz"),
+    ):
+        assert "origin" in response.headers.get("vary", "").lower(), (
+            response.request.method,
+            response.headers,
+        )
+    assert http.get("/_spark/kv", headers=app).headers["access-control-allow-origin"] == "http://app.example"
