@@ -13,7 +13,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 unexport PIP_FIND_LINKS PIP_CONSTRAINT PIP_REQUIRE_VIRTUALENV
 PIP_INSTALL := $(PY) -m pip install --quiet --require-hashes
 
-DEBIAN_TEST_PACKAGES := redis-server openssl golang-grpc-gateway
+DEBIAN_TEST_PACKAGES := redis-server openssl golang-grpc-gateway curl jq
 DEBIAN_BENCH_PACKAGES := wrk redis-tools webdis
 
 .PHONY: run test install install-dev test-deps debian-test-deps protos lint lock bench clean
@@ -51,7 +51,8 @@ install-dev: $(VENV)/.installed-dev
 lock: install-dev
 	$(PY) -m tools.lock $(if $(filter all,$(UPGRADE)),--upgrade,$(if $(UPGRADE),--upgrade-package $(UPGRADE)))
 
-# Debian packages the tests start (Redis, openssl, protoc-gen-swagger), and the npm tools (buf, the Spark runtime).
+# Debian packages the tests start (Redis, openssl, protoc-gen-swagger; curl and jq for the README's examples),
+# and the npm tools (buf, the Spark runtime).
 test-deps: debian-test-deps $(NODE_TOOLS)/node_modules/.installed
 
 debian-test-deps:
