@@ -95,6 +95,17 @@ def test_prompts_config_checks_the_backup_schedule() -> None:
     assert "secret" not in repr(read_prompts_config({"ADMIN_TOKEN": "secret"}))
 
 
+def test_prompts_config_bounds_a_restore_and_takes_messages_that_carry_one() -> None:
+    default = read_prompts_config({})
+    assert (default.restore_max_prompts, default.restore_max_bytes, default.restore_timeout_s) == (10_000, 32 << 20, 60)
+    bigger = read_prompts_config({"SPARK_PROMPTS_RESTORE_MAX_BYTES": str(100 << 20)})
+    assert bigger.server.max_message_bytes >= 100 << 20
+    with pytest.raises(ConfigError) as raised:
+        read_prompts_config({"SPARK_PROMPTS_RESTORE_MAX_PROMPTS": "0", "SPARK_PROMPTS_RESTORE_TIMEOUT_S": "soon"})
+    assert "SPARK_PROMPTS_RESTORE_MAX_PROMPTS" in str(raised.value)
+    assert "SPARK_PROMPTS_RESTORE_TIMEOUT_S" in str(raised.value)
+
+
 def test_llm_daily_token_budget() -> None:
     assert read_llm_config({}).daily_token_budget == 2_000_000
     assert read_llm_config({"SPARK_LLM_DAILY_TOKEN_BUDGET": "0"}).daily_token_budget == 0

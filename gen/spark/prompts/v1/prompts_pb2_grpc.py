@@ -152,7 +152,8 @@ class PromptsServiceServicer:
         """Creates a prompt; the edge answers HTTP 201. Returns INVALID_ARGUMENT
         naming a missing or invalid field, ALREADY_EXISTS if (namespace, name,
         version) is taken, and FAILED_PRECONDITION if `make_default` is set on an
-        inactive prompt.
+        inactive prompt or no id up to 2147483647 is left (a restore sets the id
+        counter again).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -233,9 +234,23 @@ class PromptsServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RestorePrompts(self, request, context):
-        """Replaces every prompt with those of an export, in one transaction, after
-        validating it. Returns INVALID_ARGUMENT (and changes nothing) if the
-        export is malformed or of another format version. Admin only.
+        """Replaces every prompt with those of an export, all at once or not at all,
+        and records each change in the prompts' history. Every prompt must be one
+        the API itself could hold: the rules of CreatePrompt and UpdatePrompt, an
+        id from 1 to 2147483647, a priority within int32, RFC 3339 times.
+        Afterwards new ids continue from the highest id restored or replaced.
+
+        A restore takes at most SPARK_PROMPTS_RESTORE_MAX_PROMPTS prompts (10,000)
+        and SPARK_PROMPTS_RESTORE_MAX_BYTES of export (32 MiB, the edge's body
+        limit on this route too), and must take effect within
+        SPARK_PROMPTS_RESTORE_TIMEOUT_S (60 s; the edge waits 15 s more).
+
+        Each error changes nothing. Returns INVALID_ARGUMENT naming the first
+        problem (for a prompt, its index and field: `prompts[3].id`) if the export
+        is malformed, of another format version, or over a limit (over the byte
+        limit, the edge answers HTTP 413); DEADLINE_EXCEEDED if the restore could
+        not take effect in its time limit; ABORTED if another restore took effect
+        meanwhile; NOT_FOUND for an unknown `backup_id`. Admin only.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
