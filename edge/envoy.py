@@ -52,6 +52,8 @@ HSTS = "max-age=31536000; includeSubDomains"
 # names the client when the peer is a proxy in SPARK_TRUSTED_PROXIES (services/access/addresses.py).
 ACCESS_CHECKED_HEADERS = ("authorization", "x-api-key", "x-admin-token", "x-nonce", "x-forwarded-for")
 JSON_CONTENT_TYPE = "application/json"
+# The largest export the edge passes on whatever the restore limit (the prompts service sends as much).
+EXPORT_MAX_BYTES = 64 * 1024 * 1024
 # Envoy's defaults, which clients meet at the door (431). They also bound the request once the edge has added
 # its own headers, which a request just under them can then pass (see _local_reply_config).
 MAX_REQUEST_HEADERS = 100
@@ -88,15 +90,20 @@ CORS_EXPOSED_HEADERS = (
 
 # Response steps, joined into one `envoy_on_response(handle)` by `_route_lua`.
 # Turns the `x-http-status` initial-metadata header a service sends into the
-# HTTP status: the transcoder itself always answers 200 for OK.
+# HTTP status: the transcoder itself always answers 200 for OK. Initial metadata
+# leaves before the call's outcome is known, and the transcoder has already made
+# a failed call's :status from its gRPC status (it holds the headers until then):
+# a service's status may refine a failure's only with another error (413 for a
+# 400), never turn it into a 2xx or 3xx.
 STATUS_STEP = """
   local headers = handle:headers()
   local status = headers:get("x-http-status")
   if status ~= nil then
-    if string.match(status, "^[1-5][0-9][0-9]$") then
+    headers:remove("x-http-status")
+    local failed = string.sub(headers:get(":status") or "", 1, 1) ~= "2"
+    if string.match(status, "^[1-5][0-9][0-9]$") and not (failed and tonumber(status) < 400) then
       headers:replace(":status", status)
     end
-    headers:remove("x-http-status")
   end
 """
 
@@ -363,7 +370,10 @@ def _transcoder(settings: EdgeSettings, max_body_bytes: int, *, snake_case: bool
             "reject_binding_body_field_collisions": True,
         },
         "max_request_body_size": max_body_bytes,
-        "max_response_body_size": max(max_body_bytes, settings.kv_max_value_bytes, settings.restore_max_body_bytes)
+        # An export (/admin/backup) of a registry larger than a restore takes still downloads.
+        "max_response_body_size": max(
+            max_body_bytes, settings.kv_max_value_bytes, settings.restore_max_body_bytes, EXPORT_MAX_BYTES
+        )
         + 1024 * 1024,
         "print_options": {
             "add_whitespace": False,
@@ -441,6 +451,14 @@ def _with_policy(config: Json, settings: EdgeSettings, name: str, route_class: s
     return config
 
 
+def _route_timeout_s(route: HttpRoute, settings: EdgeSettings) -> float:
+    if route.streaming:
+        return 0
+    if route.time_limit == "restore":
+        return settings.restore_route_timeout_s
+    return route.timeout_s if route.timeout_s is not None else settings.route_timeout_s
+
+
 def _http_route(route: HttpRoute, settings: EdgeSettings, *, head: bool = False) -> Json:
     """The route of one class; with `head`, its twin for HEAD requests, which it answers as GET."""
     body_limit = {
@@ -462,7 +480,7 @@ def _http_route(route: HttpRoute, settings: EdgeSettings, *, head: bool = False)
         per_filter[LUA] = _lua_per_route(source)
     if head:
         per_filter[HEAD_AS_GET] = _lua_per_route(HEAD_AS_GET_LUA)
-    timeout_s = 0 if route.streaming else route.timeout_s if route.timeout_s is not None else settings.route_timeout_s
+    timeout_s = _route_timeout_s(route, settings)
     match: Json = dict(route.match)
     if head:
         match["headers"] = [{"name": ":method", "string_match": {"exact": "HEAD"}}]
@@ -493,6 +511,9 @@ def _http_route(route: HttpRoute, settings: EdgeSettings, *, head: bool = False)
     }
     if route.streaming:
         config["route"]["idle_timeout"] = "0s"
+    elif route.time_limit is not None:
+        # A restore sends nothing until it answers: the route timeout alone bounds the wait.
+        config["route"]["idle_timeout"] = f"{timeout_s:g}s"
     if not head and (route.stream_path is not None or route.json_body is not None):
         # Lua buffers the whole body, which the listener's small buffer limit would otherwise refuse with 413.
         config["request_body_buffer_limit"] = body_limit

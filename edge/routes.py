@@ -32,6 +32,9 @@ class HttpRoute:
     status_from_metadata: bool = False
     # None: the edge's route timeout (SPARK_EDGE_ROUTE_TIMEOUT_S).
     timeout_s: float | None = None
+    # "restore": the prompts service's restore time limit plus a margin instead, so that the caller always
+    # gets the service's own answer (a restore either took effect or changed nothing), never a 504 from here.
+    time_limit: str | None = None
     # Every method of the class may run twice with the same effect, so a request cut off by a dying
     # instance is retried on another even if it may have reached the first.
     idempotent: bool = False
@@ -101,6 +104,7 @@ HTTP_ROUTES: tuple[HttpRoute, ...] = (
         admin="all",
         snake_case=True,
         body_limit="restore",
+        time_limit="restore",
     ),
     HttpRoute(
         "admin-regex-cleanup",

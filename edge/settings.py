@@ -9,8 +9,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from services.common.config import EnvReader
+from services.prompts.config import read_restore_max_bytes, read_restore_timeout_s
 
 MIB = 1024 * 1024
+# How much longer than the prompts service's restore time limit the edge waits for its answer: the limit
+# runs from when the service has the request, and a restore that met it only has one small commit to make.
+RESTORE_ROUTE_MARGIN_S = 15.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +37,10 @@ class EdgeSettings:
     descriptor_path: Path
     allowed_origins: tuple[str, ...]
     kv_max_value_bytes: int
+    # The prompts service's restore limits (SPARK_PROMPTS_RESTORE_MAX_BYTES, _TIMEOUT_S), so that the edge
+    # lets through every restore the service takes and waits for the service's answer.
     restore_max_body_bytes: int
+    restore_route_timeout_s: float
     default_max_body_bytes: int
     llm_max_body_bytes: int
     vision_max_body_bytes: int
@@ -111,7 +118,8 @@ def read_settings(descriptor_path: Path, environ: Mapping[str, str] | None = Non
         descriptor_path=descriptor_path,
         allowed_origins=tuple(o.strip() for o in env.text("ALLOWED_ORIGINS", "").split(",") if o.strip()),
         kv_max_value_bytes=env.integer("SPARK_KV_MAX_VALUE_BYTES", 10 * MIB, minimum=1, maximum=1024 * MIB),
-        restore_max_body_bytes=env.integer("SPARK_EDGE_MAX_RESTORE_BYTES", 64 * MIB, minimum=1, maximum=1024 * MIB),
+        restore_max_body_bytes=read_restore_max_bytes(env),
+        restore_route_timeout_s=read_restore_timeout_s(env) + RESTORE_ROUTE_MARGIN_S,
         default_max_body_bytes=env.integer("SPARK_EDGE_MAX_BODY_BYTES", MIB, minimum=1, maximum=1024 * MIB),
         # Chat bodies carry images as base64 data URLs.
         llm_max_body_bytes=env.integer("SPARK_EDGE_MAX_LLM_BODY_BYTES", 24 * MIB, minimum=1, maximum=1024 * MIB),

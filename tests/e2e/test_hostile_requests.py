@@ -536,7 +536,7 @@ def suite(
         "SPARK_KV_MAX_VALUE_BYTES": str(VALUE_LIMIT),
         "SPARK_VISION_MAX_IMAGE_BYTES": str(IMAGE_LIMIT),
         "SPARK_EDGE_MAX_LLM_BODY_BYTES": str(LLM_BODY_LIMIT),
-        "SPARK_EDGE_MAX_RESTORE_BYTES": str(RESTORE_LIMIT),
+        "SPARK_PROMPTS_RESTORE_MAX_BYTES": str(RESTORE_LIMIT),
     }
     if request.param == "redis":
         server: RedisServer = request.getfixturevalue("redis_server")
