@@ -7,7 +7,7 @@ while the restore goes on to take effect.
 
 from __future__ import annotations
 
-import itertools
+import contextlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,11 +26,11 @@ ADMIN = {"X-Admin-Token": TOKEN}
 MAX_BYTES = 4 * 1024 * 1024
 MAX_PROMPTS = 8000
 AT = "2026-01-02T03:04:05.000Z"
-_DATABASES = itertools.count(12)
 
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
 def suite(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSuite]:
+    directory = tmp_path_factory.mktemp(f"restore-{request.param}")
     env = {
         "ADMIN_TOKEN": TOKEN,
         "SPARK_SERVICES": "meta,access,prompts",
@@ -39,12 +39,13 @@ def suite(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         "SPARK_PROMPTS_RESTORE_MAX_PROMPTS": str(MAX_PROMPTS),
         "SPARK_PROMPTS_BACKUP_CRON": "off",
     }
-    if request.param == "redis":
-        server: RedisServer = request.getfixturevalue("redis_server")
-        env |= {"REDIS_URL": f"{server.url.rsplit('/', 1)[0]}/{next(_DATABASES)}", "SPARK_PROMPTS_WORKERS": "2"}
-    running = RunningSuite.start(tmp_path_factory.mktemp(f"restore-{request.param}"), env)
-    yield running
-    running.stop()
+    with contextlib.ExitStack() as stack:
+        if request.param == "redis":
+            # A server of its own: a restore replaces every prompt in the database it is given.
+            server = stack.enter_context(RedisServer(directory / "redis"))
+            env |= {"REDIS_URL": server.url, "SPARK_PROMPTS_WORKERS": "2"}
+        running = stack.enter_context(RunningSuite.start(directory / "suite", env))
+        yield running
 
 
 def prompt(prompt_id: int, **fields: Any) -> dict[str, Any]:
