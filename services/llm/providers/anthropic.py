@@ -138,7 +138,8 @@ class AnthropicProvider:
             raise ProviderError(self.name, "request", f"{self.name} cannot take this request: {error}") from error
 
     def _error(self, error: Exception) -> ProviderError:
-        # The SDK wraps transport errors only while sending; reading a stream lets httpx2's own escape.
+        # A connection cut while a stream is read arrives as httpx2's own error or, from anthropic 2.17 on,
+        # wrapped in APIConnectionError: both are retryable, whichever release is installed.
         if isinstance(error, anthropic.APITimeoutError | httpx2.TimeoutException):
             return ProviderError(self.name, "timeout", f"{self.name} did not answer in time")
         if isinstance(error, anthropic.APIStatusError) and error.status_code >= 400:
