@@ -25,7 +25,9 @@ from services.llm.config import read_config as read_llm_config
 from services.meta.config import read_config as read_meta_config
 from services.prompts.config import read_config as read_prompts_config
 from services.vision.config import read_config as read_vision_config
-from tests.unit.test_compose import SECRET_NAME, SERVICES, SUITE, assert_runnable_module, module_run_by, parse_pairs
+from tests.checks.test_compose import SECRET_NAME, SERVICES, SUITE, assert_runnable_module, module_run_by, parse_pairs
+
+pytestmark = pytest.mark.checks
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "deploy" / "kubernetes"
