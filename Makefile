@@ -29,15 +29,19 @@ $(PY):
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { rm -rf $(VENV); echo "installing python3-venv"; \
 		$(call apt_get,python3-venv); $(PYTHON) -m venv $(VENV); }
 
-# Re-install when a lock changes. The checkout itself is linked in (tools/link_source.py), not built.
-$(VENV)/.installed: requirements/run.txt | $(PY)
-	$(PIP_INSTALL) -r requirements/run.txt
+# Re-install when a lock changes: first the installer and the build backend (requirements/pip.txt), then
+# the packages, building the few that ship only sources with that locked backend (--no-build-isolation),
+# so nothing is fetched unhashed. The checkout itself is linked in (tools/link_source.py), not built.
+$(VENV)/.installed: requirements/pip.txt requirements/run.txt | $(PY)
+	$(PIP_INSTALL) -r requirements/pip.txt
+	$(PIP_INSTALL) --no-build-isolation -r requirements/run.txt
 	$(PY) -m tools.repair_protos requirements/run.txt
 	$(PY) -m tools.link_source
 	touch $@
 
-$(VENV)/.installed-dev: requirements/dev.txt | $(PY)
-	$(PIP_INSTALL) -r requirements/dev.txt
+$(VENV)/.installed-dev: requirements/pip.txt requirements/dev.txt | $(PY)
+	$(PIP_INSTALL) -r requirements/pip.txt
+	$(PIP_INSTALL) --no-build-isolation -r requirements/dev.txt
 	$(PY) -m tools.repair_protos requirements/dev.txt
 	$(PY) -m tools.link_source
 	touch $(VENV)/.installed $@

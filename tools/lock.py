@@ -2,7 +2,8 @@
 
 `requirements/run.txt` holds what `make run` installs (the project's
 dependencies), `requirements/dev.txt` what `make test` installs (those plus the
-`dev` extra, at the same versions). Both are universal (every platform Python
+`dev` extra, at the same versions), and `requirements/pip.txt` the installer
+itself (from `requirements/pip.in`), installed first. Both are universal (every platform Python
 3.11 runs on, markers kept) and start with a digest of the dependency lists of
 pyproject.toml, so that a test can tell when someone changed a pin there
 without running `make lock`.
@@ -32,6 +33,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = ROOT / "pyproject.toml"
 RUN_LOCK = ROOT / "requirements" / "run.txt"
 DEV_LOCK = ROOT / "requirements" / "dev.txt"
+PIP_INPUT = ROOT / "requirements" / "pip.in"
+PIP_LOCK = ROOT / "requirements" / "pip.txt"
 PYTHON_VERSION = "3.11"
 DIGEST_PREFIX = "# pyproject-sha256: "
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==([^\s;\\]+)")
@@ -76,6 +79,21 @@ def _recorded_digest(lock: Path) -> str | None:
     return None
 
 
+def pip_problems(pip_input: Path = PIP_INPUT, pip_lock: Path = PIP_LOCK) -> list[str]:
+    """Every way in which the installer's lock does not match requirements/pip.in."""
+    if not pip_lock.exists():
+        return [f"{pip_lock.name} is missing: run `make lock`"]
+    locked = pins(pip_lock)
+    found = []
+    for line in pip_input.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            requirement = Requirement(line)
+            version = locked.get(canonicalize_name(requirement.name))
+            if version is None or not requirement.specifier.contains(version):
+                found.append(f"{pip_lock.name} does not pin {requirement} ({version}): run `make lock`")
+    return found
+
+
 def problems(inputs: Inputs, run_lock: Path = RUN_LOCK, dev_lock: Path = DEV_LOCK) -> list[str]:
     """Every way in which the locks do not match pyproject.toml (empty when they agree)."""
     found: list[str] = []
@@ -103,9 +121,9 @@ def problems(inputs: Inputs, run_lock: Path = RUN_LOCK, dev_lock: Path = DEV_LOC
     return found
 
 
-def _compile(output: Path, extra: list[str], upgrade: list[str] | None) -> None:
+def _compile(output: Path, extra: list[str], upgrade: list[str] | None, source: Path = PYPROJECT) -> None:
     command = [
-        sys.executable, "-m", "uv", "pip", "compile", str(PYPROJECT.relative_to(ROOT)),
+        sys.executable, "-m", "uv", "pip", "compile", str(source.relative_to(ROOT)),
         "--universal", "--python-version", PYTHON_VERSION, "--generate-hashes", "--quiet",
         "--custom-compile-command", "make lock",
         "-o", str(output.relative_to(ROOT)), *extra,
@@ -130,6 +148,7 @@ def regenerate(upgrade: list[str] | None) -> None:
     _compile(DEV_LOCK, ["--extra", "dev", "-c", str(RUN_LOCK.relative_to(ROOT))], upgrade)
     for lock in (RUN_LOCK, DEV_LOCK):
         _stamp(lock, digest)
+    _compile(PIP_LOCK, [], upgrade, PIP_INPUT)
 
 
 def main() -> int:
@@ -140,7 +159,7 @@ def main() -> int:
     args = parser.parse_args()
     if not args.check:
         regenerate(None if args.upgrade else args.upgrade_package)
-    found = problems(Inputs.read())
+    found = problems(Inputs.read()) + pip_problems()
     for problem in found:
         sys.stderr.write(f"lock: {problem}\n")
     return 1 if found else 0

@@ -476,8 +476,9 @@ def test_dockerfile_runtime_basics() -> None:
     assert any(k == "ARG" and r == "PYTHON_IMAGE=python:3.11-slim" for k, r in instructions)
     users = [rest for keyword, rest in instructions if keyword == "USER"]
     assert users and users[-1].split(":")[0] not in {"root", "0"}, "the image must not run as root"
-    installs = [r for k, r in instructions if k == "RUN" and "pip install" in r]
-    assert installs and all("--require-hashes -r requirements/run.txt" in r for r in installs), "from the lock only"
+    installs = [c for k, r in instructions if k == "RUN" for c in r.split("&&") if "pip install" in c]
+    assert [re.search(r"-r (\S+)", c)[1] for c in installs] == ["requirements/pip.txt", "requirements/run.txt"]
+    assert all("--require-hashes" in c for c in installs), "from the locks only, hash-checked"
     assert any(k == "ENV" and "SPARK_DATA_DIR=/data" in r for k, r in instructions)
 
 

@@ -16,10 +16,17 @@ NODE_TOOLS = ROOT / "tools" / "node"
 
 def test_the_committed_locks_match_pyproject() -> None:
     assert lock.problems(lock.Inputs.read()) == []
+    assert lock.pip_problems() == []
+
+
+def test_an_installer_lock_that_does_not_satisfy_pip_in_is_caught(tmp_path: Path) -> None:
+    pip_lock = tmp_path / "pip.txt"
+    pip_lock.write_text(re.sub(r"^setuptools==\S+", "setuptools==1.0", lock.PIP_LOCK.read_text(), flags=re.MULTILINE))
+    assert lock.pip_problems(lock.PIP_INPUT, pip_lock) == ["pip.txt does not pin setuptools>=75 (1.0): run `make lock`"]
 
 
 def test_every_locked_package_carries_hashes() -> None:
-    for path in (lock.RUN_LOCK, lock.DEV_LOCK):
+    for path in (lock.RUN_LOCK, lock.DEV_LOCK, lock.PIP_LOCK):
         entries = re.split(r"\n(?=\S)", path.read_text())
         pinned = [entry for entry in entries if "==" in entry.split("\n", 1)[0] and not entry.startswith("#")]
         assert pinned, path
@@ -69,7 +76,12 @@ def test_make_installs_python_packages_from_the_locks_only() -> None:
     makefile = (ROOT / "Makefile").read_text()
     assert re.search(r"^PIP_INSTALL := \$\(PY\) -m pip install --quiet --require-hashes$", makefile, re.MULTILINE)
     installs = re.findall(r"^\t.*\bpip install\b.*$|^\t\$\(PIP_INSTALL\).*$", makefile, re.MULTILINE)
-    assert installs == ["\t$(PIP_INSTALL) -r requirements/run.txt", "\t$(PIP_INSTALL) -r requirements/dev.txt"]
+    assert installs == [
+        "\t$(PIP_INSTALL) -r requirements/pip.txt",
+        "\t$(PIP_INSTALL) --no-build-isolation -r requirements/run.txt",
+        "\t$(PIP_INSTALL) -r requirements/pip.txt",
+        "\t$(PIP_INSTALL) --no-build-isolation -r requirements/dev.txt",
+    ]
     assert "export PIP_CONFIG_FILE := /dev/null" in makefile  # no machine-wide find-links or constraints
 
 
