@@ -3,7 +3,7 @@
 The structure below is the template; `EdgeSettings` fills in ports, upstream
 addresses, limits and origins. Filter order (requests top to bottom,
 responses bottom to top): cors -> header_mutation -> ext_authz -> [ratelimit]
--> lua -> buffer -> grpc_json_transcoder -> router. header_mutation strips a client's
+-> head_as_get -> buffer -> lua -> grpc_json_transcoder -> router. header_mutation strips a client's
 `x-spark-user` before ext_authz sets the verified one. By default the ext_authz
 check also counts the rate limit (one call per request); with
 SPARK_EDGE_RATE_LIMITS=filter, Envoy's rate-limit filter asks the access
@@ -514,7 +514,7 @@ def _http_route(route: HttpRoute, settings: EdgeSettings, *, head: bool = False)
     elif route.time_limit is not None:
         # A restore sends nothing until it answers: the route timeout alone bounds the wait.
         config["route"]["idle_timeout"] = f"{timeout_s:g}s"
-    if not head and (route.stream_path is not None or route.json_body is not None):
+    if not head and route.stream_path is not None:
         # Lua buffers the whole body, which the listener's small buffer limit would otherwise refuse with 413.
         config["request_body_buffer_limit"] = body_limit
     # A HEAD twin has the policy of its route (HEAD is a read, like GET).
@@ -779,11 +779,8 @@ def _http_filters(settings: EdgeSettings) -> list[Json]:
             "disabled": True,
             "typed_config": {"@type": TYPE + "envoy.extensions.filters.http.lua.v3.Lua", "clear_route_cache": False},
         },
-        {
-            "name": LUA,
-            "disabled": True,
-            "typed_config": {"@type": TYPE + "envoy.extensions.filters.http.lua.v3.Lua"},
-        },
+        # Before Lua: a JSON body is whole when the JSON check reads it, and one over the limit is refused with
+        # 413 here (Lua, buffering it itself, stalled the upload at the limit instead).
         {
             "name": BUFFER,
             "disabled": True,
@@ -791,6 +788,11 @@ def _http_filters(settings: EdgeSettings) -> list[Json]:
                 "@type": TYPE + "envoy.extensions.filters.http.buffer.v3.Buffer",
                 "max_request_bytes": settings.default_max_body_bytes,
             },
+        },
+        {
+            "name": LUA,
+            "disabled": True,
+            "typed_config": {"@type": TYPE + "envoy.extensions.filters.http.lua.v3.Lua"},
         },
         {"name": TRANSCODER, "typed_config": _transcoder(settings, settings.default_max_body_bytes, snake_case=False)},
         ROUTER_FILTER,
