@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,26 +35,34 @@ CONFIG = ServerConfig(
 )
 
 
+async def _failure_of(behavior: Callable[[bytes, Any], Awaitable[bytes]]) -> grpc.aio.AioRpcError:
+    """Serves `behavior` as the one method of a server with the production interceptors, calls it over a
+    channel with gRPC's default limits, and returns the error it answers with."""
+
+    def register(server: grpc.aio.Server) -> None:
+        handler = grpc.unary_unary_rpc_method_handler(behavior)
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.Failing", {"Go": handler}),))
+
+    running = await start_server(CONFIG, ["test.Failing"], register)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                await channel.unary_unary("/test.Failing/Go")(b"")
+        return raised.value
+    finally:
+        await running.stop()
+
+
 async def test_an_unexpected_exception_is_internal_and_leaks_nothing(caplog: pytest.LogCaptureFixture) -> None:
     async def explode(request: bytes, context: Any) -> bytes:
         raise RuntimeError("secret path /etc/db-password")
 
-    def register(server: grpc.aio.Server) -> None:
-        handler = grpc.unary_unary_rpc_method_handler(explode)
-        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.Exploding", {"Go": handler}),))
-
-    running = await start_server(CONFIG, ["test.Exploding"], register)
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
-            call = channel.unary_unary("/test.Exploding/Go")
-            with caplog.at_level(logging.ERROR), pytest.raises(grpc.aio.AioRpcError) as raised:
-                await call(b"")
-        assert raised.value.code() == grpc.StatusCode.INTERNAL
-        assert raised.value.details() == "internal error"
-        assert "secret" not in str(raised.value.trailing_metadata())
-        assert any("secret path" in str(r.exc_info[1]) for r in caplog.records if r.exc_info)
-    finally:
-        await running.stop()
+    with caplog.at_level(logging.ERROR):
+        error = await _failure_of(explode)
+    assert error.code() == grpc.StatusCode.INTERNAL
+    assert error.details() == "internal error"
+    assert "secret" not in str(error.trailing_metadata())
+    assert any("secret path" in str(r.exc_info[1]) for r in caplog.records if r.exc_info)
 
 
 async def test_an_error_that_echoes_a_huge_input_reaches_a_default_client_as_itself() -> None:
@@ -66,25 +75,15 @@ async def test_an_error_that_echoes_a_huge_input_reaches_a_default_client_as_its
             f"{name}: is not a field", reason="UNKNOWN_FIELD", violations=(FieldViolation(name, "is not a field"),)
         )
 
-    def register(server: grpc.aio.Server) -> None:
-        handler = grpc.unary_unary_rpc_method_handler(refuse)
-        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.Refusing", {"Go": handler}),))
-
-    running = await start_server(CONFIG, ["test.Refusing"], register)
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
-            with pytest.raises(grpc.aio.AioRpcError) as raised:
-                await channel.unary_unary("/test.Refusing/Go")(b"")
-        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert raised.value.details().startswith("ffff") and raised.value.details().endswith("\u2026")
-        assert len(raised.value.details().encode()) <= MAX_MESSAGE_BYTES
-        status = rpc_status.from_call(raised.value)
-        assert status is not None
-        bad_request = error_details_pb2.BadRequest()
-        assert status.details[0].Unpack(bad_request)
-        assert bad_request.field_violations[0].field.startswith("ffff")
-    finally:
-        await running.stop()
+    error = await _failure_of(refuse)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.details().startswith("ffff") and error.details().endswith("\u2026")
+    assert len(error.details().encode()) <= MAX_MESSAGE_BYTES
+    status = rpc_status.from_call(error)
+    assert status is not None
+    bad_request = error_details_pb2.BadRequest()
+    assert status.details[0].Unpack(bad_request)
+    assert bad_request.field_violations[0].field.startswith("ffff")
 
 
 def _run_kv(tmp_path: Path, env: dict[str, str]) -> subprocess.Popen[str]:

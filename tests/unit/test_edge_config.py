@@ -13,12 +13,13 @@ from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
 
 from edge.envoy import HEAD_AS_GET, HEAD_AS_GET_LUA, LUA, render
-from edge.routes import HTTP_ROUTES, TRANSCODED_SERVICES, HttpRoute
+from edge.routes import HTTP_ROUTES, TRANSCODED_SERVICES
 from edge.settings import read_settings
 from services.access.policy import DEFAULT_LIMITS_PATH, load_limits
 from services.common.config import ConfigError
 from services.common.descriptors import default_descriptor_path, load_pool
 from tests.support.tls import self_signed
+from tools.openapi import edge_route
 
 BASE_ENV = {"SPARK_EDGE_UPSTREAMS": "kv=127.0.0.1:50051,meta=127.0.0.1:50050,access=127.0.0.1:50055"}
 EXT_AUTHZ = "envoy.filters.http.ext_authz"
@@ -318,21 +319,13 @@ def _json_body_paths() -> set[str]:
     return paths
 
 
-def _edge_route(path: str) -> HttpRoute:
-    for route in HTTP_ROUTES:
-        exact, prefix = route.match.get("path"), route.match.get("path_separated_prefix")
-        if path == exact or (prefix is not None and (path == prefix or path.startswith(prefix + "/"))):
-            return route
-    raise AssertionError(f"no edge route for {path}")
-
-
 def test_every_json_body_the_transcoder_reads_is_checked_at_the_edge() -> None:
     """The transcoder's parser takes `{'a':1,}` and an empty body; only the edge's check refuses them."""
     paths = _json_body_paths()
     assert {"/_spark/loaded", "/v1/prompts", "/admin/regex_cleanup", "/admin/keys"} <= paths
     checked = {route.name for route in HTTP_ROUTES if route.json_body is not None}
-    assert {_edge_route(path).name for path in paths} == checked
-    assert _edge_route("/_spark/loaded").json_body == "required"
+    assert {edge_route(path).name for path in paths} == checked
+    assert edge_route("/_spark/loaded").json_body == "required"
     routes = _routes(rendered({"SPARK_EDGE_UPSTREAMS": EVERYTHING}))
     for name in checked:
         source = routes[name]["typed_per_filter_config"][LUA]["config"]["source_code"]["inline_string"]
