@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 from services.common import sse
-from services.common.errors import FieldViolation, InvalidArgument
+from services.common.errors import MAX_QUOTED_CHARS, FieldViolation, InvalidArgument, quoted
 from services.common.transcoding import json_object
 from services.llm.chat import ChatMessage, ChatRequest, Completion, ImagePart, Part, Role, TextPart, Usage
 
@@ -71,7 +71,9 @@ class _Violations:
     def raise_if_any(self) -> None:
         if self.items:
             first = self.items[0]
-            raise InvalidArgument(f"{first.field}: {first.description}", violations=tuple(self.items))
+            # An unknown key is the caller's text, quoted short like any echoed value.
+            shown = first.field if len(first.field) <= MAX_QUOTED_CHARS else quoted(first.field)
+            raise InvalidArgument(f"{shown}: {first.description}", violations=tuple(self.items))
 
 
 def _number(body: dict[str, Any], key: str, low: float, high: float, problems: _Violations) -> float | None:

@@ -155,3 +155,12 @@ def test_error_events_carry_openais_error_object() -> None:
     assert orjson.loads(frame[6:]) == {
         "error": {"message": "provider down", "type": "server_error", "code": "unavailable"}
     }
+
+
+def test_an_unknown_key_is_echoed_as_a_short_prefix() -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        parse_body(json.dumps({"messages": [{"role": "user", "content": "hi"}], "k" * 200_000: 1}).encode())
+    assert (
+        caught.value.message
+        == f"{'k' * 64!r}\u2026 (200000 characters): is not a chat-completions field this gateway accepts"
+    )
