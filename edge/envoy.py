@@ -305,6 +305,16 @@ function envoy_on_request(handle)
 end
 """
 
+# The transcoder's own errors repeat what they refuse ('id: invalid value "<40 KB>"', 'Could not resolve
+# <path> to a method'), and Envoy cannot cut %LOCAL_REPLY_BODY% short: past this many bytes of path or body,
+# such an answer says what failed without the value.
+ECHO_LIMIT_BYTES = 1024
+LONG_TRANSCODER_ERROR = (
+    f"response.code_details.contains('grpc_json_transcode_failure') && (size(request.path) > {ECHO_LIMIT_BYTES}"
+    f" || request.size > {ECHO_LIMIT_BYTES} || ('x-envoy-original-path' in request.headers"
+    f" && size(request.headers['x-envoy-original-path']) > {ECHO_LIMIT_BYTES}))"
+)
+
 # HTTP status -> the gRPC code with the same meaning, so that Envoy's own
 # errors carry the same `code` field as errors transcoded from services.
 GRPC_CODE_BY_HTTP = {
@@ -676,7 +686,32 @@ def _local_reply_config() -> Json:
             "content_type": JSON_CONTENT_TYPE,
         },
     }
-    mappers = [grpc_too_large_mapper, grpc_mapper, access_mapper, too_large_mapper, nul_mapper]
+    long_transcoder_error: Json = {
+        "extension_filter": {
+            "name": "envoy.access_loggers.extension_filters.cel",
+            "typed_config": {
+                "@type": TYPE + "envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter",
+                "expression": LONG_TRANSCODER_ERROR,
+            },
+        }
+    }
+    unrepeated_mappers = [
+        {
+            "filter": {"and_filter": {"filters": [_status_filter(http_status), long_transcoder_error]}},
+            "body": {
+                "inline_string": "the request's method, path, query or body does not fit this route; "
+                "the value at fault is too long to repeat here"
+            },
+            "body_format_override": {
+                "json_format": _error_body(
+                    GRPC_CODE_BY_HTTP[http_status], "%LOCAL_REPLY_BODY%", "%RESPONSE_CODE_DETAILS%"
+                ),
+                "content_type": JSON_CONTENT_TYPE,
+            },
+        }
+        for http_status in (400, 404)
+    ]
+    mappers = [grpc_too_large_mapper, grpc_mapper, access_mapper, too_large_mapper, nul_mapper, *unrepeated_mappers]
     for http_status, grpc_code in GRPC_CODE_BY_HTTP.items():
         mappers.append(
             {

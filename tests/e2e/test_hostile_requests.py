@@ -332,6 +332,9 @@ CASES = [
         id="vision-form-namespace-40-kib",
     ),
     pytest.param(Hostile("GET", f"/v1/usage?start_day={HUGE_NAME}", headers=ADMIN), id="usage-day-40-kib"),
+    pytest.param(Hostile("GET", f"/v1/prompts/{HUGE_NAME}"), id="prompt-id-40-kib"),
+    pytest.param(Hostile("GET", f"/v1/prompts?{HUGE_NAME}=1"), id="prompts-query-name-40-kib"),
+    pytest.param(Hostile("GET", f"/v1/{HUGE_NAME}", status=404), id="unknown-path-40-kib"),
     # Bodies that are not JSON on routes whose body the transcoder reads as JSON: its parser takes single
     # quotes, unquoted keys, trailing commas and nothing at all.
     pytest.param(Hostile("POST", "/_spark/loaded", b"{'a':1,}", JSON), id="loaded-single-quotes"),
@@ -692,3 +695,24 @@ def test_an_echoed_value_is_cut_to_a_short_prefix(suite: RunningSuite, method: s
     # camelCase on the routes that print JSON that way.
     violations = bad_request.get("field_violations") or bad_request["fieldViolations"]
     assert len(violations[0]["field"].encode()) <= 256
+
+
+@pytest.mark.parametrize(
+    ("method", "target", "body", "status"),
+    [
+        ("GET", f"/v1/prompts/{HUGE_NAME}", None, 400),
+        ("GET", f"/v1/prompts?limit={HUGE_NAME}", None, 400),
+        ("GET", f"/v1/prompts?{HUGE_NAME}=1", None, 400),
+        ("GET", f"/v1/{HUGE_NAME}", None, 404),
+        ("POST", "/_spark/loaded", _json({"url": "x", "load_ms": HUGE_NAME}), 400),
+    ],
+    ids=["id", "limit", "query-name", "path", "body-value"],
+)
+def test_the_edges_own_errors_do_not_repeat_a_long_value(
+    suite: RunningSuite, method: str, target: str, body: bytes | None, status: int
+) -> None:
+    """The transcoder's messages repeat the value they refuse, whole; past 1 KiB of request the edge says less."""
+    response = raw_http.send(suite.edge_address, method, target, JSON if body else (), body)
+    assert response.status == status, response.body[:400]
+    assert len(response.body) < KIB, response.body[:400]
+    assert "too long to repeat" in response.json()["message"]

