@@ -60,8 +60,7 @@ lock: install-dev
 test-deps: debian-test-deps $(NODE_TOOLS)/node_modules/.installed
 
 debian-test-deps:
-	@for p in $(DEBIAN_TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then echo "installing$$missing"; $(call apt_get,$$missing); fi
+	@$(call debian_packages,$(DEBIAN_TEST_PACKAGES))
 
 $(NODE_TOOLS)/node_modules/.installed: $(NODE_TOOLS)/package-lock.json
 	npm ci --prefix $(NODE_TOOLS) --omit=peer --silent --no-audit --no-fund
@@ -78,12 +77,15 @@ lint: install-dev test-deps
 
 # wrk, redis-benchmark and webdis (Debian) for the benchmarks; LiteLLM and Portkey install themselves on first use.
 bench: install-dev test-deps
-	@for p in $(DEBIAN_BENCH_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then echo "installing$$missing"; $(call apt_get,$$missing); fi
+	@$(call debian_packages,$(DEBIAN_BENCH_PACKAGES))
 	$(PY) -m benchmarks
 
 clean:
 	rm -rf $(VENV) $(NODE_TOOLS)/node_modules .cache var
+
+# Installs those of the Debian packages $(1) that are missing.
+debian_packages = for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "installing$$missing"; $(call apt_get,$$missing); fi
 
 # apt-get as root, or through sudo.
 apt_get = SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
