@@ -5,7 +5,8 @@ The input, as text split at NULs, is a template followed by `name=value` variabl
 `POST /v1/prompts:restore` body.
 
 - `render` gives what replacing each placeholder with its variable gives, never expanding a value again,
-  or raises InvalidArgument MISSING_VARIABLE naming exactly the missing names, or RENDERED_TOO_LONG
+  or raises InvalidArgument MISSING_VARIABLE naming the missing names in order (as many as the error's
+  bounded details hold, each clipped like every detail), or RENDERED_TOO_LONG
   exactly when the result would be over the limit.
 - `parse_export` returns valid prompts or raises InvalidArgument; an export of what it returned parses to
   the same prompts.
@@ -13,7 +14,7 @@ The input, as text split at NULs, is a template followed by `name=value` variabl
 
 from __future__ import annotations
 
-from services.common.errors import InvalidArgument
+from services.common.errors import MAX_DETAIL_BYTES, InvalidArgument, clip
 from services.prompts.backups import export_document, parse_export
 from services.prompts.model import validate_prompt
 from services.prompts.render import PLACEHOLDER, placeholders, render
@@ -30,7 +31,10 @@ def _check_render(template: str, variables: dict[str, str]) -> None:
         text = render(template, variables, max_chars=MAX_CHARS)
     except InvalidArgument as error:
         if error.reason == "MISSING_VARIABLE":
-            assert [v.field for v in error.violations] == [f"variables.{name}" for name in missing] != []
+            # Error details are bounded (services.common.errors): long names are clipped, and past the
+            # details' budget only the first missing names are named.
+            fields = [v.field for v in error.violations]
+            assert fields and fields == [clip(f"variables.{name}", MAX_DETAIL_BYTES) for name in missing][: len(fields)]
         else:
             assert error.reason == "RENDERED_TOO_LONG" and not missing
             assert len(PLACEHOLDER.sub(lambda match: variables[match.group(1)], template)) > MAX_CHARS
