@@ -11,6 +11,7 @@ from services.access.addresses import TrustedProxies
 from services.access.keys import KeyStore, looks_like_key
 from services.access.limiter import Limiter
 from services.access.nonces import NonceBook
+from services.access.proofs import AdminProofs
 from services.access.users import User
 from services.common.errors import (
     FailedPrecondition,
@@ -67,11 +68,14 @@ class GateSettings:
 
 
 class Gate:
-    def __init__(self, settings: GateSettings, keys: KeyStore, nonces: NonceBook, limiter: Limiter) -> None:
+    def __init__(
+        self, settings: GateSettings, keys: KeyStore, nonces: NonceBook, limiter: Limiter, proofs: AdminProofs
+    ) -> None:
         self._settings = settings
         self._keys = keys
         self._nonces = nonces
         self._limiter = limiter
+        self._proofs = proofs
 
     async def admit(self, route: RouteContext, method: str, headers: Mapping[str, str], peer: str) -> Admission:
         """The caller's identity for this request from `peer` (the address Envoy accepted it from), or a
@@ -120,13 +124,22 @@ class Gate:
         if not hmac.compare_digest((given or "").encode(), token.encode()):
             await self._count_failure(address)
             raise Unauthenticated("X-Admin-Token is missing or wrong", reason="ADMIN_TOKEN_INVALID")
+        # Right, but from an address locked out for failures: served only where the token was used before,
+        # so that a guesser's right guess looks like its wrong ones (services/access/proofs.py).
+        locked_for = await self._limiter.reached(
+            _failures_bucket(address), self._settings.auth_failures_per_address, AUTH_FAILURE_WINDOW_S
+        )
+        if locked_for is not None and not await self._proofs.used_from(address):
+            raise _too_many_failures(locked_for)
+        await self._proofs.remember(address)
 
     async def _count_failure(self, address: str) -> None:
         """Counts a wrong key or admin token against the address; past the limit, wrong ones are a 429
         until the window ends. Only failures are counted and the counter is consulted only after the
-        credential was checked (in the same time whatever the count): a right key or token is served
-        even while its address is shut out, so one client's guesses behind a shared address (a NAT, a
-        proxy) cannot lock out the others, nor the operator."""
+        credential was checked (in the same time whatever the count): a right key is served even while
+        its address is shut out, and so is the right admin token where it was used before, so one
+        client's guesses behind a shared address (a NAT, a proxy) lock out neither the others nor the
+        operator."""
         decision = await self._limiter.hit(
             _failures_bucket(address), self._settings.auth_failures_per_address, AUTH_FAILURE_WINDOW_S
         )

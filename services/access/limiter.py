@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from services.common.store import Store
+from services.common.store.base import decode_counter
 
 SPACE = "access-limits"
 MAX_LEASE = 20
@@ -92,6 +93,14 @@ class Limiter:
         lease.left += granted
         lease.counted = max(lease.counted, total)
         lease.exhausted = granted < take
+
+    async def reached(self, bucket: str, limit: int, window_s: int) -> float | None:
+        """Seconds until the current window ends when `bucket` has reached `limit` in it (counted by every
+        instance, read from the store), else None. Counts nothing."""
+        now = self._clock()
+        key, ends_at = _window(bucket, window_s, now)
+        entry = await self._store.get(SPACE, key)
+        return ends_at - now if entry is not None and decode_counter(entry.value) >= limit else None
 
     def _purge(self, now: float) -> None:
         self._leases = {key: lease for key, lease in self._leases.items() if lease.ends_at > now}

@@ -14,6 +14,7 @@ from services.access.keys import KeyStore
 from services.access.limiter import Limiter
 from services.access.metrics import AccessMetrics
 from services.access.nonces import NonceBook
+from services.access.proofs import AdminProofs
 from services.access.quota import Quota
 from services.access.ratelimit import RateLimitServicer
 from services.access.service import AccessServicer
@@ -49,6 +50,7 @@ async def build_server(config: AccessConfig, store: Store | None = None) -> Runn
         keys,
         NonceBook(active_store, ttl_s=config.nonce_ttl_s),
         limiter,
+        AdminProofs(active_store, config.admin_token),
     )
 
     def register(server: grpc.aio.Server) -> None:

@@ -13,6 +13,7 @@ from services.access.gate import Gate, GateSettings, RouteContext
 from services.access.keys import KeyStore
 from services.access.limiter import MAX_LEASE, Limiter, lease_size
 from services.access.nonces import NonceBook
+from services.access.proofs import AdminProofs
 from services.access.users import User
 from services.common.errors import (
     AlreadyExists,
@@ -51,14 +52,17 @@ def make_gate(
     failures: int = 5,
     nonce_routes: Iterable[str] = (),
     trusted_proxies: str = "",
+    clock: Clock | None = None,
 ) -> Gate:
     proxies = TrustedProxies(parse_networks(trusted_proxies)[0])
     settings = GateSettings(
         development, DEVELOPMENT_USER, OPERATOR, admin_token, frozenset(nonce_routes), failures, proxies
     )
     # A fixed clock: no window may end in the middle of a test.
-    limiter = Limiter(store, clock=Clock(1_800_000_000.0))
-    return Gate(settings, KeyStore(store, cache_s=0), NonceBook(store, ttl_s=300), limiter)
+    limiter = Limiter(store, clock=clock or Clock(1_800_000_000.0))
+    return Gate(
+        settings, KeyStore(store, cache_s=0), NonceBook(store, ttl_s=300), limiter, AdminProofs(store, admin_token)
+    )
 
 
 async def refusal(
@@ -261,6 +265,8 @@ async def test_an_address_guessing_is_refused_until_the_window_ends_but_right_cr
     operator's token; wrong ones go on counting and stay refused."""
     gate = make_gate(store, failures=3)
     _, secret = await KeyStore(store, cache_s=0).create(ALICE, "")
+    # The operator has used the admin token from this address before the guessing starts.
+    assert (await gate.admit(KEYS_ROUTE, "GET", {"x-admin-token": ADMIN}, "192.0.2.7")).user == OPERATOR
     wrong = {"x-api-key": "spk_0000000000000000_" + "b" * 43}
     assert [type(await refusal(gate, KV, wrong)) for _ in range(4)] == [Unauthenticated] * 3 + [ResourceExhausted]
     locked = await refusal(gate, KV, {"authorization": "Bearer not-a-key"})
@@ -278,6 +284,35 @@ async def test_an_address_guessing_is_refused_until_the_window_ends_but_right_cr
     assert (await refusal(gate, KV, wrong)).reason == "AUTH_FAILURES"
     # Another address is not affected.
     assert isinstance(await refusal(gate, KV, wrong, address="192.0.2.8"), Unauthenticated)
+
+
+async def test_a_right_admin_token_guessed_during_a_lockout_looks_like_a_wrong_one(store: Store) -> None:
+    """From an address that never used the admin token, a right guess while it is locked out gets the same
+    429 as its wrong guesses (the lockout is no oracle), in every access process; the window's end or an
+    address that used the token before are served."""
+    clock = Clock(1_800_000_000.0)
+    gates = [make_gate(store, failures=3, clock=clock) for _ in range(2)]
+    operator, guesser = "192.0.2.7", "198.51.100.9"
+    await gates[0].admit(KEYS_ROUTE, "GET", {"x-admin-token": ADMIN}, operator)
+    for attempt in range(3):
+        await refusal(gates[attempt % 2], KEYS_ROUTE, {"x-admin-token": f"guess-{attempt}"}, address=guesser)
+        await refusal(gates[attempt % 2], KEYS_ROUTE, {"x-admin-token": f"guess-{attempt}"}, address=operator)
+
+    for gate in gates:
+        right = await refusal(gate, KEYS_ROUTE, {"x-admin-token": ADMIN}, address=guesser)
+        wrong = await refusal(gate, KEYS_ROUTE, {"x-admin-token": "guess-4"}, address=guesser)
+        assert (type(right), right.reason, right.message) == (type(wrong), wrong.reason, wrong.message)
+        assert right.reason == "AUTH_FAILURES"
+        assert (await gate.admit(KEYS_ROUTE, "GET", {"x-admin-token": ADMIN}, operator)).user == OPERATOR
+
+    clock.now += 60
+    assert (await gates[1].admit(KEYS_ROUTE, "GET", {"x-admin-token": ADMIN}, guesser)).user == OPERATOR
+    # A new admin token starts with no proofs: the operator shows it first, outside a lockout.
+    rotated = make_gate(store, failures=3, clock=clock, admin_token=ADMIN + "-rotated")
+    for attempt in range(3):
+        await refusal(rotated, KEYS_ROUTE, {"x-admin-token": f"guess-{attempt}"}, address=operator)
+    locked = await refusal(rotated, KEYS_ROUTE, {"x-admin-token": ADMIN + "-rotated"}, address=operator)
+    assert locked.reason == "AUTH_FAILURES"
 
 
 async def test_behind_a_trusted_proxy_each_forwarded_client_is_its_own_address_and_only_then(store: Store) -> None:
