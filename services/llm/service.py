@@ -147,9 +147,7 @@ class LlmServicer(llm_pb2_grpc.LlmServiceServicer):
         self, request: llm_pb2.GenerateContentRequest, context: Context
     ) -> llm_pb2.GenerateContentResponse:
         plan = await self._plan(_chat_request(request), context)
-        completion, served = await self._completions.complete(
-            plan, request.caller or caller_of(context), self._timeout(context)
-        )
+        completion, served = await self._completions.complete(plan, caller_of(context), self._timeout(context))
         await self._send_headers(context, plan, served)
         return _typed_response(completion, served)
 
@@ -159,7 +157,7 @@ class LlmServicer(llm_pb2_grpc.LlmServiceServicer):
         inner = request.request
         plan = await self._plan(_chat_request(inner), context)
         served: Served | None = None
-        events = self._completions.stream(plan, inner.caller or caller_of(context), self._timeout(context))
+        events = self._completions.stream(plan, caller_of(context), self._timeout(context))
         try:
             async for event in events:
                 if isinstance(event, Served):

@@ -17,7 +17,7 @@ from spark.vision.v1 import vision_pb2, vision_pb2_grpc
 from services.common import sse
 from services.common.cleanup import DEFAULT_RULE, CleanupRule, StreamCleaner, apply
 from services.common.errors import DomainError, NotFound, Unavailable, quoted, status_code_of
-from services.common.identity import caller_of
+from services.common.identity import USER_METADATA, caller_of
 from services.common.keepalive import with_keepalives
 from services.common.relay import relayed
 from services.common.transcoding import set_http_status
@@ -61,6 +61,8 @@ class Prepared:
     llm_request: llm_pb2.GenerateContentRequest
     prompt_id: int
     started: float
+    # The caller's identity, forwarded to llm as the metadata the edge set: usage is counted against it.
+    metadata: tuple[tuple[str, str], ...]
 
 
 def _usage(usage: llm_pb2.Usage) -> dict[str, int]:
@@ -123,16 +125,17 @@ class VisionServicer(vision_pb2_grpc.VisionServiceServicer):
             provider=request.provider,
             messages=[llm_pb2.Message(role="user", parts=parts)],
             max_tokens=request.max_tokens,
-            caller=caller_of(context),
         )
         if request.temperature is not None:
             llm_request.temperature = request.temperature
-        return Prepared(llm_request, prompt_id, started)
+        return Prepared(llm_request, prompt_id, started, ((USER_METADATA, caller_of(context)),))
 
     async def Analyze(self, request: vision_pb2.AnalyzeRequest, context: Context) -> vision_pb2.AnalyzeResponse:
         prepared = await self._prepare(request.body, context)
         try:
-            reply = await self._llm.GenerateContent(prepared.llm_request, timeout=self._config.timeout_s)
+            reply = await self._llm.GenerateContent(
+                prepared.llm_request, timeout=self._config.timeout_s, metadata=prepared.metadata
+            )
         except grpc.aio.AioRpcError as error:
             raise relayed(error, "llm") from None
         rule = await self._rules.get()
@@ -148,7 +151,9 @@ class VisionServicer(vision_pb2_grpc.VisionServiceServicer):
     async def _deltas(self, prepared: Prepared) -> AsyncIterator[llm_pb2.StreamGenerateContentResponse]:
         """The llm service's stream; leaving early (a client that hung up) cancels the call, and so the
         provider's."""
-        call = self._llm.StreamGenerateContent(llm_pb2.StreamGenerateContentRequest(request=prepared.llm_request))
+        call = self._llm.StreamGenerateContent(
+            llm_pb2.StreamGenerateContentRequest(request=prepared.llm_request), metadata=prepared.metadata
+        )
         try:
             async for message in call:
                 yield message

@@ -13,9 +13,11 @@ import sys
 import urllib.request
 from collections.abc import Iterator
 
+import grpc
 import httpx
 import openai
 import pytest
+from spark.llm.v1 import llm_pb2, llm_pb2_grpc
 
 from tests.conftest import FAILED_KEY
 from tests.e2e.test_spark_runtime import run_scenario
@@ -276,6 +278,32 @@ def test_llm_metrics_count_cache_lookups_and_tokens(suite: RunningSuite, http: h
     assert 'llm_tokens_total{caller="owner",kind="completion",model="gpt-4o-mini",provider="openai"}' in text
     assert "llm_cache_lookups_total" in text and 'llm_breaker_state{provider="openai"}' in text
     assert 'caller="eve"' not in text
+
+
+def test_no_request_field_or_header_chooses_whose_usage_a_typed_call_is(suite: RunningSuite) -> None:
+    """The typed API once took `caller` (field 7) from the request: any key holder could charge anyone."""
+    owner = 'llm_tokens_total{caller="owner",kind="completion",model="gpt-4o-mini",provider="openai"}'
+
+    def metrics() -> dict[str, float]:
+        url = f"http://127.0.0.1:{suite.ports['llm_metrics']}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            lines = response.read().decode().splitlines()
+        samples = (line.rpartition(" ") for line in lines if line and not line.startswith("#"))
+        return {name: float(value) for name, _, value in samples}
+
+    request = llm_pb2.GenerateContentRequest(
+        model="gpt-4o-mini", messages=[llm_pb2.Message(role="user", parts=[llm_pb2.ContentPart(text="Hi")])]
+    )
+    request.MergeFromString(b"\x3a\x06victim")  # field 7 on the wire, as an old client would send it
+    before = metrics().get(owner, 0.0)
+    with grpc.insecure_channel(suite.edge_address) as channel:
+        stub = llm_pb2_grpc.LlmServiceStub(channel)
+        reply = stub.GenerateContent(request, metadata=(("x-spark-user", "victim"),), timeout=30)
+    after = metrics()
+
+    assert reply.text == DEFAULT_REPLY
+    assert after[owner] == before + reply.usage.completion_tokens > before
+    assert not [name for name in after if 'caller="victim"' in name]
 
 
 def test_healthz_reports_the_provider_breakers(http: httpx.Client, fake: FakeProviderThread) -> None:

@@ -299,9 +299,13 @@ async def test_callers_have_budgets_of_their_own(start: Start, fake: FakeProvide
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await llm.stub.GenerateContent(_typed(50), metadata=_user("ada"))
     assert caught.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
-    # Internal callers name the user in the request; it is grace's budget, not the calling service's.
-    await llm.stub.GenerateContent(_typed(50, caller="grace"), metadata=_user("vision"))
-    assert (await used("ada"), await used("grace"), await used("vision")) == (ACTUAL, ACTUAL, None)
+    # A service calling for its user (vision) forwards the user's identity as metadata. The request's old
+    # `caller` field (7, now reserved) is ignored: it let any caller charge anyone.
+    naming_mallory = _typed(50)
+    naming_mallory.MergeFromString(b"\x3a\x07mallory")
+    assert naming_mallory.SerializeToString().endswith(b"\x3a\x07mallory")
+    await llm.stub.GenerateContent(naming_mallory, metadata=_user("grace"))
+    assert (await used("ada"), await used("grace"), await used("mallory")) == (ACTUAL, ACTUAL, None)
 
 
 async def test_a_budget_is_shared_by_every_instance(start: Start, fake: FakeProvider, used: Used) -> None:

@@ -161,7 +161,7 @@ async def test_usage_is_summed_across_instances_and_needs_the_admin_token(start:
     first, second = await start(), await start()
     for llm in (first, second):
         await llm.stub.GenerateContent(_request(model="gpt-4o-mini"), metadata=(("x-spark-user", "ada"),))
-    await first.stub.GenerateContent(_request(model="claude-haiku-4-5", caller="grace"))
+    await first.stub.GenerateContent(_request(model="claude-haiku-4-5"), metadata=(("x-spark-user", "grace"),))
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await first.stub.GetUsage(llm_pb2.GetUsageRequest())
     assert caught.value.code() is grpc.StatusCode.UNAUTHENTICATED

@@ -12,6 +12,7 @@ from pathlib import Path
 import grpc
 import pytest
 from google.api import httpbody_pb2
+from spark.llm.v1 import llm_pb2, llm_pb2_grpc
 from spark.vision.v1 import vision_pb2, vision_pb2_grpc
 
 from services.common.server import RunningServer
@@ -33,6 +34,10 @@ class Vision:
     stub: vision_pb2_grpc.VisionServiceStub
     prompts: RunningServer
     fake: FakeProvider
+    llm: llm_pb2_grpc.LlmServiceStub
+
+
+ADMIN = (("x-admin-token", "s3cret"),)
 
 
 @pytest.fixture
@@ -53,7 +58,14 @@ async def vision(tmp_path: Path) -> AsyncIterator[Vision]:
         )
         llm = await build_llm(
             read_llm_config(
-                {**quiet, "SPARK_LLM_PORT": "0", "SPARK_LLM_METRICS_PORT": "-1", "OPENAI_API_KEY": "sk", **fake.env()}
+                {
+                    **quiet,
+                    "SPARK_LLM_PORT": "0",
+                    "SPARK_LLM_METRICS_PORT": "-1",
+                    "OPENAI_API_KEY": "sk",
+                    "ADMIN_TOKEN": ADMIN[0][1],
+                    **fake.env(),
+                }
             ),
             store,
         )
@@ -69,10 +81,14 @@ async def vision(tmp_path: Path) -> AsyncIterator[Vision]:
             )
         )
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
+        llm_channel = grpc.aio.insecure_channel(f"127.0.0.1:{llm.port}")
         try:
-            yield Vision(vision_pb2_grpc.VisionServiceStub(channel), prompts, fake)
+            yield Vision(
+                vision_pb2_grpc.VisionServiceStub(channel), prompts, fake, llm_pb2_grpc.LlmServiceStub(llm_channel)
+            )
         finally:
             await channel.close()
+            await llm_channel.close()
             for running in (server, llm, prompts):
                 await running.stop()
             await store.close()
@@ -91,6 +107,17 @@ async def test_analyze_returns_the_answer_and_where_it_came_from(vision: Vision)
         0,
     )
     assert reply.usage.total_tokens > 0 and reply.latency_ms > 0
+
+
+async def test_usage_is_counted_against_the_user_vision_calls_for(vision: Vision) -> None:
+    ada = (("x-spark-user", "ada"),)
+    await vision.stub.Analyze(vision_pb2.AnalyzeRequest(body=_body(prompt="Hi", image_base64=PNG_B64)), metadata=ada)
+    request = vision_pb2.StreamAnalyzeRequest(body=_body(prompt="Hi", image_base64=PNG_B64))
+    assert [frame async for frame in vision.stub.StreamAnalyze(request, metadata=ada)]
+
+    usage = await vision.llm.GetUsage(llm_pb2.GetUsageRequest(), metadata=ADMIN)
+
+    assert [(r.caller, r.requests) for r in usage.records] == [("ada", 2)]
 
 
 async def test_stream_frames_are_server_sent_events(vision: Vision) -> None:

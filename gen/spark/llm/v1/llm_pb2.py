@@ -26,7 +26,7 @@ from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16spark/llm/v1/llm.proto\x12\x0cspark.llm.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\"A\n\x1b\x43reateChatCompletionRequest\x12\"\n\x04\x62ody\x18\x01 \x01(\x0b\x32\x14.google.api.HttpBody\"A\n\x1bStreamChatCompletionRequest\x12\"\n\x04\x62ody\x18\x01 \x01(\x0b\x32\x14.google.api.HttpBody\"A\n\x07Message\x12\x0c\n\x04role\x18\x01 \x01(\t\x12(\n\x05parts\x18\x02 \x03(\x0b\x32\x19.spark.llm.v1.ContentPart\":\n\x0b\x43ontentPart\x12\x0e\n\x04text\x18\x01 \x01(\tH\x00\x12\x13\n\timage_url\x18\x02 \x01(\tH\x00\x42\x06\n\x04kind\"\xc3\x01\n\x16GenerateContentRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\'\n\x08messages\x18\x03 \x03(\x0b\x32\x15.spark.llm.v1.Message\x12\x12\n\nmax_tokens\x18\x04 \x01(\x05\x12\x18\n\x0btemperature\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\x11\n\tjson_mode\x18\x06 \x01(\x08\x12\x0e\n\x06\x63\x61ller\x18\x07 \x01(\tB\x0e\n\x0c_temperature\"U\n\x1cStreamGenerateContentRequest\x12\x35\n\x07request\x18\x01 \x01(\x0b\x32$.spark.llm.v1.GenerateContentRequest\"O\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x05\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\x05\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\x05\"\x83\x01\n\x17GenerateContentResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x10\n\x08provider\x18\x03 \x01(\t\x12\x15\n\rfinish_reason\x18\x04 \x01(\t\x12\"\n\x05usage\x18\x05 \x01(\x0b\x32\x13.spark.llm.v1.Usage\"p\n\x1dStreamGenerateContentResponse\x12\x0f\n\x05\x64\x65lta\x18\x01 \x01(\tH\x00\x12\x35\n\x04\x64one\x18\x02 \x01(\x0b\x32%.spark.llm.v1.GenerateContentResponseH\x00\x42\x07\n\x05\x65vent\"\x13\n\x11ListModelsRequest\"F\n\x05Model\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06object\x18\x02 \x01(\t\x12\x0f\n\x07\x63reated\x18\x03 \x01(\x05\x12\x10\n\x08owned_by\x18\x04 \x01(\t\"G\n\x12ListModelsResponse\x12\x0e\n\x06object\x18\x01 \x01(\t\x12!\n\x04\x64\x61ta\x18\x02 \x03(\x0b\x32\x13.spark.llm.v1.Model\"E\n\x0fGetUsageRequest\x12\x11\n\tstart_day\x18\x01 \x01(\t\x12\x0f\n\x07\x65nd_day\x18\x02 \x01(\t\x12\x0e\n\x06\x63\x61ller\x18\x03 \x01(\t\"\xa1\x01\n\x0bUsageRecord\x12\x0b\n\x03\x64\x61y\x18\x01 \x01(\t\x12\x0e\n\x06\x63\x61ller\x18\x02 \x01(\t\x12\x10\n\x08provider\x18\x03 \x01(\t\x12\r\n\x05model\x18\x04 \x01(\t\x12\x10\n\x08requests\x18\x05 \x01(\x03\x12\x15\n\rprompt_tokens\x18\x06 \x01(\x03\x12\x19\n\x11\x63ompletion_tokens\x18\x07 \x01(\x03\x12\x10\n\x08\x63ost_usd\x18\x08 \x01(\x01\"V\n\x10GetUsageResponse\x12*\n\x07records\x18\x01 \x03(\x0b\x32\x19.spark.llm.v1.UsageRecord\x12\x16\n\x0etotal_cost_usd\x18\x02 \x01(\x01\"\x16\n\x14ListProvidersRequest\"w\n\x0eProviderStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nconfigured\x18\x02 \x01(\x08\x12\x14\n\x0ckey_variable\x18\x03 \x01(\t\x12\x0f\n\x07\x62reaker\x18\x04 \x01(\t\x12\x1c\n\x14\x63onsecutive_failures\x18\x05 \x01(\x05\"H\n\x15ListProvidersResponse\x12/\n\tproviders\x18\x01 \x03(\x0b\x32\x1c.spark.llm.v1.ProviderStatus2\xae\x06\n\nLlmService\x12\x90\x01\n\x14\x43reateChatCompletion\x12).spark.llm.v1.CreateChatCompletionRequest\x1a\x14.google.api.HttpBody\"7\x82\xd3\xe4\x93\x02\x31\"\x14/v1/chat/completions:\x04\x62odyZ\x13\"\x0b/_spark/llm:\x04\x62ody\x12\x84\x01\n\x14StreamChatCompletion\x12).spark.llm.v1.StreamChatCompletionRequest\x1a\x14.google.api.HttpBody\")\x82\xd3\xe4\x93\x02#\"\x1b/v1/chat/completions:stream:\x04\x62ody0\x01\x12^\n\x0fGenerateContent\x12$.spark.llm.v1.GenerateContentRequest\x1a%.spark.llm.v1.GenerateContentResponse\x12r\n\x15StreamGenerateContent\x12*.spark.llm.v1.StreamGenerateContentRequest\x1a+.spark.llm.v1.StreamGenerateContentResponse0\x01\x12\x63\n\nListModels\x12\x1f.spark.llm.v1.ListModelsRequest\x1a .spark.llm.v1.ListModelsResponse\"\x12\x82\xd3\xe4\x93\x02\x0c\x12\n/v1/models\x12\\\n\x08GetUsage\x12\x1d.spark.llm.v1.GetUsageRequest\x1a\x1e.spark.llm.v1.GetUsageResponse\"\x11\x82\xd3\xe4\x93\x02\x0b\x12\t/v1/usage\x12o\n\rListProviders\x12\".spark.llm.v1.ListProvidersRequest\x1a#.spark.llm.v1.ListProvidersResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/providersb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16spark/llm/v1/llm.proto\x12\x0cspark.llm.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\"A\n\x1b\x43reateChatCompletionRequest\x12\"\n\x04\x62ody\x18\x01 \x01(\x0b\x32\x14.google.api.HttpBody\"A\n\x1bStreamChatCompletionRequest\x12\"\n\x04\x62ody\x18\x01 \x01(\x0b\x32\x14.google.api.HttpBody\"A\n\x07Message\x12\x0c\n\x04role\x18\x01 \x01(\t\x12(\n\x05parts\x18\x02 \x03(\x0b\x32\x19.spark.llm.v1.ContentPart\":\n\x0b\x43ontentPart\x12\x0e\n\x04text\x18\x01 \x01(\tH\x00\x12\x13\n\timage_url\x18\x02 \x01(\tH\x00\x42\x06\n\x04kind\"\xc1\x01\n\x16GenerateContentRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\'\n\x08messages\x18\x03 \x03(\x0b\x32\x15.spark.llm.v1.Message\x12\x12\n\nmax_tokens\x18\x04 \x01(\x05\x12\x18\n\x0btemperature\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\x11\n\tjson_mode\x18\x06 \x01(\x08\x42\x0e\n\x0c_temperatureJ\x04\x08\x07\x10\x08R\x06\x63\x61ller\"U\n\x1cStreamGenerateContentRequest\x12\x35\n\x07request\x18\x01 \x01(\x0b\x32$.spark.llm.v1.GenerateContentRequest\"O\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x05\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\x05\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\x05\"\x83\x01\n\x17GenerateContentResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x10\n\x08provider\x18\x03 \x01(\t\x12\x15\n\rfinish_reason\x18\x04 \x01(\t\x12\"\n\x05usage\x18\x05 \x01(\x0b\x32\x13.spark.llm.v1.Usage\"p\n\x1dStreamGenerateContentResponse\x12\x0f\n\x05\x64\x65lta\x18\x01 \x01(\tH\x00\x12\x35\n\x04\x64one\x18\x02 \x01(\x0b\x32%.spark.llm.v1.GenerateContentResponseH\x00\x42\x07\n\x05\x65vent\"\x13\n\x11ListModelsRequest\"F\n\x05Model\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06object\x18\x02 \x01(\t\x12\x0f\n\x07\x63reated\x18\x03 \x01(\x05\x12\x10\n\x08owned_by\x18\x04 \x01(\t\"G\n\x12ListModelsResponse\x12\x0e\n\x06object\x18\x01 \x01(\t\x12!\n\x04\x64\x61ta\x18\x02 \x03(\x0b\x32\x13.spark.llm.v1.Model\"E\n\x0fGetUsageRequest\x12\x11\n\tstart_day\x18\x01 \x01(\t\x12\x0f\n\x07\x65nd_day\x18\x02 \x01(\t\x12\x0e\n\x06\x63\x61ller\x18\x03 \x01(\t\"\xa1\x01\n\x0bUsageRecord\x12\x0b\n\x03\x64\x61y\x18\x01 \x01(\t\x12\x0e\n\x06\x63\x61ller\x18\x02 \x01(\t\x12\x10\n\x08provider\x18\x03 \x01(\t\x12\r\n\x05model\x18\x04 \x01(\t\x12\x10\n\x08requests\x18\x05 \x01(\x03\x12\x15\n\rprompt_tokens\x18\x06 \x01(\x03\x12\x19\n\x11\x63ompletion_tokens\x18\x07 \x01(\x03\x12\x10\n\x08\x63ost_usd\x18\x08 \x01(\x01\"V\n\x10GetUsageResponse\x12*\n\x07records\x18\x01 \x03(\x0b\x32\x19.spark.llm.v1.UsageRecord\x12\x16\n\x0etotal_cost_usd\x18\x02 \x01(\x01\"\x16\n\x14ListProvidersRequest\"w\n\x0eProviderStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nconfigured\x18\x02 \x01(\x08\x12\x14\n\x0ckey_variable\x18\x03 \x01(\t\x12\x0f\n\x07\x62reaker\x18\x04 \x01(\t\x12\x1c\n\x14\x63onsecutive_failures\x18\x05 \x01(\x05\"H\n\x15ListProvidersResponse\x12/\n\tproviders\x18\x01 \x03(\x0b\x32\x1c.spark.llm.v1.ProviderStatus2\xae\x06\n\nLlmService\x12\x90\x01\n\x14\x43reateChatCompletion\x12).spark.llm.v1.CreateChatCompletionRequest\x1a\x14.google.api.HttpBody\"7\x82\xd3\xe4\x93\x02\x31\"\x14/v1/chat/completions:\x04\x62odyZ\x13\"\x0b/_spark/llm:\x04\x62ody\x12\x84\x01\n\x14StreamChatCompletion\x12).spark.llm.v1.StreamChatCompletionRequest\x1a\x14.google.api.HttpBody\")\x82\xd3\xe4\x93\x02#\"\x1b/v1/chat/completions:stream:\x04\x62ody0\x01\x12^\n\x0fGenerateContent\x12$.spark.llm.v1.GenerateContentRequest\x1a%.spark.llm.v1.GenerateContentResponse\x12r\n\x15StreamGenerateContent\x12*.spark.llm.v1.StreamGenerateContentRequest\x1a+.spark.llm.v1.StreamGenerateContentResponse0\x01\x12\x63\n\nListModels\x12\x1f.spark.llm.v1.ListModelsRequest\x1a .spark.llm.v1.ListModelsResponse\"\x12\x82\xd3\xe4\x93\x02\x0c\x12\n/v1/models\x12\\\n\x08GetUsage\x12\x1d.spark.llm.v1.GetUsageRequest\x1a\x1e.spark.llm.v1.GetUsageResponse\"\x11\x82\xd3\xe4\x93\x02\x0b\x12\t/v1/usage\x12o\n\rListProviders\x12\".spark.llm.v1.ListProvidersRequest\x1a#.spark.llm.v1.ListProvidersResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/providersb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -52,33 +52,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CONTENTPART']._serialized_start=298
   _globals['_CONTENTPART']._serialized_end=356
   _globals['_GENERATECONTENTREQUEST']._serialized_start=359
-  _globals['_GENERATECONTENTREQUEST']._serialized_end=554
-  _globals['_STREAMGENERATECONTENTREQUEST']._serialized_start=556
-  _globals['_STREAMGENERATECONTENTREQUEST']._serialized_end=641
-  _globals['_USAGE']._serialized_start=643
-  _globals['_USAGE']._serialized_end=722
-  _globals['_GENERATECONTENTRESPONSE']._serialized_start=725
-  _globals['_GENERATECONTENTRESPONSE']._serialized_end=856
-  _globals['_STREAMGENERATECONTENTRESPONSE']._serialized_start=858
-  _globals['_STREAMGENERATECONTENTRESPONSE']._serialized_end=970
-  _globals['_LISTMODELSREQUEST']._serialized_start=972
-  _globals['_LISTMODELSREQUEST']._serialized_end=991
-  _globals['_MODEL']._serialized_start=993
-  _globals['_MODEL']._serialized_end=1063
-  _globals['_LISTMODELSRESPONSE']._serialized_start=1065
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1136
-  _globals['_GETUSAGEREQUEST']._serialized_start=1138
-  _globals['_GETUSAGEREQUEST']._serialized_end=1207
-  _globals['_USAGERECORD']._serialized_start=1210
-  _globals['_USAGERECORD']._serialized_end=1371
-  _globals['_GETUSAGERESPONSE']._serialized_start=1373
-  _globals['_GETUSAGERESPONSE']._serialized_end=1459
-  _globals['_LISTPROVIDERSREQUEST']._serialized_start=1461
-  _globals['_LISTPROVIDERSREQUEST']._serialized_end=1483
-  _globals['_PROVIDERSTATUS']._serialized_start=1485
-  _globals['_PROVIDERSTATUS']._serialized_end=1604
-  _globals['_LISTPROVIDERSRESPONSE']._serialized_start=1606
-  _globals['_LISTPROVIDERSRESPONSE']._serialized_end=1678
-  _globals['_LLMSERVICE']._serialized_start=1681
-  _globals['_LLMSERVICE']._serialized_end=2495
+  _globals['_GENERATECONTENTREQUEST']._serialized_end=552
+  _globals['_STREAMGENERATECONTENTREQUEST']._serialized_start=554
+  _globals['_STREAMGENERATECONTENTREQUEST']._serialized_end=639
+  _globals['_USAGE']._serialized_start=641
+  _globals['_USAGE']._serialized_end=720
+  _globals['_GENERATECONTENTRESPONSE']._serialized_start=723
+  _globals['_GENERATECONTENTRESPONSE']._serialized_end=854
+  _globals['_STREAMGENERATECONTENTRESPONSE']._serialized_start=856
+  _globals['_STREAMGENERATECONTENTRESPONSE']._serialized_end=968
+  _globals['_LISTMODELSREQUEST']._serialized_start=970
+  _globals['_LISTMODELSREQUEST']._serialized_end=989
+  _globals['_MODEL']._serialized_start=991
+  _globals['_MODEL']._serialized_end=1061
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1063
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1134
+  _globals['_GETUSAGEREQUEST']._serialized_start=1136
+  _globals['_GETUSAGEREQUEST']._serialized_end=1205
+  _globals['_USAGERECORD']._serialized_start=1208
+  _globals['_USAGERECORD']._serialized_end=1369
+  _globals['_GETUSAGERESPONSE']._serialized_start=1371
+  _globals['_GETUSAGERESPONSE']._serialized_end=1457
+  _globals['_LISTPROVIDERSREQUEST']._serialized_start=1459
+  _globals['_LISTPROVIDERSREQUEST']._serialized_end=1481
+  _globals['_PROVIDERSTATUS']._serialized_start=1483
+  _globals['_PROVIDERSTATUS']._serialized_end=1602
+  _globals['_LISTPROVIDERSRESPONSE']._serialized_start=1604
+  _globals['_LISTPROVIDERSRESPONSE']._serialized_end=1676
+  _globals['_LLMSERVICE']._serialized_start=1679
+  _globals['_LLMSERVICE']._serialized_end=2493
 # @@protoc_insertion_point(module_scope)

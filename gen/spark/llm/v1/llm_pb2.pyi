@@ -37,22 +37,20 @@ class ContentPart(_message.Message):
     def __init__(self, text: _Optional[str] = ..., image_url: _Optional[str] = ...) -> None: ...
 
 class GenerateContentRequest(_message.Message):
-    __slots__ = ("model", "provider", "messages", "max_tokens", "temperature", "json_mode", "caller")
+    __slots__ = ("model", "provider", "messages", "max_tokens", "temperature", "json_mode")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
     MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
     TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
     JSON_MODE_FIELD_NUMBER: _ClassVar[int]
-    CALLER_FIELD_NUMBER: _ClassVar[int]
     model: str
     provider: str
     messages: _containers.RepeatedCompositeFieldContainer[Message]
     max_tokens: int
     temperature: float
     json_mode: bool
-    caller: str
-    def __init__(self, model: _Optional[str] = ..., provider: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[Message, _Mapping]]] = ..., max_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., json_mode: _Optional[bool] = ..., caller: _Optional[str] = ...) -> None: ...
+    def __init__(self, model: _Optional[str] = ..., provider: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[Message, _Mapping]]] = ..., max_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., json_mode: _Optional[bool] = ...) -> None: ...
 
 class StreamGenerateContentRequest(_message.Message):
     __slots__ = ("request",)
