@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from launcher.config import LauncherConfig, is_wildcard
-from services.common.store import SQLITE_FILENAME
+from services.common.store import SQLITE_FILENAME, userinfo_is_cut
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +47,9 @@ def describe_store(redis_url: str | None, data_dir: Path) -> str:
     """Where the state lives: the SQLite file, or the Redis server (never its password)."""
     if not redis_url:
         return f"SQLite {(data_dir / SQLITE_FILENAME).absolute()}"
+    if userinfo_is_cut(redis_url):
+        # Its host, port and database would be pieces of the password.
+        return "Redis (REDIS_URL is unreadable: percent-encode / ? # in its password)"
     parts = urlsplit(redis_url)
     if parts.scheme == "unix":
         return f"Redis on the socket {parts.path}"

@@ -149,6 +149,12 @@ def test_keys_mode_beyond_loopback_is_no_warning() -> None:
         ("rediss://user:pw@cache.example:6380/1", "Redis cache.example:6380 database 1, TLS"),
         ("unix://:pw@/run/redis/redis.sock?db=3", "Redis on the socket /run/redis/redis.sock"),
         ("redis://:pw@host:notaport/0", "Redis (REDIS_URL has no valid port)"),
+        # A / ? or # in a password ends the authority early: the rest would show as a port or a database.
+        ("redis://:6380/pw@host:6379/0", "Redis (REDIS_URL is unreadable: percent-encode / ? # in its password)"),
+        ("redis://:/pw@host:6379/0", "Redis (REDIS_URL is unreadable: percent-encode / ? # in its password)"),
+        ("redis://:6380?pw@host:6379/0", "Redis (REDIS_URL is unreadable: percent-encode / ? # in its password)"),
+        ("redis://:6380#pw@host:6379/0", "Redis (REDIS_URL is unreadable: percent-encode / ? # in its password)"),
+        ("redis://:p%2Fw@host:6379/0", "Redis host:6379 database 0"),
     ],
 )
 def test_the_store_is_shown_without_its_password(url: str, shown: str) -> None:

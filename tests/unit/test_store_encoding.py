@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import traceback
 from pathlib import Path
 
 import pytest
@@ -110,3 +112,17 @@ async def test_open_store_picks_backend(tmp_path: Path) -> None:
         await redis_store.close()
     with pytest.raises(ValueError, match="scheme"):
         open_store("postgres://user:secret@host/db", data_dir)
+
+
+@pytest.mark.parametrize(
+    "password",
+    # An unencoded / ? or # ends the URL's authority early: what follows reads as a port or a database.
+    ["Zq9kd/Wx7mn", "63801/Wx7mn", "/Wx7mn", "63801?Wx7mn", "Zq9kd#Wx7mn", "Zq9kd@Pv3rt/Wx7mn"],
+)
+def test_a_redis_url_that_cannot_be_read_is_refused_without_quoting_its_password(tmp_path: Path, password: str) -> None:
+    """The service dies with this error's traceback in its log: nothing of the password may be in it."""
+    with pytest.raises(ValueError, match="the Redis URL is unreadable") as caught:
+        open_store(f"redis://:{password}@redis:6379/0", tmp_path)
+    logged = "".join(traceback.format_exception(caught.value))
+    for piece in filter(None, re.split(r"[/?#@]", password)):
+        assert piece not in logged

@@ -27,7 +27,7 @@ from .base import (
     set_if_absent,
     set_value,
 )
-from .redis import DEFAULT_PREFIX, RedisStore
+from .redis import DEFAULT_PREFIX, RedisStore, userinfo_is_cut
 from .sqlite import SqliteStore
 
 __all__ = [
@@ -50,6 +50,7 @@ __all__ = [
     "open_store",
     "set_if_absent",
     "set_value",
+    "userinfo_is_cut",
 ]
 
 SQLITE_FILENAME = "spark.db"

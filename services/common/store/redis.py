@@ -33,6 +33,7 @@ import re
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, TypeVar
+from urllib.parse import urlsplit
 
 from opentelemetry.trace import TracerProvider
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -59,7 +60,7 @@ from .base import (
     validate_ttl,
 )
 
-__all__ = ["DEFAULT_PREFIX", "RedisStore"]
+__all__ = ["DEFAULT_PREFIX", "RedisStore", "userinfo_is_cut"]
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +75,8 @@ _UNAVAILABLE_RE: Final = re.compile(
 _COUNTER_ERROR_RE: Final = re.compile(r"not an integer|would overflow")
 # Retries only need to outlive the operation deadline.
 _WRITE_RECORD_TTL_MS: Final = 30_000
+# Neither the URL nor the parser's complaint about it is repeated: either may hold the password.
+_UNREADABLE_URL: Final = "the Redis URL is unreadable (not quoted: it may hold a password); percent-encode / ? # in it"
 # How many expired index members one write removes; each write adds at most
 # one, so indexes cannot grow without bound while a space is written to.
 _PRUNE_BATCH: Final = 16
@@ -209,6 +212,13 @@ def _check_prefix(prefix: str) -> None:
         raise ValueError(f"prefix must contain a Redis Cluster hash tag, like {DEFAULT_PREFIX!r}")
 
 
+def userinfo_is_cut(url: str) -> bool:
+    """Whether a `/`, `?` or `#` in the URL's user or password ends its authority early: the rest of the
+    password would then be read as a port, a database or a query, echoed in an error or connected to."""
+    parts = urlsplit(url)
+    return "@" in parts.path + parts.query + parts.fragment
+
+
 def _space_part(space_b: bytes) -> bytes:
     return str(len(space_b)).encode("ascii") + b":" + space_b
 
@@ -252,21 +262,26 @@ class RedisStore:
         _check_prefix(prefix)
         if op_timeout_s <= 0 or socket_timeout_s <= 0 or connect_timeout_s <= 0 or max_connections < 1:
             raise ValueError("timeouts must be positive and max_connections at least 1")
+        if userinfo_is_cut(url):
+            raise ValueError(_UNREADABLE_URL)
         self._prefix = prefix.encode("utf-8")
         self._op_timeout_s = op_timeout_s
         # A few quick retries ride out a restart or a dropped connection; the
         # operation deadline bounds the total so callers never hang.
         retry = Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries=3)
-        pool = BlockingConnectionPool.from_url(
-            url,
-            max_connections=max_connections,
-            timeout=op_timeout_s,
-            socket_timeout=socket_timeout_s,
-            socket_connect_timeout=connect_timeout_s,
-            socket_keepalive=True,
-            retry=retry,
-            health_check_interval=health_check_interval_s,
-        )
+        try:
+            pool = BlockingConnectionPool.from_url(
+                url,
+                max_connections=max_connections,
+                timeout=op_timeout_s,
+                socket_timeout=socket_timeout_s,
+                socket_connect_timeout=connect_timeout_s,
+                socket_keepalive=True,
+                retry=retry,
+                health_check_interval=health_check_interval_s,
+            )
+        except ValueError:
+            raise ValueError(_UNREADABLE_URL) from None
         self._client: Redis = Redis.from_pool(pool)
         if tracer_provider is not None:
             trace_redis(self._client, tracer_provider)
