@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from redis.connection import parse_url
 
 from edge.settings import read_settings
 from services.access.config import read_config as read_access_config
@@ -45,8 +46,11 @@ SERVICES = tuple(name for name in SUITE if name != "edge")  # the gRPC services
 THIRD_PARTY = ("redis", "jaeger", "prometheus")
 SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|API_KEY", re.IGNORECASE)
 ENV_EXAMPLE = ROOT / ".env.example"
-# Compose refuses to start without an admin token; the rendered project is checked with this one.
+# Compose refuses to start without an admin token and a Redis password; the rendered project is checked
+# with these.
 HOST_ADMIN_TOKEN = "admin-t0ken-from-host"
+HOST_REDIS_PASSWORD = "0123456789abcdefredis"
+HOST_SECRETS = {"ADMIN_TOKEN": HOST_ADMIN_TOKEN, "REDIS_PASSWORD": HOST_REDIS_PASSWORD}
 
 Json = dict[str, Any]
 
@@ -110,7 +114,7 @@ def parse_yaml(path: Path, tmp: Path) -> Json:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Json:
-    return render(tmp_path_factory.mktemp("compose"), ADMIN_TOKEN=HOST_ADMIN_TOKEN)
+    return render(tmp_path_factory.mktemp("compose"), **HOST_SECRETS)
 
 
 @pytest.fixture(scope="module")
@@ -176,7 +180,33 @@ def test_redis_persists_with_aof_on_a_named_volume_and_has_a_healthcheck(project
     (volume,) = [v for v in redis["volumes"] if v["target"] == "/data"]
     assert volume["type"] == "volume" and volume["source"] in project["volumes"]
     assert "redis-cli ping" in " ".join(redis["healthcheck"]["test"])
-    assert "ports" not in redis, "Redis has no password: keep it off the host's ports"
+    assert "ports" not in redis, "Redis stays on the compose network"
+
+
+def redis_users(services: dict[str, Json]) -> set[str]:
+    return {name for name in services if "REDIS_URL" in env_of(services, name)}
+
+
+def test_redis_requires_the_hosts_password_and_every_redis_url_carries_it(
+    tmp_path: Path, services: dict[str, Json]
+) -> None:
+    redis = services["redis"]
+    command = redis["command"]
+    assert command[command.index("--requirepass") + 1] == HOST_REDIS_PASSWORD
+    # redis-cli reads REDISCLI_AUTH: the healthcheck authenticates without the password in its command line.
+    assert env_of(services, "redis")["REDISCLI_AUTH"] == HOST_REDIS_PASSWORD
+    assert "redis-cli ping" in " ".join(redis["healthcheck"]["test"]) and " -a " not in redis["healthcheck"]["test"][-1]
+    # Whoever waits for Redis uses it, and whoever uses it waits for it.
+    assert redis_users(services) == {name for name in services if "redis" in services[name].get("depends_on", {})}
+    assert {"kv", "llm", "prompts", "access"} <= redis_users(services)
+    for name in redis_users(services):
+        # Read as the services read it (redis-py's from_url).
+        parsed = parse_url(env_of(services, name)["REDIS_URL"])
+        assert (parsed["host"], parsed["port"], parsed.get("password")) == ("redis", 6379, HOST_REDIS_PASSWORD), name
+    other = render(tmp_path, ADMIN_TOKEN=HOST_ADMIN_TOKEN, REDIS_PASSWORD="f00dfeed")["services"]
+    other_command = other["redis"]["command"]
+    assert other_command[other_command.index("--requirepass") + 1] == "f00dfeed"
+    assert {parse_url(env_of(other, name)["REDIS_URL"]).get("password") for name in redis_users(other)} == {"f00dfeed"}
 
 
 def test_jaeger_accepts_otlp_and_serves_the_ui(services: dict[str, Json]) -> None:
@@ -190,7 +220,7 @@ def test_kv_is_many_instances_over_one_redis(services: dict[str, Json]) -> None:
     kv = services["kv"]
     assert kv["deploy"]["replicas"] == 2
     assert "ports" not in kv, "published ports on a replicated service collide"
-    assert env_of(services, "kv")["REDIS_URL"].startswith("redis://redis:6379")
+    assert parse_url(env_of(services, "kv")["REDIS_URL"])["host"] == "redis"
     assert kv["depends_on"]["redis"]["condition"] == "service_healthy"
 
 
@@ -269,7 +299,7 @@ def test_metrics_ports(services: dict[str, Json]) -> None:
 def test_kv_max_value_bytes_agrees_between_kv_and_edge(tmp_path: Path, services: dict[str, Json]) -> None:
     assert env_of(services, "kv")["SPARK_KV_MAX_VALUE_BYTES"] == env_of(services, "edge")["SPARK_KV_MAX_VALUE_BYTES"]
     assert env_of(services, "kv")["SPARK_KV_MAX_VALUE_BYTES"] == "10485760"
-    overridden = render(tmp_path, SPARK_KV_MAX_VALUE_BYTES="2097152", ADMIN_TOKEN=HOST_ADMIN_TOKEN)["services"]
+    overridden = render(tmp_path, SPARK_KV_MAX_VALUE_BYTES="2097152", **HOST_SECRETS)["services"]
     assert env_of(overridden, "kv")["SPARK_KV_MAX_VALUE_BYTES"] == "2097152"
     assert env_of(overridden, "edge")["SPARK_KV_MAX_VALUE_BYTES"] == "2097152"
 
@@ -280,7 +310,7 @@ def test_traces_go_to_jaeger(services: dict[str, Json]) -> None:
         assert re.fullmatch(r"http://jaeger:4317", endpoint), (name, endpoint)
 
 
-# --- the admin token and .env.example ---
+# --- the admin token, the Redis password and .env.example ---
 
 
 def variables_compose_reads() -> set[str]:
@@ -306,9 +336,20 @@ def test_compose_refuses_to_start_without_an_admin_token_saying_what_to_set(
     tmp_path: Path, host_env: dict[str, str]
 ) -> None:
     """Access runs in keys mode, and keys are made with the admin token: without one every request is a 401."""
-    result = run_compose(tmp_path, **host_env)
+    result = run_compose(tmp_path, REDIS_PASSWORD=HOST_REDIS_PASSWORD, **host_env)
     assert result.returncode != 0, result.stdout
     assert "ADMIN_TOKEN" in result.stderr and "openssl rand -hex 32" in result.stderr, result.stderr
+    assert ".env.example" in result.stderr
+
+
+@pytest.mark.parametrize("host_env", [{}, {"REDIS_PASSWORD": ""}], ids=["unset", "empty"])
+def test_compose_refuses_to_start_without_a_redis_password_saying_what_to_set(
+    tmp_path: Path, host_env: dict[str, str]
+) -> None:
+    """Redis never runs without a password: its own command and every REDIS_URL require one."""
+    result = run_compose(tmp_path, ADMIN_TOKEN=HOST_ADMIN_TOKEN, **host_env)
+    assert result.returncode != 0, result.stdout
+    assert "REDIS_PASSWORD" in result.stderr and "openssl rand -hex 32" in result.stderr, result.stderr
     assert ".env.example" in result.stderr
 
 
@@ -318,16 +359,28 @@ def test_env_example_lists_every_variable_compose_reads_and_nothing_else() -> No
     assert all(not SECRET_NAME.search(name) or value == "" for name, value in documented.items()), "no secrets"
 
 
-def test_env_example_as_dot_env_refuses_until_the_admin_token_is_filled_in(tmp_path: Path, project: Json) -> None:
+def env_example_filled_in(tmp: Path, *names: str) -> Path:
+    """.env.example with the host's value of each named secret."""
+    text = ENV_EXAMPLE.read_text(encoding="utf-8")
+    for name in names:
+        assert f"\n{name}=\n" in text, f".env.example has no empty {name}="
+        text = text.replace(f"\n{name}=\n", f"\n{name}={HOST_SECRETS[name]}\n")
+    path = tmp / f"{'+'.join(names)}.env"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_env_example_as_dot_env_refuses_until_the_admin_token_and_redis_password_are_filled_in(
+    tmp_path: Path, project: Json
+) -> None:
     """Its empty values are the defaults (compose treats `${VAR:-default}` with VAR="" as unset)."""
     unfilled = run_compose(tmp_path, env_file=ENV_EXAMPLE)
-    assert unfilled.returncode != 0 and "ADMIN_TOKEN" in unfilled.stderr, unfilled.stderr
-    filled = tmp_path / ".env"
-    filled.write_text(
-        ENV_EXAMPLE.read_text(encoding="utf-8").replace("\nADMIN_TOKEN=\n", f"\nADMIN_TOKEN={HOST_ADMIN_TOKEN}\n"),
-        encoding="utf-8",
-    )
-    result = run_compose(tmp_path, env_file=filled)
+    assert unfilled.returncode != 0, unfilled.stderr
+    for name in HOST_SECRETS:
+        (missing,) = set(HOST_SECRETS) - {name}
+        half = run_compose(tmp_path, env_file=env_example_filled_in(tmp_path, name))
+        assert half.returncode != 0 and missing in half.stderr, half.stderr
+    result = run_compose(tmp_path, env_file=env_example_filled_in(tmp_path, *HOST_SECRETS))
     assert result.returncode == 0 and result.stderr.strip() == "", result.stderr
     assert json.loads(result.stdout)["services"] == project["services"]
 
@@ -405,10 +458,14 @@ def test_secrets_pass_through_from_the_host_and_are_never_hard_coded(tmp_path: P
     for name in services:
         for key, value in env_of(services, name).items():
             if SECRET_NAME.search(key):
-                given = HOST_ADMIN_TOKEN if key == "ADMIN_TOKEN" else ""
+                given = HOST_SECRETS.get(key, "")
                 assert value == given, f"{name}: {key} has a value baked into docker-compose.yml"
     given = render(
-        tmp_path, ADMIN_TOKEN="t0ken-from-host", ALLOWED_ORIGINS="https://app.example", OPENAI_API_KEY="sk-host"
+        tmp_path,
+        ADMIN_TOKEN="t0ken-from-host",
+        REDIS_PASSWORD=HOST_REDIS_PASSWORD,
+        ALLOWED_ORIGINS="https://app.example",
+        OPENAI_API_KEY="sk-host",
     )["services"]
     assert env_of(given, "prompts")["ADMIN_TOKEN"] == "t0ken-from-host"
     assert env_of(given, "llm")["ADMIN_TOKEN"] == "t0ken-from-host"
