@@ -9,12 +9,15 @@ without CPU requests or a secret baked into a manifest fails here.
 
 from __future__ import annotations
 
+import re
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from redis.connection import parse_url
 
 from edge.settings import read_settings
 from services.access.config import read_config as read_access_config
@@ -65,18 +68,35 @@ def container(workload: Json) -> Json:
 
 
 # Secret keys a container cannot start without (kubelet holds the pod until the Secret has them).
-REQUIRED_SECRETS = {("access", "ADMIN_TOKEN")}
+REQUIRED_SECRETS = {("access", "ADMIN_TOKEN")} | {
+    (name, "REDIS_PASSWORD") for name in ("redis", "kv", "llm", "prompts", "access")
+}
+REFERENCE = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
+
+
+def secret_value(key: str) -> str:
+    """What a container is given for a required key of the Secret, here (URL-safe, as a real password must be)."""
+    return f"{key}-from-the-secret"
+
+
+def expand(value: str, defined: dict[str, str]) -> str:
+    """Kubernetes' `$(NAME)` expansion of an env value: a name defined before it (by envFrom or an earlier env
+    entry) is replaced, `$$` is one `$`, and any other reference stays as written."""
+    return REFERENCE.sub(lambda m: "$" if m[0] == "$$" else defined.get(m[1], m[0]), value)
 
 
 def environment(workload: Json, config_map: Json) -> dict[str, str]:
     """What the container sees with every optional secret absent and every required one set (the least a
     deployment may give it)."""
-    env = {key: str(value) for key, value in config_map["data"].items()}
-    for item in container(workload).get("env", []):
+    spec = container(workload)
+    env: dict[str, str] = {}
+    if {"configMapRef": {"name": config_map["metadata"]["name"]}} in spec.get("envFrom", []):
+        env.update({key: str(value) for key, value in config_map["data"].items()})
+    for item in spec.get("env", []):
         if "value" in item:
-            env[item["name"]] = str(item["value"])
+            env[item["name"]] = expand(str(item["value"]), env)
         elif not item["valueFrom"]["secretKeyRef"].get("optional", False):
-            env[item["name"]] = f"<{item['name']} from the secret>"
+            env[item["name"]] = secret_value(item["valueFrom"]["secretKeyRef"]["key"])
     return env
 
 
@@ -151,20 +171,22 @@ def test_each_containers_environment_is_valid_for_its_config_reader(documents: l
         pytest.fail(str(error), pytrace=False)
     assert configs["access"].mode == "keys"
     redis_urls = {configs[name].redis_url for name in ("kv", "llm", "prompts", "access")}
-    assert redis_urls == {"redis://redis:6379/0"}
+    assert redis_urls == {f"redis://:{secret_value('REDIS_PASSWORD')}@redis:6379/0"}
     assert configs["edge"].kv_max_value_bytes == configs["kv"].max_value_bytes
     assert configs["edge"].admin_host == "127.0.0.1" and configs["edge"].stats_port == 9466
     assert (configs["vision"].llm_target, configs["vision"].prompts_target) == ("llm:50052", "prompts:50053")
 
 
-def test_secrets_come_only_from_the_secret_and_only_the_admin_token_of_access_is_required(
+def test_secrets_come_only_from_the_secret_and_only_the_admin_token_and_the_redis_password_are_required(
     documents: list[Json],
 ) -> None:
     for doc in documents:
         if doc["kind"] == "ConfigMap":
             assert not [key for key in doc["data"] if SECRET_NAME.search(key)]
-    for name, deployment in of_kind(documents, "Deployment").items():
-        for item in container(deployment).get("env", []):
+            # It would carry the Redis password.
+            assert "REDIS_URL" not in doc["data"]
+    for name, workload in {**of_kind(documents, "Deployment"), **of_kind(documents, "StatefulSet")}.items():
+        for item in container(workload).get("env", []):
             if SECRET_NAME.search(item["name"]):
                 assert "value" not in item, f"{name}: {item['name']} has a value in the manifest"
                 ref = item["valueFrom"]["secretKeyRef"]
@@ -207,3 +229,62 @@ def test_redis_persists_with_aof_on_a_volume(documents: list[Json]) -> None:
     assert args[args.index("--appendonly") + 1] == "yes" and args[args.index("--appendfsync") + 1] == "everysec"
     assert {"name": "data", "mountPath": "/data"} in container(redis)["volumeMounts"]
     assert redis["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
+
+
+def test_redis_requires_the_password_from_the_secret_and_every_redis_url_carries_it(documents: list[Json]) -> None:
+    config_map = of_kind(documents, "ConfigMap")["spark-config"]
+    redis = of_kind(documents, "StatefulSet")["redis"]
+    # Required, not optional: an absent optional key leaves `$(REDIS_PASSWORD)` unexpanded, a password anyone
+    # can read in this repository.
+    (reference,) = [item["valueFrom"] for item in container(redis)["env"] if item["name"] == "REDIS_PASSWORD"]
+    assert reference == {"secretKeyRef": {"name": "spark-secrets", "key": "REDIS_PASSWORD"}}
+    env = environment(redis, config_map)
+    assert env["REDIS_PASSWORD"] == secret_value("REDIS_PASSWORD")
+    # redis-cli reads REDISCLI_AUTH: the probe authenticates without the password in its command line.
+    assert env["REDISCLI_AUTH"] == env["REDIS_PASSWORD"]
+    assert "redis-cli ping" in " ".join(container(redis)["readinessProbe"]["exec"]["command"])
+    port = of_kind(documents, "Service")["redis"]["spec"]["ports"][0]["port"]
+    users = {}
+    for name, deployment in of_kind(documents, "Deployment").items():
+        if "REDIS_URL" in (deployment_env := environment(deployment, config_map)):
+            users[name] = parse_url(deployment_env["REDIS_URL"])  # as the services read it (redis-py's from_url)
+    # Without REDIS_URL a service keeps its state in a SQLite file of its own pod.
+    assert set(users) == {"kv", "llm", "prompts", "access"}
+    for name, parsed in users.items():
+        assert (parsed["host"], parsed["port"], parsed.get("password")) == ("redis", port, env["REDIS_PASSWORD"]), name
+
+
+@pytest.mark.parametrize(
+    ("password", "starts"),
+    [
+        ("0123456789abcdef", True),
+        ("Aa0.-_~", True),
+        (None, False),
+        ("", False),
+        ("p/w", False),
+        ("p@w", False),
+        ("p w", False),
+        ("p%41", False),
+        ("p$w", False),
+    ],
+)
+def test_redis_never_starts_without_a_password_a_url_can_carry(
+    documents: list[Json], tmp_path: Path, password: str | None, starts: bool
+) -> None:
+    """The container's command, run by sh with the image's entrypoint replaced by one that prints what it
+    would run: an absent, empty or URL-unsafe password stops it with a message that does not repeat it."""
+    spec = container(of_kind(documents, "StatefulSet")["redis"])
+    entrypoint = tmp_path / "docker-entrypoint.sh"
+    entrypoint.write_text('#!/bin/sh\nprintf "%s\\n" "$@"\n', encoding="utf-8")
+    entrypoint.chmod(0o755)
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin"} | ({} if password is None else {"REDIS_PASSWORD": password})
+    result = subprocess.run(
+        [*spec["command"], *spec["args"]], env=env, capture_output=True, text=True, timeout=10, check=False
+    )
+    if starts:
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.splitlines() == ["redis-server", *spec["args"], "--requirepass", password]
+    else:
+        assert result.returncode != 0 and result.stdout == "", result.stdout
+        assert "REDIS_PASSWORD" in result.stderr and "spark-secrets" in result.stderr, result.stderr
+        assert not password or password not in result.stderr
