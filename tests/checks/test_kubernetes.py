@@ -1,4 +1,4 @@
-"""deploy/kubernetes, checked offline: structure, wiring, probes, autoscaling and hardening.
+"""deploy/kubernetes, checked offline: structure, wiring, probes, autoscaling, hardening and network policies.
 
 No cluster is needed (nor reachable here): the manifests are parsed with
 PyYAML, and each container's environment is read by the service's own config
@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import re
 import subprocess
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -288,3 +290,146 @@ def test_redis_never_starts_without_a_password_a_url_can_carry(
         assert result.returncode != 0 and result.stdout == "", result.stdout
         assert "REDIS_PASSWORD" in result.stderr and "spark-secrets" in result.stderr, result.stderr
         assert not password or password not in result.stderr
+
+
+# --- network policies ---
+
+# What an operator puts on Prometheus's namespace and on its pods (docs/operations.md): only those scrape.
+PROMETHEUS_LABEL = {"spark-metrics-scraper": "true"}
+PROMETHEUS = "<Prometheus>"
+ANYWHERE = "<anywhere>"
+# The entry point: the one port open to every source.
+ENTRY = ("edge", "http")
+
+Port = tuple[str, str]  # (workload, container port name)
+
+
+def workloads_of(documents: list[Json]) -> dict[str, Json]:
+    return {**of_kind(documents, "Deployment"), **of_kind(documents, "StatefulSet")}
+
+
+def selected(selector: Json, documents: list[Json]) -> set[str]:
+    """The workloads whose pods a label selector of this namespace matches ({} matches every pod)."""
+    assert set(selector) <= {"matchLabels"}, f"only matchLabels is evaluated here: {selector}"
+    wanted = selector.get("matchLabels", {}).items()
+    return {
+        name
+        for name, workload in workloads_of(documents).items()
+        if wanted <= workload["spec"]["template"]["metadata"]["labels"].items()
+    }
+
+
+def port_names(workload: Json) -> dict[int, str]:
+    return {port["containerPort"]: port["name"] for port in container(workload)["ports"]}
+
+
+def named_addresses(value: str) -> Iterator[tuple[str, int]]:
+    """The host:port pairs an environment value names: `host:port` lists, `name=host:port` lists, URLs."""
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        if "://" in item:
+            parts = urlsplit(item)
+            host, port = parts.hostname, parts.port
+        else:
+            host, _, digits = item.rpartition("=")[2].rpartition(":")
+            port = int(digits) if digits.isdigit() else None
+        if host and port:
+            yield host, port
+
+
+def callers_named_by_the_manifests(documents: list[Json]) -> dict[Port, set[str]]:
+    """Who must reach each port: every workload whose environment names a Service's address (the edge's
+    upstreams, meta's backends, vision's SPARK_*_ADDRESSES, REDIS_URL, ...), Prometheus on the port each pod's
+    scrape annotation names, and anyone on the edge's HTTP port."""
+    config_map = of_kind(documents, "ConfigMap")["spark-config"]
+    workloads, services = workloads_of(documents), of_kind(documents, "Service")
+    callers: dict[Port, set[str]] = defaultdict(set, {ENTRY: {ANYWHERE}})
+    for name, workload in workloads.items():
+        annotations = workload["spec"]["template"]["metadata"].get("annotations", {})
+        if annotations.get("prometheus.io/scrape") == "true":
+            callers[(name, port_names(workload)[int(annotations["prometheus.io/port"])])].add(PROMETHEUS)
+        for value in environment(workload, config_map).values():
+            for host, number in named_addresses(value):
+                if host not in services:
+                    continue
+                (target,) = selected({"matchLabels": services[host]["spec"]["selector"]}, documents)
+                (port,) = [port for port in services[host]["spec"]["ports"] if port["port"] == number]
+                target_port = port["targetPort"]
+                if isinstance(target_port, int):
+                    target_port = port_names(workloads[target])[target_port]
+                callers[(target, target_port)].add(name)
+    return dict(callers)
+
+
+def peer_sources(peer: Json, documents: list[Json]) -> set[str]:
+    if peer == {
+        "namespaceSelector": {"matchLabels": PROMETHEUS_LABEL},
+        "podSelector": {"matchLabels": PROMETHEUS_LABEL},
+    }:
+        return {PROMETHEUS}
+    # A podSelector alone means pods of the policy's own namespace; ipBlocks and other namespaces are not admitted.
+    assert set(peer) == {"podSelector"}, f"a peer that is neither the suite's pods nor Prometheus: {peer}"
+    sources = selected(peer["podSelector"], documents)
+    assert sources, f"a peer that selects no pod: {peer}"
+    return sources
+
+
+def ingress_allowed(documents: list[Json]) -> dict[Port, set[str]]:
+    """Who the NetworkPolicies let reach each port (the union of every policy that selects the pod)."""
+    workloads = workloads_of(documents)
+    allowed: dict[Port, set[str]] = defaultdict(set)
+    for name, policy in of_kind(documents, "NetworkPolicy").items():
+        spec = policy["spec"]
+        assert spec["policyTypes"] == ["Ingress"], name
+        targets = selected(spec["podSelector"], documents)
+        assert targets, f"NetworkPolicy {name} selects no pod"
+        for rule in spec.get("ingress", []):
+            sources = set().union(*(peer_sources(peer, documents) for peer in rule.get("from", []))) or {ANYWHERE}
+            # Without ports a rule opens every port of the pod, declared or not.
+            assert rule.get("ports"), f"NetworkPolicy {name} has a rule without ports"
+            for target in targets:
+                names = port_names(workloads[target])
+                for port in rule["ports"]:
+                    assert port.get("protocol", "TCP") == "TCP" and "endPort" not in port, (name, port)
+                    port_name = names[port["port"]] if isinstance(port["port"], int) else port["port"]
+                    assert port_name in names.values(), f"{name}: {target} has no port {port_name}"
+                    allowed[(target, port_name)] |= sources
+    return dict(allowed)
+
+
+def test_every_pod_refuses_ingress_that_no_policy_allows(documents: list[Json]) -> None:
+    policies = of_kind(documents, "NetworkPolicy")
+    deny_all = [
+        name
+        for name, policy in policies.items()
+        if policy["spec"]["podSelector"] == {} and not policy["spec"].get("ingress")
+    ]
+    assert deny_all, "no default-deny ingress policy for the namespace"
+    for name in deny_all:
+        assert policies[name]["spec"]["policyTypes"] == ["Ingress"]
+    isolated = set().union(*(selected(policies[name]["spec"]["podSelector"], documents) for name in deny_all))
+    assert isolated == set(workloads_of(documents)), "a pod of the suite is open to every source"
+
+
+def test_each_port_admits_exactly_the_callers_the_manifests_name(documents: list[Json]) -> None:
+    expected = callers_named_by_the_manifests(documents)
+    # The derivation sees the address variables (it is not vacuous).
+    assert expected[("prompts", "grpc")] == {"edge", "meta", "vision"}
+    assert expected[("redis", "redis")] == {"kv", "llm", "prompts", "access"}
+    assert ingress_allowed(documents) == expected
+
+
+def test_only_the_edges_http_port_is_open_to_every_source(documents: list[Json]) -> None:
+    open_ports = [port for port, sources in ingress_allowed(documents).items() if ANYWHERE in sources]
+    assert open_ports == [ENTRY]
+    edge_ports = of_kind(documents, "Service")["edge"]["spec"]["ports"]
+    assert {"name": "http", "port": 8080, "targetPort": "http"} in edge_ports
+
+
+def test_metrics_ports_admit_only_prometheus_by_a_documented_label(documents: list[Json]) -> None:
+    allowed = ingress_allowed(documents)
+    scraped = {port for port, sources in allowed.items() if PROMETHEUS in sources}
+    assert {("edge", "stats")} | {(name, "metrics") for name in SERVICES} == scraped
+    assert all(allowed[port] == {PROMETHEUS} for port in scraped)
+    operations = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+    ((key, value),) = PROMETHEUS_LABEL.items()
+    assert f"{key}={value}" in operations, "docs/operations.md must name the label an operator sets for Prometheus"
