@@ -331,25 +331,19 @@ def env_example() -> dict[str, str]:
     return pairs
 
 
-@pytest.mark.parametrize("host_env", [{}, {"ADMIN_TOKEN": ""}], ids=["unset", "empty"])
-def test_compose_refuses_to_start_without_an_admin_token_saying_what_to_set(
-    tmp_path: Path, host_env: dict[str, str]
+@pytest.mark.parametrize("empty", [False, True], ids=["unset", "empty"])
+@pytest.mark.parametrize("missing", sorted(HOST_SECRETS))
+def test_compose_refuses_to_start_without_a_required_secret_saying_what_to_set(
+    tmp_path: Path, missing: str, empty: bool
 ) -> None:
-    """Access runs in keys mode, and keys are made with the admin token: without one every request is a 401."""
-    result = run_compose(tmp_path, REDIS_PASSWORD=HOST_REDIS_PASSWORD, **host_env)
+    """Access runs in keys mode, and keys are made with the admin token: without one every request is a 401.
+    Redis never runs without a password: its command and every REDIS_URL require one."""
+    host_env = {name: value for name, value in HOST_SECRETS.items() if name != missing} | (
+        {missing: ""} if empty else {}
+    )
+    result = run_compose(tmp_path, **host_env)
     assert result.returncode != 0, result.stdout
-    assert "ADMIN_TOKEN" in result.stderr and "openssl rand -hex 32" in result.stderr, result.stderr
-    assert ".env.example" in result.stderr
-
-
-@pytest.mark.parametrize("host_env", [{}, {"REDIS_PASSWORD": ""}], ids=["unset", "empty"])
-def test_compose_refuses_to_start_without_a_redis_password_saying_what_to_set(
-    tmp_path: Path, host_env: dict[str, str]
-) -> None:
-    """Redis never runs without a password: its own command and every REDIS_URL require one."""
-    result = run_compose(tmp_path, ADMIN_TOKEN=HOST_ADMIN_TOKEN, **host_env)
-    assert result.returncode != 0, result.stdout
-    assert "REDIS_PASSWORD" in result.stderr and "openssl rand -hex 32" in result.stderr, result.stderr
+    assert missing in result.stderr and "openssl rand -hex 32" in result.stderr, result.stderr
     assert ".env.example" in result.stderr
 
 
