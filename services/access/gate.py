@@ -124,12 +124,14 @@ class Gate:
         if not hmac.compare_digest((given or "").encode(), token.encode()):
             await self._count_failure(address)
             raise Unauthenticated("X-Admin-Token is missing or wrong", reason="ADMIN_TOKEN_INVALID")
-        # Right, but from an address locked out for failures: served only where the token was used before,
-        # so that a guesser's right guess looks like its wrong ones (services/access/proofs.py).
+        # Right: served where the token was used before; elsewhere only while the address is not locked out
+        # for failures, so that a guesser's right guess looks like its wrong ones (services/access/proofs.py).
+        if await self._proofs.used_from(address):
+            return
         locked_for = await self._limiter.reached(
             _failures_bucket(address), self._settings.auth_failures_per_address, AUTH_FAILURE_WINDOW_S
         )
-        if locked_for is not None and not await self._proofs.used_from(address):
+        if locked_for is not None:
             raise _too_many_failures(locked_for)
         await self._proofs.remember(address)
 

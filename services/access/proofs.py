@@ -14,7 +14,7 @@ import hashlib
 from services.common.store import Store, set_value
 
 SPACE = "access-admin-proofs"
-# How long an address stays known for the token after its last first use in a process.
+# How long an address stays known for the token after it was first seen using it.
 PROOF_TTL_MS = 30 * 24 * 3600 * 1000
 # Addresses remembered in memory before the set starts over (each costs one store write when first seen).
 MAX_REMEMBERED = 10_000
@@ -31,16 +31,23 @@ class AdminProofs:
         return f"{self._fingerprint}|{address}"
 
     async def used_from(self, address: str) -> bool:
-        """True when the admin token was served to `address` before (in any access process)."""
-        key = self._key(address)
-        return key in self._remembered or await self._store.get(SPACE, key) is not None
-
-    async def remember(self, address: str) -> None:
-        """Records that the right token came from `address`: one store write per address and process."""
+        """True when the admin token was served to `address` before (in any access process); an address
+        this process knows costs no store read."""
         key = self._key(address)
         if key in self._remembered:
-            return
+            return True
+        if await self._store.get(SPACE, key) is None:
+            return False
+        self._hold(key)
+        return True
+
+    async def remember(self, address: str) -> None:
+        """Records that the right token came from `address` (one store write)."""
+        key = self._key(address)
         await set_value(self._store, SPACE, key, b"", ttl_ms=PROOF_TTL_MS)
+        self._hold(key)
+
+    def _hold(self, key: str) -> None:
         if len(self._remembered) >= MAX_REMEMBERED:
             self._remembered.clear()
         self._remembered.add(key)
