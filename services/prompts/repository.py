@@ -172,9 +172,9 @@ class _Staging:
 
     def __init__(self, old: _Dataset, actor: str, deadline: float | None) -> None:
         self.old = old
-        self.dataset = _Dataset(f"{now_iso()}-{secrets.token_hex(4)}", None)
-        self.actor = actor
         self.at = now_iso()
+        self.dataset = _Dataset(f"{self.at}-{secrets.token_hex(4)}", None)
+        self.actor = actor
         self.deadline = deadline
         self.history: list[str] = []
 
@@ -540,10 +540,14 @@ class PromptRepository:
                     history.append((prompt.id, before, prompt))
             await self._write_history(mutations, history, staging)
         restored = {prompt.id for prompt in ordered}
+        # The restored ids' old entries were read and compared batch by batch above: not decoded again here.
+        restored_keys = {id_key(prompt_id) for prompt_id in restored}
         async for page in self._pages(old.by_id):
             staging.check_deadline()
             history = []
             for entry in page:
+                if entry.key in restored_keys:
+                    continue
                 before = self._readable(entry)
                 if before is not None and before.id not in restored:
                     highest = max(highest, before.id)
