@@ -164,12 +164,12 @@ class _ServicePorts:
     workers: int
 
 
-def _port_setting(env: EnvReader, environ: Mapping[str, str], variable: str, default: int, minimum: int) -> _Setting:
+def _port_setting(env: EnvReader, variable: str, default: int, minimum: int) -> _Setting:
     port = env.integer(variable, default, minimum=minimum, maximum=65535)
-    return _Setting(variable, port, bool(environ.get(variable, "").strip()))
+    return _Setting(variable, port, env.optional_text(variable) is not None)
 
 
-def _read_service_ports(env: EnvReader, environ: Mapping[str, str], services: tuple[str, ...]) -> list[_ServicePorts]:
+def _read_service_ports(env: EnvReader, services: tuple[str, ...]) -> list[_ServicePorts]:
     defaults = {name: (port, metrics_port, workers) for name, port, metrics_port, workers in SERVICES}
     configured = []
     for name in services:
@@ -178,8 +178,8 @@ def _read_service_ports(env: EnvReader, environ: Mapping[str, str], services: tu
         configured.append(
             _ServicePorts(
                 name,
-                _port_setting(env, environ, prefix + "PORT", port, 0),
-                _port_setting(env, environ, prefix + "METRICS_PORT", metrics_port, -1),
+                _port_setting(env, prefix + "PORT", port, 0),
+                _port_setting(env, prefix + "METRICS_PORT", metrics_port, -1),
                 env.integer(prefix + "WORKERS", workers, minimum=1, maximum=64),
             )
         )
@@ -256,12 +256,12 @@ def read_config(environ: Mapping[str, str] | None = None) -> LauncherConfig:
             env.problem(f"SPARK_SERVICES names unknown service {name!r} (known: {', '.join(known)})")
     if "meta" not in wanted:
         env.problem("SPARK_SERVICES must include meta: the edge's /healthz and reflection live there")
-    edge = _port_setting(env, environ, "SPARK_EDGE_PORT", 8080, 0)
-    admin = _port_setting(env, environ, "SPARK_EDGE_ADMIN_PORT", 9901, 0)
+    edge = _port_setting(env, "SPARK_EDGE_PORT", 8080, 0)
+    admin = _port_setting(env, "SPARK_EDGE_ADMIN_PORT", 9901, 0)
     # Read here only to check they are free: the edge's own settings (edge/settings.py) use them.
     admin_host = env.text("SPARK_EDGE_ADMIN_HOST", "127.0.0.1")
-    stats = _port_setting(env, environ, "SPARK_EDGE_STATS_PORT", -1, -1)
-    configured = _read_service_ports(env, environ, tuple(name for name in known if name in wanted))
+    stats = _port_setting(env, "SPARK_EDGE_STATS_PORT", -1, -1)
+    configured = _read_service_ports(env, tuple(name for name in known if name in wanted))
     explicit = [edge.port, admin.port, stats.port, *(s.port for c in configured for s in (c.port, c.metrics_port))]
     ports = _Ports(host, explicit)
     instances, bindings = _instances(configured, ports, host)
