@@ -106,8 +106,14 @@ def shown(value: Any) -> str:
     return "a list" if isinstance(value, list) else "an object"
 
 
+def _required(data: Mapping[str, Any], key: str, where: str) -> Any:
+    if key not in data:
+        raise _invalid(f"{where}.{key}", "is required")
+    return data[key]
+
+
 def _typed(data: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
-    value = data[key]
+    value = _required(data, key, where)
     # bool is an int in Python; JSON keeps them apart, and so do we.
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise _invalid(f"{where}.{key}", f"must be {_KINDS[kind]}, not {shown(value)}")
@@ -115,7 +121,7 @@ def _typed(data: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
 
 
 def _typed_list(data: Mapping[str, Any], key: str, where: str) -> list[str]:
-    value = data[key]
+    value = _required(data, key, where)
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise _invalid(f"{where}.{key}", "must be a list of strings")
     return value

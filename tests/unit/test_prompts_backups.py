@@ -185,3 +185,12 @@ def test_stored_revisions_obey_the_same_rules(changes: dict[str, Any], fragment:
     assert Revision.from_json(revision.to_json()) == revision
     with pytest.raises(InvalidArgument, match=re.escape(fragment)):
         Revision.from_json({**revision.to_json(), **changes})
+
+
+def test_a_stored_revision_missing_a_field_is_refused_with_its_name() -> None:
+    """A KeyError here would pass the history's `except InvalidArgument` and answer 500."""
+    data = Revision(1, 1, "create", "admin", "2026-11-22T03:00:00.000Z", None, prompt()).to_json()
+    del data["actor"]
+    with pytest.raises(InvalidArgument) as raised:
+        Revision.from_json(data)
+    assert [(v.field, v.description) for v in raised.value.violations] == [("revision.actor", "is required")]
