@@ -35,9 +35,10 @@ import dataclasses
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 import orjson
 
@@ -75,6 +76,7 @@ DATASET = "dataset"
 GENERATION = "generation"
 _SCAN_BATCH = 1000
 _ATTEMPTS = 32
+T = TypeVar("T")
 # A restore writes its dataset in commits of about this much prompt JSON (its history adds up to twice
 # as much): small enough for one Redis script to take a few milliseconds, large enough to be few.
 _BATCH_BYTES = 256 * 1024
@@ -213,14 +215,19 @@ class PromptRepository:
         entry = await self._store.get(dataset.by_id, id_key(prompt_id))
         return None if entry is None else _Loaded(_decode(entry), entry.versionstamp, dataset)
 
-    async def _find(self, prompt_id: int) -> _Loaded | None:
-        """The prompt in the live dataset; None only if the dataset it was missing from is still live."""
+    async def _on_live(self, read: Callable[[_Dataset], Awaitable[T]], found: Callable[[T], bool]) -> T:
+        """`read` from the live dataset. What it did not find (or all it read, for a scan) counts only if
+        that dataset was still live afterwards: a restore may have switched datasets during the read."""
         for _ in range(_ATTEMPTS):
             dataset = await self._live()
-            loaded = await self._load(dataset, prompt_id)
-            if loaded is not None or await self._live() == dataset:
-                return loaded
+            result = await read(dataset)
+            if found(result) or await self._live() == dataset:
+                return result
         raise Aborted("the registry kept being restored; try again", reason="CONTENDED")
+
+    async def _find(self, prompt_id: int) -> _Loaded | None:
+        """The prompt in the live dataset; None only if the dataset it was missing from is still live."""
+        return await self._on_live(lambda dataset: self._load(dataset, prompt_id), lambda loaded: loaded is not None)
 
     async def _load_existing(self, prompt_id: int) -> _Loaded:
         loaded = await self._find(prompt_id)
@@ -232,19 +239,18 @@ class PromptRepository:
         return (await self._load_existing(prompt_id)).prompt
 
     async def get_default(self, namespace: str, lang: str) -> Prompt:
-        for _ in range(_ATTEMPTS):
-            dataset = await self._live()
+        async def read(dataset: _Dataset) -> _Loaded | None:
             pointer = await self._store.get(dataset.defaults, default_key(namespace, lang))
-            loaded = None if pointer is None else await self._load(dataset, int(pointer.value))
-            if loaded is not None:
-                return loaded.prompt
-            if await self._live() == dataset:
-                raise NotFound(
-                    f"no default prompt for namespace {quoted(namespace)} and lang {quoted(lang)}",
-                    reason="NO_DEFAULT_PROMPT",
-                    metadata={"namespace": namespace, "lang": lang},
-                )
-        raise Aborted("the registry kept being restored; try again", reason="CONTENDED")
+            return None if pointer is None else await self._load(dataset, int(pointer.value))
+
+        loaded = await self._on_live(read, lambda loaded: loaded is not None)
+        if loaded is None:
+            raise NotFound(
+                f"no default prompt for namespace {quoted(namespace)} and lang {quoted(lang)}",
+                reason="NO_DEFAULT_PROMPT",
+                metadata={"namespace": namespace, "lang": lang},
+            )
+        return loaded.prompt
 
     async def _scan(self, space: str, prefix: str = "") -> list[Entry]:
         """Every entry of a space (under a key prefix), a page at a time."""
@@ -265,12 +271,8 @@ class PromptRepository:
 
     async def all_prompts(self) -> list[Prompt]:
         """Every prompt, by id, all from one dataset."""
-        for _ in range(_ATTEMPTS):
-            dataset = await self._live()
-            entries = await self._scan(dataset.by_id)
-            if await self._live() == dataset:
-                return [_decode(entry) for entry in entries]
-        raise Aborted("the registry kept being restored; try again", reason="CONTENDED")
+        entries = await self._on_live(lambda dataset: self._scan(dataset.by_id), lambda _: False)
+        return [_decode(entry) for entry in entries]
 
     async def query(self, query: ListQuery) -> list[Prompt]:
         """Every prompt matching the filters, in listing order."""
