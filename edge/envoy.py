@@ -88,14 +88,14 @@ CORS_EXPOSED_HEADERS = (
     "x-spark-prompt-injection",
 )
 
-# Response steps, joined into one `envoy_on_response(handle)` by `_route_lua`.
 # Turns the `x-http-status` initial-metadata header a service sends into the
 # HTTP status: the transcoder itself always answers 200 for OK. Initial metadata
 # leaves before the call's outcome is known, and the transcoder has already made
 # a failed call's :status from its gRPC status (it holds the headers until then):
 # a service's status may refine a failure's only with another error (413 for a
 # 400), never turn it into a 2xx or 3xx.
-STATUS_STEP = """
+STATUS_LUA = """
+function envoy_on_response(handle)
   local headers = handle:headers()
   local status = headers:get("x-http-status")
   if status ~= nil then
@@ -105,6 +105,7 @@ STATUS_STEP = """
       headers:replace(":status", status)
     end
   end
+end
 """
 
 # Sends a JSON body whose top-level "stream" member is true to STREAM_PATH. A scanner that skips strings
@@ -411,7 +412,7 @@ def _route_lua(route: HttpRoute, *, head: bool = False) -> str | None:
     elif not head and route.json_body is not None:
         parts.append(JSON_CHECK_LUA.replace("BODY_REQUIRED", str(route.json_body == "required").lower()))
     if route.status_from_metadata:
-        parts.append("\nfunction envoy_on_response(handle)" + STATUS_STEP + "end\n")
+        parts.append(STATUS_LUA)
     return "".join(parts) or None
 
 
