@@ -2,12 +2,14 @@
 
 The structure below is the template; `EdgeSettings` fills in ports, upstream
 addresses, limits and origins. Filter order (requests top to bottom,
-responses bottom to top): cors -> header_mutation -> ext_authz -> [ratelimit]
--> head_as_get -> buffer -> lua -> grpc_json_transcoder -> router. header_mutation strips a client's
-`x-spark-user` before ext_authz sets the verified one. By default the ext_authz
-check also counts the rate limit (one call per request); with
-SPARK_EDGE_RATE_LIMITS=filter, Envoy's rate-limit filter asks the access
-service instead, after ext_authz, whose subject its descriptor takes.
+responses bottom to top): cors -> header_mutation -> head_as_get -> buffer -> lua
+-> grpc_json_transcoder -> router.
+
+The edge decides nothing about who may call what: every service admits the calls
+it serves itself (services/access/checkpoint.py), so a request costs one Python
+hop. The edge passes the client's credentials on, and shows the services the
+suite's internal token with the address of the client it accepted; a client's
+own internal headers are removed (services/access/internal.py).
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from typing import Any
 
 from edge.routes import (
     DIRECT_REPLIES,
-    GRPC_CLASSES,
     GRPC_SERVICES,
     HTTP_ROUTES,
     TRANSCODED_SERVICES,
@@ -25,7 +26,7 @@ from edge.routes import (
     HttpRoute,
 )
 from edge.settings import EdgeSettings, Upstream
-from services.common.identity import USER_METADATA
+from services.access.internal import CLIENT_ADDRESS_HEADER, INTERNAL_HEADER, INTERNAL_HEADERS
 
 Json = dict[str, Any]
 
@@ -37,9 +38,6 @@ HEAD_AS_GET = "spark.head_as_get"
 HEADER_MUTATION = "envoy.filters.http.header_mutation"
 BUFFER = "envoy.filters.http.buffer"
 CORS = "envoy.filters.http.cors"
-EXT_AUTHZ = "envoy.filters.http.ext_authz"
-RATELIMIT = "envoy.filters.http.ratelimit"
-ACCESS_CLUSTER = "access"
 ADMIN_CLUSTER = "envoy_admin"
 HCM = "envoy.filters.network.http_connection_manager"
 HCM_TYPE = TYPE + "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
@@ -48,9 +46,6 @@ ROUTER_FILTER: dict[str, Any] = {
     "typed_config": {"@type": TYPE + "envoy.extensions.filters.http.router.v3.Router"},
 }
 HSTS = "max-age=31536000; includeSubDomains"
-# The headers ext_authz passes to the access service (method, path and host always go). X-Forwarded-For
-# names the client when the peer is a proxy in SPARK_TRUSTED_PROXIES (services/access/addresses.py).
-ACCESS_CHECKED_HEADERS = ("authorization", "x-api-key", "x-admin-token", "x-nonce", "x-forwarded-for")
 JSON_CONTENT_TYPE = "application/json"
 # The largest export the edge passes on whatever the restore limit (the prompts service sends as much).
 EXPORT_MAX_BYTES = 64 * 1024 * 1024
@@ -351,8 +346,6 @@ ACCESS_LOG_FORMAT = {
     "forwarded_for": "%REQ(X-FORWARDED-FOR)%",
     "request_id": "%REQ(X-REQUEST-ID)%",
     "trace_id": "%TRACE_ID%",
-    # Set by ext_authz from the verified identity, after a client's was stripped.
-    "user": "%REQ(X-SPARK-USER)%",
     "user_agent": "%REQ(USER-AGENT)%",
 }
 
@@ -403,63 +396,22 @@ def _filter_config(config: Json | None = None, *, disabled: bool = False) -> Jso
     return wrapped
 
 
-def _route_lua(route: HttpRoute, *, head: bool = False) -> str | None:
+def _route_lua(route: HttpRoute, *, head: bool = False) -> str:
     """The route's Lua source: on the request side the stream switch or the JSON check (neither for a HEAD
-    twin, which has no body), and on the response side the status, as it needs."""
+    twin, which has no body), and on the response side the status (any call may be refused with a status
+    the transcoder does not make, e.g. 428 for a missing nonce)."""
     parts = []
     if not head and route.stream_path is not None:
         parts.append(STREAM_SWITCH_LUA.replace("STREAM_PATH", route.stream_path))
     elif not head and route.json_body is not None:
         parts.append(JSON_CHECK_LUA.replace("BODY_REQUIRED", str(route.json_body == "required").lower()))
-    if route.status_from_metadata:
-        parts.append(STATUS_LUA)
-    return "".join(parts) or None
+    parts.append(STATUS_LUA)
+    return "".join(parts)
 
 
 def _lua_per_route(source: str) -> Json:
     lua = {"@type": TYPE + "envoy.extensions.filters.http.lua.v3.LuaPerRoute", "source_code": {"inline_string": source}}
     return _filter_config(lua, disabled=False)
-
-
-def _access_policy(
-    settings: EdgeSettings, name: str, route_class: str, *, admin: str = "", public: bool = False
-) -> Json:
-    """The route's policy for the access service, sent with every check as context extensions."""
-    extensions = {
-        "route": name,
-        "class": route_class,
-        "admin": admin,
-        "auth": "public" if public else "key",
-        "limit": settings.rate_limits,
-    }
-    return {
-        "@type": TYPE + "envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute",
-        "check_settings": {"context_extensions": extensions},
-    }
-
-
-def _rate_limits(route_class: str) -> list[Json]:
-    """One descriptor per request: the route class and the subject ext_authz found (user or address)."""
-    subject = {
-        "metadata": {
-            "descriptor_key": "subject",
-            "source": "DYNAMIC",
-            "metadata_key": {"key": EXT_AUTHZ, "path": [{"key": "subject"}]},
-            # Never missing after ext_authz; if it were, one strict shared bucket rather than no limit.
-            "default_value": "address:unknown",
-        }
-    }
-    return [{"actions": [{"generic_key": {"descriptor_key": "route_class", "descriptor_value": route_class}}, subject]}]
-
-
-def _with_policy(config: Json, settings: EdgeSettings, name: str, route_class: str, **policy: Any) -> Json:
-    """Adds the access policy and, for routes to a service, the rate limits."""
-    if settings.policies:
-        policy_config = _access_policy(settings, name, route_class, **policy)
-        config.setdefault("typed_per_filter_config", {})[EXT_AUTHZ] = policy_config
-        if "route" in config and settings.rate_limits == "filter":
-            config["route"]["rate_limits"] = _rate_limits(route_class)
-    return config
 
 
 def _route_timeout_s(route: HttpRoute, settings: EdgeSettings) -> float:
@@ -487,8 +439,7 @@ def _http_route(route: HttpRoute, settings: EdgeSettings, *, head: bool = False)
             "buffer": {"max_request_bytes": body_limit},
         }
         per_filter[BUFFER] = _filter_config(buffer)
-    if (source := _route_lua(route, head=head)) is not None:
-        per_filter[LUA] = _lua_per_route(source)
+    per_filter[LUA] = _lua_per_route(_route_lua(route, head=head))
     if head:
         per_filter[HEAD_AS_GET] = _lua_per_route(HEAD_AS_GET_LUA)
     timeout_s = _route_timeout_s(route, settings)
@@ -528,13 +479,12 @@ def _http_route(route: HttpRoute, settings: EdgeSettings, *, head: bool = False)
     if not head and route.stream_path is not None:
         # Lua buffers the whole body, which the listener's small buffer limit would otherwise refuse with 413.
         config["request_body_buffer_limit"] = body_limit
-    # A HEAD twin has the policy of its route (HEAD is a read, like GET).
-    return _with_policy(config, settings, route.name, route.route_class, admin=route.admin, public=route.public)
+    return config
 
 
 def _grpc_route(service: str, upstream: str, settings: EdgeSettings) -> Json:
-    """Native gRPC passes straight through: no transcoding and no header rewriting (ext_authz itself
-    replaces or removes a client's `x-spark-user`)."""
+    """Native gRPC passes straight through: no transcoding and no header rewriting (the virtual host's
+    header rules still replace a client's internal headers)."""
     name = f"grpc-{service}"
     config: Json = {
         "name": name,
@@ -543,8 +493,7 @@ def _grpc_route(service: str, upstream: str, settings: EdgeSettings) -> Json:
         "route": {"cluster": upstream, "timeout": "0s", "max_stream_duration": {"grpc_timeout_header_max": "0s"}},
         "typed_per_filter_config": {HEADER_MUTATION: _filter_config(disabled=True)},
     }
-    route_class = GRPC_CLASSES[upstream]
-    return _with_policy(config, settings, name, route_class, public=route_class == "public")
+    return config
 
 
 def _direct_reply(reply: DirectReply, settings: EdgeSettings) -> Json:
@@ -555,7 +504,7 @@ def _direct_reply(reply: DirectReply, settings: EdgeSettings) -> Json:
         # Envoy's local-reply formatting wraps the text into the JSON error shape.
         "direct_response": {"status": reply.status, "body": {"inline_string": reply.message}},
     }
-    return _with_policy(config, settings, reply.name, reply.route_class)
+    return config
 
 
 def _cors_policy(settings: EdgeSettings) -> Json:
@@ -585,12 +534,26 @@ def _route_config(settings: EdgeSettings) -> Json:
         "direct_response": {"status": 404, "body": {"inline_string": "unknown gRPC service or method"}},
         "typed_per_filter_config": {HEADER_MUTATION: _filter_config(disabled=True)},
     }
-    routes.append(_with_policy(unknown_grpc, settings, "grpc-unknown", "public", public=True))
+    routes.append(unknown_grpc)
     served = [route for route in HTTP_ROUTES if route.upstream in settings.upstreams]
     # The HEAD twins first: the route each matches on its path alone would take a HEAD as an unknown method.
     routes += [_http_route(route, settings, head=True) for route in served]
     routes += [_http_route(route, settings) for route in served]
-    virtual_host: Json = {"name": "suite", "domains": ["*"], "routes": routes}
+    virtual_host: Json = {
+        "name": "suite",
+        "domains": ["*"],
+        "routes": routes,
+        # Applied on the way to the upstream, on every route: a client never speaks for the suite.
+        "request_headers_to_remove": list(INTERNAL_HEADERS),
+    }
+    if settings.internal_token is not None:
+        virtual_host["request_headers_to_add"] = [
+            {"header": {"key": key, "value": value}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
+            for key, value in (
+                (INTERNAL_HEADER, settings.internal_token),
+                (CLIENT_ADDRESS_HEADER, "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"),
+            )
+        ]
     if settings.allowed_origins:
         virtual_host["typed_per_filter_config"] = {CORS: _cors_policy(settings)}
     return {"name": "edge", "virtual_hosts": [virtual_host], "max_direct_response_body_size_bytes": 4096}
@@ -617,37 +580,6 @@ def _local_reply_config() -> Json:
     ]
     text_body = {"text_format_source": {"inline_string": "%LOCAL_REPLY_BODY%"}}
     grpc_mapper = {"filter": {"and_filter": {"filters": native_grpc}}, "body_format_override": text_body}
-    # ext_authz refuses to pass on a request whose headers are over the listener's limits after the check's
-    # changes, and Envoy answers that with an empty 500 (`ext_authz_invalid`). It is a request just under
-    # the limits at the door that the edge's own headers (x-forwarded-for, -proto, x-request-id,
-    # x-envoy-external-address, the original method, the verified x-spark-user) pushed over: the client's
-    # to fix, a 431 like the door's (RESOURCE_EXHAUSTED for gRPC). The access service never refuses with a
-    # 500 (its failures are 503s).
-    over_limits: list[Json] = [{"response_flag_filter": {"flags": ["UAEX"]}}, _status_filter(500)]
-    too_large = {
-        "inline_string": f"the request's headers, with the ones the edge adds, pass its limits of "
-        f"{MAX_REQUEST_HEADERS} headers and {MAX_REQUEST_HEADERS_KB} KiB: send fewer or smaller headers"
-    }
-    grpc_too_large_mapper = {
-        "filter": {"and_filter": {"filters": [*native_grpc, *over_limits]}},
-        "body": too_large,
-        "headers_to_add": [
-            {
-                "header": {"key": "grpc-status", "value": str(GRPC_CODE_BY_HTTP[431])},
-                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
-            }
-        ],
-        "body_format_override": text_body,
-    }
-    too_large_mapper = {
-        "filter": {"and_filter": {"filters": over_limits}},
-        "status_code": 431,
-        "body": too_large,
-        "body_format_override": {
-            "json_format": _error_body(GRPC_CODE_BY_HTTP[431], "%LOCAL_REPLY_BODY%", "request_headers_too_large"),
-            "content_type": JSON_CONTENT_TYPE,
-        },
-    }
     # Path normalisation refuses an encoded NUL with an empty body; say why.
     nul_mapper = {
         "filter": {
@@ -661,29 +593,6 @@ def _local_reply_config() -> Json:
         "body": {"inline_string": "the path holds an encoded NUL (%00), which no key or name may contain"},
         "body_format_override": {
             "json_format": _error_body(3, "%LOCAL_REPLY_BODY%", "%RESPONSE_CODE_DETAILS%"),
-            "content_type": JSON_CONTENT_TYPE,
-        },
-    }
-    # Refusals by the access service (ext_authz UAEX, rate limit RL) already carry its JSON body; Envoy's own
-    # ext_authz errors (the access service down: 503) still get the shape below.
-    access_mapper = {
-        "filter": {
-            "and_filter": {
-                "filters": [
-                    {"response_flag_filter": {"flags": ["UAEX", "RL"]}},
-                    {
-                        "status_code_filter": {
-                            "comparison": {
-                                "op": "LE",
-                                "value": {"default_value": 499, "runtime_key": "edge.access_passthrough"},
-                            }
-                        }
-                    },
-                ]
-            }
-        },
-        "body_format_override": {
-            "text_format_source": {"inline_string": "%LOCAL_REPLY_BODY%"},
             "content_type": JSON_CONTENT_TYPE,
         },
     }
@@ -712,7 +621,7 @@ def _local_reply_config() -> Json:
         }
         for http_status in (400, 404)
     ]
-    mappers = [grpc_too_large_mapper, grpc_mapper, access_mapper, too_large_mapper, nul_mapper, *unrepeated_mappers]
+    mappers = [grpc_mapper, nul_mapper, *unrepeated_mappers]
     for http_status, grpc_code in GRPC_CODE_BY_HTTP.items():
         mappers.append(
             {
@@ -755,8 +664,7 @@ def _header_mutation(settings: EdgeSettings) -> Json:
         response_mutations.append(
             {"append": {"header": {"key": "vary", "value": "Origin"}, "append_action": "APPEND_IF_EXISTS_OR_ADD"}}
         )
-    # The transcoder rewrites the method to POST; keep the caller's for the access log. The identity
-    # header is the edge's to set (services trust it), never a client's.
+    # The transcoder rewrites the method to POST; keep the caller's for the access log.
     request_mutations: list[Json] = [
         {
             "append": {
@@ -764,7 +672,6 @@ def _header_mutation(settings: EdgeSettings) -> Json:
                 "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
             }
         },
-        {"remove": USER_METADATA},
         {"remove_on_match": {"key_matcher": {"safe_regex": {"regex": GRPC_UNSAFE_HEADER}}}},
     ]
     return {
@@ -773,43 +680,10 @@ def _header_mutation(settings: EdgeSettings) -> Json:
     }
 
 
-def _policy_filters(settings: EdgeSettings) -> list[Json]:
-    """ext_authz (then, in "filter" mode, rate limiting), answered by the access service; fail closed (503)."""
-    if not settings.policies:
-        return []
-    access = {"envoy_grpc": {"cluster_name": ACCESS_CLUSTER}, "timeout": f"{settings.access_timeout_s:g}s"}
-    ext_authz = {
-        "@type": TYPE + "envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
-        "grpc_service": access,
-        "transport_api_version": "V3",
-        "failure_mode_allow": False,
-        "status_on_error": {"code": 503},
-        "allowed_headers": {"patterns": [{"exact": name} for name in ACCESS_CHECKED_HEADERS]},
-    }
-    if settings.rate_limits == "check":
-        return [{"name": EXT_AUTHZ, "typed_config": ext_authz}]
-    ratelimit = {
-        "@type": TYPE + "envoy.extensions.filters.http.ratelimit.v3.RateLimit",
-        "domain": "spark",
-        # The default is 20 ms, below a Python service's p99 under load.
-        "timeout": f"{settings.access_timeout_s:g}s",
-        "failure_mode_deny": True,
-        "status_on_error": {"code": 503},
-        "enable_x_ratelimit_headers": "DRAFT_VERSION_03",
-        "rate_limited_as_resource_exhausted": True,
-        "rate_limit_service": {
-            "grpc_service": {"envoy_grpc": {"cluster_name": ACCESS_CLUSTER}},
-            "transport_api_version": "V3",
-        },
-    }
-    return [{"name": EXT_AUTHZ, "typed_config": ext_authz}, {"name": RATELIMIT, "typed_config": ratelimit}]
-
-
 def _http_filters(settings: EdgeSettings) -> list[Json]:
     return [
         {"name": CORS, "typed_config": {"@type": TYPE + "envoy.extensions.filters.http.cors.v3.Cors"}},
         {"name": HEADER_MUTATION, "typed_config": _header_mutation(settings)},
-        *_policy_filters(settings),
         {
             "name": HEAD_AS_GET,
             "disabled": True,

@@ -2,7 +2,9 @@
 
 Adding a service to the edge is a few lines here: its HTTP route classes and
 the gRPC services it serves natively. The HTTP contract itself (methods, path
-templates, bodies) lives in the protos' `google.api.http` rules.
+templates, bodies) lives in the protos' `google.api.http` rules, and who may
+call each method in their `spark.policy.v1.policy` options, which the services
+check themselves (services/access/checkpoint.py).
 """
 
 from __future__ import annotations
@@ -17,19 +19,11 @@ class HttpRoute:
     name: str
     match: dict[str, str]
     upstream: str
-    # The rate-limit class (services/access/limits.toml): public, spark, kv, prompts, llm, vision, admin.
-    route_class: str
-    # "all": every request needs X-Admin-Token at the edge; "writes": all but GET and HEAD; "": none.
-    admin: str = ""
-    # Callers without an API key may use it even when keys are required.
-    public: bool = False
     # None: the edge default; "kv": the KV value limit; "restore": the prompt-restore limit; "llm": the chat limit;
     # "vision": the image-upload limit.
     body_limit: str | None = None
     # Snake_case JSON on the wire (OpenAI, vision and prompts shapes).
     snake_case: bool = False
-    # The service sets the HTTP status through the `x-http-status` header.
-    status_from_metadata: bool = False
     # None: the edge's route timeout (SPARK_EDGE_ROUTE_TIMEOUT_S).
     timeout_s: float | None = None
     # "restore": the prompts service's restore time limit plus a margin instead, so that the caller always
@@ -57,7 +51,6 @@ class DirectReply:
     match: dict[str, object]
     status: int
     message: str
-    route_class: str
 
 
 HTTP_ROUTES: tuple[HttpRoute, ...] = (
@@ -65,43 +58,31 @@ HTTP_ROUTES: tuple[HttpRoute, ...] = (
         "healthz",
         {"path": "/healthz"},
         "meta",
-        "public",
-        public=True,
         snake_case=True,
-        status_from_metadata=True,
         timeout_s=5.0,
         idempotent=True,
     ),
     # KV writes are whole-value sets, set-if-absent and deletes: repeating one changes nothing.
-    HttpRoute("spark-kv", {"path_separated_prefix": "/_spark/kv"}, "kv", "kv", body_limit="kv", idempotent=True),
-    HttpRoute("spark-db", {"path_separated_prefix": "/_spark/db"}, "kv", "kv", idempotent=True),
-    HttpRoute("spark-user", {"path": "/_spark/user"}, "access", "spark", idempotent=True),
+    HttpRoute("spark-kv", {"path_separated_prefix": "/_spark/kv"}, "kv", body_limit="kv", idempotent=True),
+    HttpRoute("spark-db", {"path_separated_prefix": "/_spark/db"}, "kv", idempotent=True),
+    HttpRoute("spark-user", {"path": "/_spark/user"}, "access", idempotent=True),
     # The runtime always reports `{"url", "load_ms"}`: an empty report would be counted as a 0 ms load.
-    HttpRoute("spark-loaded", {"path": "/_spark/loaded"}, "access", "spark", json_body="required"),
+    HttpRoute("spark-loaded", {"path": "/_spark/loaded"}, "access", json_body="required"),
     HttpRoute(
         "prompts",
         {"path_separated_prefix": "/v1/prompts"},
         "prompts",
-        "prompts",
-        admin="writes",
         snake_case=True,
-        status_from_metadata=True,
         json_body="optional",
     ),
-    HttpRoute(
-        "prompts-render", {"path": "/v1/prompts:render"}, "prompts", "prompts", snake_case=True, json_body="optional"
-    ),
-    HttpRoute("about", {"path": "/about"}, "prompts", "public", public=True, snake_case=True, idempotent=True),
-    HttpRoute("admin-backup", {"path": "/admin/backup"}, "prompts", "admin", admin="all", snake_case=True),
-    HttpRoute(
-        "admin-backups", {"path": "/admin/backups"}, "prompts", "admin", admin="all", snake_case=True, idempotent=True
-    ),
+    HttpRoute("prompts-render", {"path": "/v1/prompts:render"}, "prompts", snake_case=True, json_body="optional"),
+    HttpRoute("about", {"path": "/about"}, "prompts", snake_case=True, idempotent=True),
+    HttpRoute("admin-backup", {"path": "/admin/backup"}, "prompts", snake_case=True),
+    HttpRoute("admin-backups", {"path": "/admin/backups"}, "prompts", snake_case=True, idempotent=True),
     HttpRoute(
         "admin-restore",
         {"path": "/admin/restore"},
         "prompts",
-        "admin",
-        admin="all",
         snake_case=True,
         body_limit="restore",
         time_limit="restore",
@@ -110,57 +91,46 @@ HTTP_ROUTES: tuple[HttpRoute, ...] = (
         "admin-regex-cleanup",
         {"path": "/admin/regex_cleanup"},
         "prompts",
-        "admin",
-        admin="all",
         snake_case=True,
         json_body="optional",
     ),
-    HttpRoute(
-        "admin-keys", {"path_separated_prefix": "/admin/keys"}, "access", "admin", admin="all", json_body="optional"
-    ),
-    HttpRoute("admin-policy", {"path": "/admin/policy"}, "access", "admin", admin="all", idempotent=True),
+    HttpRoute("admin-keys", {"path_separated_prefix": "/admin/keys"}, "access", json_body="optional"),
+    HttpRoute("admin-policy", {"path": "/admin/policy"}, "access", idempotent=True),
     # The llm service's own deadline (SPARK_LLM_TIMEOUT_S) ends slow completions; the route allows more.
     HttpRoute(
         "llm-chat",
         {"path": "/v1/chat/completions"},
         "llm",
-        "llm",
         body_limit="llm",
         timeout_s=600.0,
         stream_path="/v1/chat/completions:stream",
     ),
-    HttpRoute(
-        "llm-chat-stream", {"path": "/v1/chat/completions:stream"}, "llm", "llm", body_limit="llm", streaming=True
-    ),
-    HttpRoute("spark-llm", {"path": "/_spark/llm"}, "llm", "llm", body_limit="llm", timeout_s=600.0),
-    HttpRoute("llm-models", {"path": "/v1/models"}, "llm", "llm", snake_case=True, idempotent=True),
-    HttpRoute("llm-usage", {"path": "/v1/usage"}, "llm", "admin", admin="all", snake_case=True, idempotent=True),
-    HttpRoute("llm-providers", {"path": "/v1/providers"}, "llm", "llm", snake_case=True, idempotent=True),
+    HttpRoute("llm-chat-stream", {"path": "/v1/chat/completions:stream"}, "llm", body_limit="llm", streaming=True),
+    HttpRoute("spark-llm", {"path": "/_spark/llm"}, "llm", body_limit="llm", timeout_s=600.0),
+    HttpRoute("llm-models", {"path": "/v1/models"}, "llm", snake_case=True, idempotent=True),
+    HttpRoute("llm-usage", {"path": "/v1/usage"}, "llm", snake_case=True, idempotent=True),
+    HttpRoute("llm-providers", {"path": "/v1/providers"}, "llm", snake_case=True, idempotent=True),
     # 413 for an oversized image comes through `x-http-status`.
     HttpRoute(
         "vision-analyze",
         {"path": "/v1/vision/analyze"},
         "vision",
-        "vision",
         body_limit="vision",
         snake_case=True,
-        status_from_metadata=True,
         timeout_s=600.0,
     ),
     HttpRoute(
         "vision-stream",
         {"path": "/v1/vision/stream"},
         "vision",
-        "vision",
         body_limit="vision",
-        status_from_metadata=True,
         streaming=True,
     ),
 )
 
 DIRECT_REPLIES: tuple[DirectReply, ...] = (
     # `encodeURIComponent("")` leaves the key segment empty; no template matches it.
-    DirectReply("spark-kv-empty-key", {"path": "/_spark/kv/"}, 400, "key must not be empty", "kv"),
+    DirectReply("spark-kv-empty-key", {"path": "/_spark/kv/"}, 400, "key must not be empty"),
 )
 
 GRPC_SERVICES: dict[str, tuple[str, ...]] = {
@@ -175,17 +145,6 @@ GRPC_SERVICES: dict[str, tuple[str, ...]] = {
         "grpc.reflection.v1.ServerReflection",
         "grpc.health.v1.Health",
     ),
-}
-
-# The rate-limit class of native gRPC calls through the edge, by upstream. The services check the admin
-# token of their admin methods themselves; health and reflection are public.
-GRPC_CLASSES: dict[str, str] = {
-    "kv": "kv",
-    "llm": "llm",
-    "prompts": "prompts",
-    "vision": "vision",
-    "access": "admin",
-    "meta": "public",
 }
 
 # The gRPC services the transcoder exposes over HTTP.

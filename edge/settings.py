@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -50,12 +50,8 @@ class EdgeSettings:
     max_connections: int
     route_timeout_s: float
     stream_idle_timeout_s: float
-    # Identity, admin token, nonces and rate limits through the access service (ext_authz and rate limiting).
-    policies: bool
-    access_timeout_s: float
-    # "check": the ext_authz check also counts the rate limit (one call to the access service per request);
-    # "filter": Envoy's rate-limit filter asks the access service's rate-limit API (a second call).
-    rate_limits: str
+    # The secret the edge shows the services with the client's address (services/access/internal.py).
+    internal_token: str | None = field(repr=False)
     # TLS on the edge's listener (PEM files); HSTS is sent only then.
     tls_cert: Path | None
     tls_key: Path | None
@@ -90,13 +86,6 @@ def parse_otlp(endpoint: str | None, env: EnvReader) -> Upstream | None:
 def read_settings(descriptor_path: Path, environ: Mapping[str, str] | None = None) -> EdgeSettings:
     env = EnvReader(os.environ if environ is None else environ)
     upstreams = parse_upstreams(env.text("SPARK_EDGE_UPSTREAMS", ""), env)
-    # Off only when asked for by name: without the access service every route would be open.
-    policies = env.choice("SPARK_EDGE_POLICIES", "on", ("on", "off")) == "on"
-    if policies and upstreams and "access" not in upstreams:
-        env.problem(
-            "SPARK_EDGE_UPSTREAMS has no access service, which checks keys, the admin token, nonces and rate "
-            "limits on every route; add access=host:port, or set SPARK_EDGE_POLICIES=off to run without them"
-        )
     tls_cert, tls_key = env.optional_text("SPARK_EDGE_TLS_CERT"), env.optional_text("SPARK_EDGE_TLS_KEY")
     if bool(tls_cert) != bool(tls_key):
         env.problem("SPARK_EDGE_TLS_CERT and SPARK_EDGE_TLS_KEY go together: set both (PEM files) or neither")
@@ -134,9 +123,7 @@ def read_settings(descriptor_path: Path, environ: Mapping[str, str] | None = Non
         route_timeout_s=env.number("SPARK_EDGE_ROUTE_TIMEOUT_S", 30.0, minimum=0.01),
         # Routes without their own idle timeout; the streaming routes have none at all.
         stream_idle_timeout_s=env.number("SPARK_EDGE_STREAM_IDLE_TIMEOUT_S", 300.0, minimum=0.01),
-        policies=policies,
-        access_timeout_s=env.number("SPARK_EDGE_ACCESS_TIMEOUT_S", 3.0, minimum=0.01),
-        rate_limits=env.choice("SPARK_EDGE_RATE_LIMITS", "check", ("check", "filter")),
+        internal_token=env.optional_text("SPARK_INTERNAL_TOKEN"),
         tls_cert=Path(tls_cert) if tls_cert and tls_key else None,
         tls_key=Path(tls_key) if tls_cert and tls_key else None,
         stats_port=None if stats_port < 0 else stats_port,

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import secrets
 import socket
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from services.access.config import read_config as read_access_config
+from services.access.config import GateConfig, read_gate_config
 from services.common.config import ConfigError, EnvReader
 from services.llm.config import read_config as read_llm_config
 
@@ -88,7 +89,7 @@ class LauncherConfig:
     log_level: str
     # Every port the suite will listen on, in start order; the edge's last.
     bindings: tuple[Binding, ...]
-    # The access service's mode ("development" or "keys"); None when it is not started.
+    # The access mode ("development" or "keys"); None when the access settings are invalid.
     access_mode: str | None
     # May carry a password: kept out of repr, and the banner shows only where it points.
     redis_url: str | None = field(repr=False)
@@ -240,13 +241,26 @@ def _service_config(read: Callable[[Mapping[str, str]], T], environ: Mapping[str
         return None
 
 
-def inherited_environment() -> dict[str, str]:
-    """The launcher's own environment, which every child starts from (provider keys, ADMIN_TOKEN, SPARK_*)."""
-    return dict(os.environ)
+def _read_gate_config(environ: Mapping[str, str]) -> GateConfig:
+    """The access settings every service reads (one service's problems with them are every service's)."""
+    env = EnvReader(environ)
+    gate = read_gate_config(env)
+    env.finish()
+    return gate
+
+
+def inherited_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The launcher's own environment, which every child starts from (provider keys, ADMIN_TOKEN, SPARK_*),
+    with a new `SPARK_INTERNAL_TOKEN` when none is set: the suite's parts show it to each other
+    (services/access/internal.py), and one launcher starts them all."""
+    inherited = dict(os.environ if environ is None else environ)
+    if not inherited.get("SPARK_INTERNAL_TOKEN", "").strip():
+        inherited["SPARK_INTERNAL_TOKEN"] = secrets.token_hex(32)
+    return inherited
 
 
 def read_config(environ: Mapping[str, str] | None = None) -> LauncherConfig:
-    environ = os.environ if environ is None else environ
+    environ = inherited_environment() if environ is None else environ
     env = EnvReader(environ)
     host = env.text("SPARK_HOST", "127.0.0.1")
     known = [name for name, _, _, _ in SERVICES]
@@ -271,7 +285,7 @@ def read_config(environ: Mapping[str, str] | None = None) -> LauncherConfig:
     if stats.port > 0:
         bindings.append(Binding("Envoy's stats listener", host, stats.port, stats.describe()))
     _report_shared_ports(env, bindings)
-    access = _service_config(read_access_config, environ, env) if "access" in wanted else None
+    gate = _service_config(_read_gate_config, environ, env)
     llm = _service_config(read_llm_config, environ, env) if "llm" in wanted else None
     providers = (
         ()
@@ -291,7 +305,7 @@ def read_config(environ: Mapping[str, str] | None = None) -> LauncherConfig:
         grace_s=env.number("SPARK_SHUTDOWN_GRACE_S", 5.0),
         log_level=env.choice("SPARK_LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
         bindings=tuple(bindings),
-        access_mode=None if access is None else access.mode,
+        access_mode=None if gate is None else gate.mode,
         redis_url=env.optional_text("REDIS_URL"),
         providers=providers,
         admin_routes=env.optional_text("ADMIN_TOKEN") is not None,

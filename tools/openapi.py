@@ -19,7 +19,7 @@ How the file is made:
   `json_names_for_fields`). A file whose operations mix both is refused until this learns to split it.
 - Every operation gets the error responses the edge really sends, all in one shape (`ErrorBody`): the
   transcoded `google.rpc.Status` of a service (`code` is the gRPC code), or Envoy's own local reply and
-  the access service's refusals written in the same shape (see `edge/envoy.py`, `services/access/replies.py`).
+  the services' access refusals, which are errors like any other (see `edge/envoy.py`, `services/access/checkpoint.py`).
   Routes that set their HTTP status (`x-http-status`) document it: 201 for a created prompt, 503 with
   the health report for an unhealthy `/healthz`.
 - Security follows `edge/routes.py`: `X-Admin-Token` on admin routes (on writes only for the prompts
@@ -65,6 +65,7 @@ from google.protobuf import descriptor_pb2
 from google.protobuf.compiler import plugin_pb2
 
 from edge.routes import HTTP_ROUTES, HttpRoute
+from services.access.methods import EXTENSION as POLICY
 from tools import protogen
 
 Json = dict[str, Any]
@@ -91,7 +92,7 @@ ERROR_RESPONSES: dict[int, str] = {
     428: "The route requires an `X-Nonce` header.",
     429: "A rate limit or quota is exhausted (RESOURCE_EXHAUSTED); `Retry-After` says when to retry.",
     431: "The request headers are too large or too many.",
-    503: "A service, a provider or the access check is unavailable; retry (UNAVAILABLE).",
+    503: "A service, a provider or the store is unavailable; retry (UNAVAILABLE).",
     504: "The request did not finish in time (DEADLINE_EXCEEDED).",
 }
 
@@ -99,7 +100,7 @@ ERROR_SCHEMA: Json = {
     "type": "object",
     "description": (
         "Every non-2xx answer of the edge: a service's `google.rpc.Status` as the transcoder prints it "
-        "(`code` is the gRPC code), or Envoy's own reply and the access service's refusals in the same shape."
+        "(`code` is the gRPC code), access refusals included, or Envoy's own reply in the same shape."
     ),
     "required": ["code", "message"],
     "properties": {
@@ -334,6 +335,9 @@ class Binding:
     path: str
     body: str
     input_type: str
+    # The RPC's access policy (its `spark.policy.v1.policy` option).
+    admin: bool
+    public: bool
 
 
 class ProtoIndex:
@@ -372,8 +376,11 @@ class ProtoIndex:
         if not method.options.HasExtension(annotations_pb2.http):
             return
         rpc = f"{service}.{method.name}"
+        policy = method.options.Extensions[POLICY]
         for verb, path, body in _rules(method.options.Extensions[annotations_pb2.http]):
-            self.bindings[(verb, path)] = Binding(rpc, verb, path, body, method.input_type.lstrip("."))
+            self.bindings[(verb, path)] = Binding(
+                rpc, verb, path, body, method.input_type.lstrip("."), policy.admin, policy.public
+            )
 
     def swagger_names(self) -> dict[str, str]:
         """The plugin's definition name -> the full proto name, by the plugin's own naming rule: the
@@ -614,9 +621,9 @@ def _operation(index: ProtoIndex, binding: Binding, route: HttpRoute, operation:
     responses[SUCCESS_STATUS.get(binding.rpc, "200")] = success
     responses.update(_error_responses())
     responses.update(EXTRA_RESPONSES.get(binding.rpc, {}))
-    if route.admin == "all" or (route.admin == "writes" and binding.verb != "get"):
+    if binding.admin:
         operation["security"] = ADMIN_SECURITY
-    elif route.public:
+    elif binding.public:
         operation["security"] = []
     else:
         operation["security"] = KEY_SECURITY

@@ -1,4 +1,5 @@
-"""The access service's settings; the only reader of the environment for this service.
+"""The access settings every service reads (`read_gate_config`: identity, limits, the internal token),
+and the access service's own; the only reader of the environment for them.
 
 Development mode serves every request as one owner user without keys: the
 embedded default, for one person on one machine. It is refused next to Redis
@@ -6,6 +7,11 @@ embedded default, for one person on one machine. It is refused next to Redis
 `SPARK_ACCESS_ALLOW_DEVELOPMENT=true`. Keys mode needs `ADMIN_TOKEN`: keys are
 made through the admin routes, so without it not one could ever be created and
 every request would be refused; the service refuses to start instead.
+
+Keys mode also needs `SPARK_INTERNAL_TOKEN`, the secret the edge and the
+services show each other (services/access/internal.py); the launcher makes one
+for the suite it starts. `SPARK_ACCESS_CHECKS=off` serves every call unchecked,
+for measuring what the checks cost, and only in development mode.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from services.common.config import EnvReader, ServerConfig, read_server_config
 
 DEFAULT_PORT = 50055
 MODES = ("development", "keys")
+MIN_INTERNAL_TOKEN_CHARS = 32
 # The development owner; `spark.user()` returns it.
 DEVELOPMENT_USER = User(id="owner", login="owner", email="", avatar_url="", is_owner=True)
 # A request to an admin route that carries the admin token and no API key.
@@ -29,19 +36,30 @@ OPERATOR = User(id="admin", login="admin", email="", avatar_url="", is_owner=Tru
 
 
 @dataclass(frozen=True, slots=True)
-class AccessConfig:
-    server: ServerConfig
-    data_dir: Path
-    redis_url: str | None
-    admin_token: str | None = field(repr=False)
+class GateConfig:
+    """How every service admits the calls it serves (services/access/checkpoint.py)."""
+
     mode: str
+    admin_token: str | None = field(repr=False)
+    # The secret the suite's own parts show each other; None only in development mode without one.
+    internal_token: str | None = field(repr=False)
+    # False: every call is served unchecked (development mode only, to measure what checking costs).
+    checks: bool
     limits: Limits
     nonce_ttl_s: int
-    # Route names or route classes on which X-Nonce is required.
+    # Method names or route classes on which X-Nonce is required.
     nonce_routes: frozenset[str]
     key_cache_s: float
     # Peers (reverse proxies, load balancers) whose X-Forwarded-For names the client; none by default.
     trusted_proxies: TrustedProxies
+
+
+@dataclass(frozen=True, slots=True)
+class AccessConfig:
+    server: ServerConfig
+    data_dir: Path
+    redis_url: str | None
+    gate: GateConfig
 
 
 def _keys_without_admin_token(*, chosen: bool, redis: bool) -> str:
@@ -57,8 +75,8 @@ def _keys_without_admin_token(*, chosen: bool, redis: bool) -> str:
     )
 
 
-def read_config(environ: Mapping[str, str] | None = None) -> AccessConfig:
-    env = EnvReader(os.environ if environ is None else environ)
+def read_gate_config(env: EnvReader) -> GateConfig:
+    """The access settings, read by every service with its own settings; problems go to `env`."""
     redis_url = env.optional_text("REDIS_URL")
     mode = env.choice("SPARK_ACCESS_MODE", "keys" if redis_url else "development", MODES)
     if mode == "development" and redis_url and not env.flag("SPARK_ACCESS_ALLOW_DEVELOPMENT", False):
@@ -72,6 +90,21 @@ def read_config(environ: Mapping[str, str] | None = None) -> AccessConfig:
         env.problem(
             _keys_without_admin_token(chosen=env.optional_text("SPARK_ACCESS_MODE") is not None, redis=bool(redis_url))
         )
+    internal_token = env.optional_text("SPARK_INTERNAL_TOKEN")
+    if internal_token is not None and len(internal_token) < MIN_INTERNAL_TOKEN_CHARS:
+        env.problem(
+            f"SPARK_INTERNAL_TOKEN must be at least {MIN_INTERNAL_TOKEN_CHARS} characters of a random secret "
+            "(e.g. `openssl rand -hex 32`)"
+        )
+    if mode == "keys" and internal_token is None:
+        env.problem(
+            "SPARK_ACCESS_MODE is keys but SPARK_INTERNAL_TOKEN is unset: the edge and the services prove to each "
+            "other that they are the suite with it (the same value everywhere; `openssl rand -hex 32`). "
+            "`make run` makes one for the suite it starts"
+        )
+    checks = env.choice("SPARK_ACCESS_CHECKS", "on", ("on", "off")) == "on"
+    if not checks and mode != "development":
+        env.problem("SPARK_ACCESS_CHECKS=off serves every call unchecked; it is refused outside development mode")
     proxies, invalid = parse_networks(env.text("SPARK_TRUSTED_PROXIES", ""))
     if invalid:
         env.problem(
@@ -89,17 +122,26 @@ def read_config(environ: Mapping[str, str] | None = None) -> AccessConfig:
     except PolicyError as error:
         env.problem(f"SPARK_ACCESS_LIMITS: {error}")
         limits = load_limits(DEFAULT_LIMITS_PATH)
-    config = AccessConfig(
-        server=read_server_config(env, "access", default_port=DEFAULT_PORT),
-        data_dir=env.path("SPARK_DATA_DIR", "./var"),
-        redis_url=redis_url,
-        admin_token=admin_token,
+    return GateConfig(
         mode=mode,
+        admin_token=admin_token,
+        internal_token=internal_token,
+        checks=checks,
         limits=limits,
         nonce_ttl_s=env.integer("SPARK_ACCESS_NONCE_TTL_S", 300, minimum=1, maximum=7 * 86400),
         nonce_routes=frozenset(r.strip() for r in env.text("SPARK_ACCESS_NONCE_ROUTES", "").split(",") if r.strip()),
         key_cache_s=env.number("SPARK_ACCESS_KEY_CACHE_S", 5.0),
         trusted_proxies=TrustedProxies(proxies),
+    )
+
+
+def read_config(environ: Mapping[str, str] | None = None) -> AccessConfig:
+    env = EnvReader(os.environ if environ is None else environ)
+    config = AccessConfig(
+        server=read_server_config(env, "access", default_port=DEFAULT_PORT),
+        data_dir=env.path("SPARK_DATA_DIR", "./var"),
+        redis_url=env.optional_text("REDIS_URL"),
+        gate=read_gate_config(env),
     )
     env.finish()
     return config

@@ -1,5 +1,5 @@
-"""What the edge asks of every request before it reaches a service: who is calling, may they use this
-route, and is its nonce fresh. Transport-free: `authz.py` adapts it to Envoy's ext_authz API."""
+"""What every service asks of each call before serving it: who is calling, may they call this method,
+and is its nonce fresh. Transport-free: `checkpoint.py` adapts it to a gRPC call."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from services.access.addresses import TrustedProxies
 from services.access.keys import KeyStore, looks_like_key
 from services.access.limiter import Limiter
+from services.access.methods import MethodPolicy
 from services.access.nonces import NonceBook
 from services.access.proofs import AdminProofs
 from services.access.users import User
@@ -21,30 +21,6 @@ from services.common.errors import (
 )
 
 AUTH_FAILURE_WINDOW_S = 60
-READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-
-
-@dataclass(frozen=True, slots=True)
-class RouteContext:
-    """The route's policy, sent by the edge as ext_authz context extensions."""
-
-    name: str
-    route_class: str
-    # "all": every method needs the admin token; "writes": all but GET/HEAD; "": none.
-    admin: str
-    # Anonymous callers may use it when keys are required (health, about).
-    public: bool
-    # The check also counts the request against its rate limit (no rate-limit filter at the edge).
-    counted_here: bool = False
-
-    @classmethod
-    def from_extensions(cls, extensions: Mapping[str, str]) -> RouteContext | None:
-        route_class = extensions.get("class", "")
-        if not route_class:
-            return None
-        public = extensions.get("auth") == "public"
-        counted_here = extensions.get("limit") == "check"
-        return cls(extensions.get("route", ""), route_class, extensions.get("admin", ""), public, counted_here)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,10 +37,9 @@ class GateSettings:
     # Who a request authenticated by the admin token alone is.
     operator: User
     admin_token: str | None
+    # Method names (e.g. "GetPolicy") or route classes on which X-Nonce is required.
     nonce_routes: frozenset[str]
     auth_failures_per_address: int
-    # Peers whose X-Forwarded-For names the client (SPARK_TRUSTED_PROXIES).
-    trusted_proxies: TrustedProxies
 
 
 class Gate:
@@ -77,35 +52,34 @@ class Gate:
         self._limiter = limiter
         self._proofs = proofs
 
-    async def admit(self, route: RouteContext, method: str, headers: Mapping[str, str], peer: str) -> Admission:
-        """The caller's identity for this request from `peer` (the address Envoy accepted it from), or a
-        DomainError saying why it is refused."""
-        address = self._settings.trusted_proxies.client(peer, headers.get("x-forwarded-for"))
+    async def admit(self, method: MethodPolicy, headers: Mapping[str, str], address: str) -> Admission:
+        """The caller's identity for a call of `method` from the client at `address`, or a DomainError
+        saying why it is refused."""
         token = _token(headers)
-        if route.admin == "all" or (route.admin == "writes" and method not in READ_METHODS):
+        if method.admin:
             await self._check_admin(headers.get("x-admin-token"), address)
             # The admin token identifies the operator, so the first key can be made before any exists.
-            user = await self._identify(route, token, address) if token else self._settings.operator
+            user = await self._identify(method, token, address) if token else self._settings.operator
         else:
-            user = await self._identify(route, token, address)
+            user = await self._identify(method, token, address)
         subject = f"user:{user.id}" if user is not None else f"address:{address}"
         nonce = headers.get("x-nonce")
         if nonce is not None:
             await self._nonces.accept(subject, nonce)
-        elif route.name in self._settings.nonce_routes or route.route_class in self._settings.nonce_routes:
+        elif method.short_name in self._settings.nonce_routes or method.route_class in self._settings.nonce_routes:
             raise FailedPrecondition(
-                "this route requires an X-Nonce header (a fresh random value per request)", reason="NONCE_REQUIRED"
+                "this method requires an X-Nonce header (a fresh random value per request)", reason="NONCE_REQUIRED"
             )
         return Admission(user, subject)
 
-    async def _identify(self, route: RouteContext, token: str | None, address: str) -> User | None:
+    async def _identify(self, method: MethodPolicy, token: str | None, address: str) -> User | None:
         development = self._settings.development
         if token is None or (development and not looks_like_key(token)):
             # Development mode: everyone is the owner; a token that is not one of our keys (the OpenAI SDK
             # insists on sending one) is ignored. A key of ours is still checked, to test keys locally.
             if development:
                 return self._settings.development_user
-            if route.public:
+            if method.public:
                 return None
             raise Unauthenticated(
                 "an API key is required: send Authorization: Bearer <key> or X-Api-Key: <key>",

@@ -14,9 +14,8 @@ from services.access.config import AccessConfig
 from services.access.keys import MAX_LABEL_CHARS, KeyRecord, KeyStore
 from services.access.metrics import AccessMetrics
 from services.access.users import MAX_URL_CHARS, User, user_from_request
-from services.common.admin import require_admin
 from services.common.errors import FieldViolation, InvalidArgument, NotFound, Unauthenticated
-from services.common.identity import ANONYMOUS, caller_of
+from services.common.identity import ANONYMOUS, current_caller
 
 logger = logging.getLogger(__name__)
 
@@ -45,10 +44,10 @@ class AccessServicer(access_pb2_grpc.AccessServiceServicer):
         self._development_user = development_user
 
     async def GetUser(self, request: access_pb2.GetUserRequest, context: Context) -> access_pb2.User:
-        user_id = caller_of(context)
+        user_id = current_caller()
         if user_id == ANONYMOUS:
             raise Unauthenticated("the request carries no identity: send an API key", reason="NO_IDENTITY")
-        if self._config.mode == "development" and user_id == self._development_user.id:
+        if self._config.gate.mode == "development" and user_id == self._development_user.id:
             return self._development_user.to_proto()
         user = await self._keys.user(user_id)
         if user is None:
@@ -72,7 +71,7 @@ class AccessServicer(access_pb2_grpc.AccessServiceServicer):
                 "event": "client_loaded",
                 "url": _without_query(request.url),
                 "load_ms": round(request.load_ms, 1),
-                "user": caller_of(context),
+                "user": current_caller(),
             },
         )
         return access_pb2.RecordLoadResponse()
@@ -80,7 +79,6 @@ class AccessServicer(access_pb2_grpc.AccessServiceServicer):
     async def CreateApiKey(
         self, request: access_pb2.CreateApiKeyRequest, context: Context
     ) -> access_pb2.CreateApiKeyResponse:
-        require_admin(context, self._config.admin_token)
         if len(request.label) > MAX_LABEL_CHARS:
             raise InvalidArgument(
                 "the label is too long",
@@ -99,29 +97,26 @@ class AccessServicer(access_pb2_grpc.AccessServiceServicer):
     async def ListApiKeys(
         self, request: access_pb2.ListApiKeysRequest, context: Context
     ) -> access_pb2.ListApiKeysResponse:
-        require_admin(context, self._config.admin_token)
         return access_pb2.ListApiKeysResponse(keys=[_key_proto(r) for r in await self._keys.list()])
 
     async def RevokeApiKey(
         self, request: access_pb2.RevokeApiKeyRequest, context: Context
     ) -> access_pb2.RevokeApiKeyResponse:
-        require_admin(context, self._config.admin_token)
         await self._keys.revoke(request.id)
         logger.info("API key revoked", extra={"key_id": request.id})
         return access_pb2.RevokeApiKeyResponse()
 
     async def GetPolicy(self, request: access_pb2.GetPolicyRequest, context: Context) -> access_pb2.Policy:
-        require_admin(context, self._config.admin_token)
-        limits = self._config.limits
+        limits = self._config.gate.limits
         return access_pb2.Policy(
-            mode=self._config.mode,
+            mode=self._config.gate.mode,
             limits=[
                 access_pb2.RateLimit(
                     route_class=c.route_class, per_user=c.per_user, per_address=c.per_address, window=c.window
                 )
                 for c in limits.classes.values()
             ],
-            nonce_routes=sorted(self._config.nonce_routes),
-            nonce_ttl_s=self._config.nonce_ttl_s,
+            nonce_routes=sorted(self._config.gate.nonce_routes),
+            nonce_ttl_s=self._config.gate.nonce_ttl_s,
             auth_failures_per_address=limits.auth_failures_per_address,
         )

@@ -1,20 +1,18 @@
-"""Who is calling: the identity the edge passes to services as trusted metadata."""
+"""Who is calling: the identity the call was admitted with (services/access/checkpoint.py)."""
 
 from __future__ import annotations
 
-from typing import Any
+from contextvars import ContextVar
 
-import grpc
-
-from services.common.transcoding import metadata_value
-
-# Set by the edge from the caller's verified identity (a client-sent value is stripped there).
+# A service calling another for its caller names that caller here, next to the suite's internal token
+# (services/access/internal.py); from anyone else it is ignored, and the edge removes a client's.
 USER_METADATA = "x-spark-user"
 ANONYMOUS = "anonymous"
-MAX_CALLER_CHARS = 128
+
+# Set by the checkpoint in the task that serves the call, before its handler runs.
+CALLER: ContextVar[str] = ContextVar("spark_caller", default=ANONYMOUS)
 
 
-def caller_of(context: grpc.aio.ServicerContext[Any, Any]) -> str:
-    """The calling user's id, or "anonymous" when the request carries none."""
-    value = (metadata_value(context, USER_METADATA) or "").strip()
-    return value[:MAX_CALLER_CHARS] or ANONYMOUS
+def current_caller() -> str:
+    """The calling user's id, or "anonymous" for a call admitted without an identity (or not checked)."""
+    return CALLER.get()

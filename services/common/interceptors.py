@@ -1,4 +1,5 @@
-"""The one server interceptor that maps domain errors to statuses and records metrics."""
+"""The one server interceptor: admits each call (when the service checks access), maps domain errors to
+statuses and records metrics."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -29,6 +30,14 @@ from services.common.store import StoreUnavailable
 logger = logging.getLogger(__name__)
 
 Behavior = Callable[..., Any]
+Admit = Callable[[grpc.aio.ServicerContext[Any, Any]], Awaitable[None]]
+
+
+class Admissions(Protocol):
+    """Who may make which call (services/access/checkpoint.py)."""
+
+    def admission(self, method: str) -> Admit | None:
+        """The check to run before each call of `method`, or None to serve it unchecked."""
 
 
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], status: status_pb2.Status) -> None:
@@ -103,10 +112,12 @@ def _check_decoded(request: Any) -> None:
         raise InvalidArgument(f"the request is not a valid message: {request.reason}", reason="INVALID_REQUEST")
 
 
-def _wrap_unary(behavior: Behavior, method: str, metrics: ServiceMetrics) -> Behavior:
+def _wrap_unary(behavior: Behavior, method: str, metrics: ServiceMetrics, admit: Admit | None) -> Behavior:
     async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         outcome = _Outcome()
         try:
+            if admit is not None:
+                await admit(context)
             _check_decoded(request)
             return await behavior(request, context)
         except BaseException as error:
@@ -117,10 +128,12 @@ def _wrap_unary(behavior: Behavior, method: str, metrics: ServiceMetrics) -> Beh
     return wrapped
 
 
-def _wrap_streaming(behavior: Behavior, method: str, metrics: ServiceMetrics) -> Behavior:
+def _wrap_streaming(behavior: Behavior, method: str, metrics: ServiceMetrics, admit: Admit | None) -> Behavior:
     async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
         outcome = _Outcome()
         try:
+            if admit is not None:
+                await admit(context)
             _check_decoded(request)
             async for response in behavior(request, context):
                 yield response
@@ -132,19 +145,20 @@ def _wrap_streaming(behavior: Behavior, method: str, metrics: ServiceMetrics) ->
     return wrapped
 
 
-def _wrap(behavior: Behavior | None, method: str, metrics: ServiceMetrics) -> Behavior | None:
+def _wrap(behavior: Behavior | None, method: str, metrics: ServiceMetrics, admit: Admit | None) -> Behavior | None:
     if behavior is None:
         return None
     if inspect.isasyncgenfunction(behavior):
-        return _wrap_streaming(behavior, method, metrics)
-    return _wrap_unary(behavior, method, metrics)
+        return _wrap_streaming(behavior, method, metrics, admit)
+    return _wrap_unary(behavior, method, metrics, admit)
 
 
 class ErrorAndMetricsInterceptor(grpc.aio.ServerInterceptor):
-    """Applies the error table and records `grpc_server_*` metrics for every RPC."""
+    """Admits each call, applies the error table and records `grpc_server_*` metrics for every RPC."""
 
-    def __init__(self, metrics: ServiceMetrics) -> None:
+    def __init__(self, metrics: ServiceMetrics, admissions: Admissions | None = None) -> None:
         self._metrics = metrics
+        self._admissions = admissions
         # Handlers are fixed per method once registered: wrap each once, not on every call.
         self._wrapped: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
 
@@ -160,14 +174,15 @@ class ErrorAndMetricsInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
+        admit = self._admissions.admission(method) if self._admissions is not None else None
         wrapped = handler._replace(  # type: ignore[attr-defined]
             request_deserializer=(
                 handler.request_deserializer if handler.request_streaming else _tolerant(handler.request_deserializer)
             ),
-            unary_unary=_wrap(handler.unary_unary, method, self._metrics),
-            unary_stream=_wrap(handler.unary_stream, method, self._metrics),
-            stream_unary=_wrap(handler.stream_unary, method, self._metrics),
-            stream_stream=_wrap(handler.stream_stream, method, self._metrics),
+            unary_unary=_wrap(handler.unary_unary, method, self._metrics, admit),
+            unary_stream=_wrap(handler.unary_stream, method, self._metrics, admit),
+            stream_unary=_wrap(handler.stream_unary, method, self._metrics, admit),
+            stream_stream=_wrap(handler.stream_stream, method, self._metrics, admit),
         )
         self._wrapped[method] = wrapped
         return wrapped  # type: ignore[no-any-return]

@@ -25,7 +25,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from opentelemetry.sdk.trace import TracerProvider
 
 from services.common.config import ConfigError, ServerConfig
-from services.common.interceptors import ErrorAndMetricsInterceptor
+from services.common.interceptors import Admissions, ErrorAndMetricsInterceptor
 from services.common.logs import setup_logging
 from services.common.metrics import MetricsEndpoint, ServiceMetrics
 from services.common.reflection import enable_reflection
@@ -102,11 +102,11 @@ def service_store(
 
 
 def _interceptors(
-    config: ServerConfig, provider: TracerProvider, metrics: ServiceMetrics
+    config: ServerConfig, provider: TracerProvider, metrics: ServiceMetrics, admissions: Admissions | None
 ) -> list[grpc.aio.ServerInterceptor]:
     """Tracing (outermost, so errors and metrics run inside the span) only when traces go somewhere:
     a span per RPC costs about a quarter of a small RPC's CPU, for nothing when no collector listens."""
-    interceptors: list[grpc.aio.ServerInterceptor] = [ErrorAndMetricsInterceptor(metrics)]
+    interceptors: list[grpc.aio.ServerInterceptor] = [ErrorAndMetricsInterceptor(metrics, admissions)]
     if config.otlp_endpoint:
         interceptors.insert(0, server_interceptor(provider))
     return interceptors
@@ -122,18 +122,20 @@ async def start_server(
     reflected_names: Sequence[str] = (),
     tracer_provider: TracerProvider | None = None,
     metrics: ServiceMetrics | None = None,
+    admissions: Admissions | None = None,
 ) -> RunningServer:
     """Builds, binds and starts a server for the given services; all of them report SERVING.
 
     Reflection describes `service_names` from the default descriptor pool, or
-    `reflected_names` from `pool` when a service reflects more than it serves.
+    `reflected_names` from `pool` when a service reflects more than it serves. With `admissions`,
+    every call is admitted before its handler runs (services/access/checkpoint.py).
     """
     provider = tracer_provider or build_tracer_provider(config.name, config.otlp_endpoint)
     # A service with metrics of its own creates the registry first and passes it in.
     metrics = metrics or ServiceMetrics()
     max_bytes = config.max_message_bytes + MESSAGE_OVERHEAD_BYTES
     server = grpc.aio.server(
-        interceptors=_interceptors(config, provider, metrics),
+        interceptors=_interceptors(config, provider, metrics, admissions),
         options=[
             ("grpc.max_receive_message_length", max_bytes),
             ("grpc.max_send_message_length", max_bytes),

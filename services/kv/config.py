@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from services.access.config import GateConfig, read_gate_config
 from services.common.config import EnvReader, ServerConfig, read_server_config
 
 MIB = 1024 * 1024
@@ -24,6 +25,7 @@ class KvConfig:
     max_key_bytes: int
     max_list_entries: int
     max_list_bytes: int
+    gate: GateConfig
 
 
 def read_config(environ: Mapping[str, str] | None = None) -> KvConfig:
@@ -41,6 +43,7 @@ def read_config(environ: Mapping[str, str] | None = None) -> KvConfig:
         max_key_bytes=env.integer("SPARK_KV_MAX_KEY_BYTES", 1024, minimum=1, maximum=64 * 1024),
         max_list_entries=env.integer("SPARK_KV_MAX_LIST_ENTRIES", 10_000, minimum=1, maximum=1_000_000),
         max_list_bytes=max_list_bytes,
+        gate=read_gate_config(env),
     )
     env.finish()
     return config

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from services.access.config import GateConfig, read_gate_config
 from services.common.config import EnvReader, ServerConfig, read_server_config
 from services.llm.guard import GuardLimits, InjectionMode
 from services.llm.providers.base import ProviderSettings
@@ -32,7 +33,7 @@ class LlmConfig:
     server: ServerConfig
     data_dir: Path
     redis_url: str | None
-    admin_token: str | None = field(repr=False)
+    gate: GateConfig
     registry: Registry
     # Providers with a key, by registry name; the settings hold the key, so they are kept out of repr.
     providers: Mapping[str, ProviderSettings] = field(repr=False)
@@ -83,7 +84,7 @@ def read_config(environ: Mapping[str, str] | None = None) -> LlmConfig:
         server=read_server_config(env, "llm", default_port=DEFAULT_PORT, max_message_bytes=32 * MIB),
         data_dir=env.path("SPARK_DATA_DIR", "./var"),
         redis_url=env.optional_text("REDIS_URL"),
-        admin_token=env.optional_text("ADMIN_TOKEN"),
+        gate=read_gate_config(env),
         registry=registry,
         providers=providers,
         timeout_s=env.number("SPARK_LLM_TIMEOUT_S", 120.0, minimum=0.01),

@@ -9,6 +9,8 @@ import grpc
 from opentelemetry.trace import Tracer
 from spark.llm.v1 import llm_pb2, llm_pb2_grpc
 
+from services.access.checkpoint import build_checkpoint
+from services.access.metrics import AccessMetrics
 from services.common import periodic
 from services.common.metrics import ServiceMetrics
 from services.common.server import Closer, RunningServer, service_store, start_server
@@ -62,6 +64,7 @@ async def build_server(config: LlmConfig, store: Store | None = None) -> Running
     owned, active_store, tracer_provider = service_store(config.server, config.redis_url, config.data_dir, store)
     service_metrics = ServiceMetrics()
     metrics = LlmMetrics(service_metrics.registry)
+    checkpoint = build_checkpoint(config.gate, active_store, AccessMetrics(service_metrics.registry), [SERVICE_NAME])
     tracer = tracer_provider.get_tracer(__name__) if config.server.otlp_endpoint else None
     providers = build_providers(config.registry, config.providers, tracer)
     breakers = build_breakers(config, metrics)
@@ -79,7 +82,6 @@ async def build_server(config: LlmConfig, store: Store | None = None) -> Running
         ledger,
         timeout_s=config.timeout_s,
         keepalive_s=config.keepalive_s,
-        admin_token=config.admin_token,
     )
 
     def register(server: grpc.aio.Server) -> None:
@@ -101,4 +103,5 @@ async def build_server(config: LlmConfig, store: Store | None = None) -> Running
         closers=closers,
         metrics=service_metrics,
         tracer_provider=tracer_provider,
+        admissions=checkpoint,
     )

@@ -13,9 +13,8 @@ from google.api import httpbody_pb2
 from spark.llm.v1 import llm_pb2, llm_pb2_grpc
 
 from services.common import sse
-from services.common.admin import require_admin
 from services.common.errors import DomainError, InvalidArgument, status_code_of
-from services.common.identity import caller_of
+from services.common.identity import current_caller
 from services.common.keepalive import with_keepalives
 from services.common.transcoding import metadata_value
 from services.llm import openai_wire
@@ -51,7 +50,6 @@ class LlmServicer(llm_pb2_grpc.LlmServiceServicer):
         *,
         timeout_s: float,
         keepalive_s: float,
-        admin_token: str | None,
     ) -> None:
         self._completions = completions
         self._registry = registry
@@ -60,7 +58,6 @@ class LlmServicer(llm_pb2_grpc.LlmServiceServicer):
         self._ledger = ledger
         self._timeout_s = timeout_s
         self._keepalive_s = keepalive_s
-        self._admin_token = admin_token
         self._loaded_at = int(time.time())
 
     def _timeout(self, context: Context) -> float:
@@ -94,7 +91,7 @@ class LlmServicer(llm_pb2_grpc.LlmServiceServicer):
                 '"stream": true needs the streaming method (StreamChatCompletion)', reason="STREAM_NOT_EXPECTED"
             )
         plan = await self._plan(parsed.request, context)
-        completion, served = await self._completions.complete(plan, caller_of(context), self._timeout(context))
+        completion, served = await self._completions.complete(plan, current_caller(), self._timeout(context))
         await self._send_headers(context, plan, served)
         body = openai_wire.completion_body(_completion_id(), int(time.time()), served.model, completion)
         return httpbody_pb2.HttpBody(content_type=JSON, data=body)
@@ -104,7 +101,7 @@ class LlmServicer(llm_pb2_grpc.LlmServiceServicer):
     ) -> AsyncIterator[httpbody_pb2.HttpBody]:
         parsed = openai_wire.parse_body(request.body.data)
         plan = await self._plan(parsed.request, context)
-        events = self._completions.stream(plan, caller_of(context), self._timeout(context))
+        events = self._completions.stream(plan, current_caller(), self._timeout(context))
         completion_id, created = _completion_id(), int(time.time())
         writer: openai_wire.ChunkWriter | None = None
         started = False
@@ -147,7 +144,7 @@ class LlmServicer(llm_pb2_grpc.LlmServiceServicer):
         self, request: llm_pb2.GenerateContentRequest, context: Context
     ) -> llm_pb2.GenerateContentResponse:
         plan = await self._plan(_chat_request(request), context)
-        completion, served = await self._completions.complete(plan, caller_of(context), self._timeout(context))
+        completion, served = await self._completions.complete(plan, current_caller(), self._timeout(context))
         await self._send_headers(context, plan, served)
         return _typed_response(completion, served)
 
@@ -157,7 +154,7 @@ class LlmServicer(llm_pb2_grpc.LlmServiceServicer):
         inner = request.request
         plan = await self._plan(_chat_request(inner), context)
         served: Served | None = None
-        events = self._completions.stream(plan, caller_of(context), self._timeout(context))
+        events = self._completions.stream(plan, current_caller(), self._timeout(context))
         try:
             async for event in events:
                 if isinstance(event, Served):
@@ -187,7 +184,6 @@ class LlmServicer(llm_pb2_grpc.LlmServiceServicer):
         return llm_pb2.ListModelsResponse(object="list", data=models)
 
     async def GetUsage(self, request: llm_pb2.GetUsageRequest, context: Context) -> llm_pb2.GetUsageResponse:
-        require_admin(context, self._admin_token)
         records = await self._ledger.query(request.start_day, request.end_day, request.caller)
         return llm_pb2.GetUsageResponse(
             records=[

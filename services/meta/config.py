@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from services.access.config import GateConfig, read_gate_config
 from services.common.config import EnvReader, ServerConfig, read_server_config
 
 DEFAULT_PORT = 50050
@@ -28,6 +29,10 @@ class MetaConfig:
     backends: tuple[Backend, ...]
     descriptor_path: Path | None
     health_timeout_s: float
+    # The store of the access checks (keys, limits).
+    data_dir: Path
+    redis_url: str | None
+    gate: GateConfig
 
 
 def parse_backends(raw: str, env: EnvReader) -> tuple[Backend, ...]:
@@ -50,6 +55,9 @@ def read_config(environ: Mapping[str, str] | None = None) -> MetaConfig:
         backends=parse_backends(env.text("SPARK_META_BACKENDS", ""), env),
         descriptor_path=Path(descriptor) if descriptor else None,
         health_timeout_s=env.number("SPARK_META_HEALTH_TIMEOUT_S", 1.0, minimum=0.05),
+        data_dir=env.path("SPARK_DATA_DIR", "./var"),
+        redis_url=env.optional_text("REDIS_URL"),
+        gate=read_gate_config(env),
     )
     env.finish()
     return config

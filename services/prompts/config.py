@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+from services.access.config import GateConfig, read_gate_config
 from services.common.config import EnvReader, ServerConfig, read_server_config
 from services.common.errors import InvalidArgument
 from services.prompts.cron import CronSchedule
@@ -28,7 +29,7 @@ class PromptsConfig:
     server: ServerConfig
     data_dir: Path
     redis_url: str | None
-    admin_token: str | None = field(repr=False)
+    gate: GateConfig
     environment: str
     cache_enabled: bool
     cache_get_ttl_s: float
@@ -57,7 +58,7 @@ def read_config(environ: Mapping[str, str] | None = None) -> PromptsConfig:
         ),
         data_dir=env.path("SPARK_DATA_DIR", "./var"),
         redis_url=env.optional_text("REDIS_URL"),
-        admin_token=env.optional_text("ADMIN_TOKEN"),
+        gate=read_gate_config(env),
         environment=env.text("SPARK_ENVIRONMENT", "development"),
         cache_enabled=env.flag("SPARK_PROMPTS_CACHE", True),
         cache_get_ttl_s=env.number("SPARK_PROMPTS_CACHE_GET_TTL_S", 300.0),

@@ -9,6 +9,8 @@ import logging
 import grpc
 from spark.prompts.v1 import prompts_pb2, prompts_pb2_grpc
 
+from services.access.checkpoint import build_checkpoint
+from services.access.metrics import AccessMetrics
 from services.common.descriptors import default_descriptor_path, load_pool
 from services.common.metrics import ServiceMetrics
 from services.common.routes import http_routes
@@ -42,6 +44,7 @@ async def build_server(config: PromptsConfig, store: Store | None = None) -> Run
     owned, active_store, tracer_provider = service_store(config.server, config.redis_url, config.data_dir, store)
     repository = PromptRepository(active_store)
     metrics = ServiceMetrics()
+    checkpoint = build_checkpoint(config.gate, active_store, AccessMetrics(metrics.registry), [SERVICE_NAME])
     cache = ReadCache(repository.generation, metrics.registry, enabled=config.cache_enabled)
     pool, service_names = load_pool(default_descriptor_path())
     backups = BackupStore(active_store, retention_days=config.backup_retention_days)
@@ -50,7 +53,6 @@ async def build_server(config: PromptsConfig, store: Store | None = None) -> Run
         active_store,
         cache,
         backups,
-        admin_token=config.admin_token,
         ttls=CacheTtls(config.cache_get_ttl_s, config.cache_list_ttl_s),
         restore_limits=RestoreLimits(config.restore_max_prompts, config.restore_max_bytes, config.restore_timeout_s),
         environment=config.environment,
@@ -74,5 +76,11 @@ async def build_server(config: PromptsConfig, store: Store | None = None) -> Run
     if owned:
         closers.insert(0, active_store.close)
     return await start_server(
-        config.server, [SERVICE_NAME], register, closers=closers, metrics=metrics, tracer_provider=tracer_provider
+        config.server,
+        [SERVICE_NAME],
+        register,
+        closers=closers,
+        metrics=metrics,
+        tracer_provider=tracer_provider,
+        admissions=checkpoint,
     )

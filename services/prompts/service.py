@@ -15,9 +15,9 @@ import orjson
 from google.api import httpbody_pb2
 from spark.prompts.v1 import prompts_pb2, prompts_pb2_grpc
 
-from services.common.admin import require_admin
 from services.common.cleanup import DEFAULT_RULE, CleanupRule, compile_rule
 from services.common.errors import FieldViolation, InvalidArgument, quoted
+from services.common.identity import current_caller
 from services.common.routes import HttpRoute
 from services.common.store import Set, Store
 from services.common.transcoding import set_http_status, strict_body
@@ -133,7 +133,6 @@ class PromptsServicer(prompts_pb2_grpc.PromptsServiceServicer):
         cache: ReadCache,
         backups: BackupStore,
         *,
-        admin_token: str | None,
         ttls: CacheTtls,
         restore_limits: RestoreLimits,
         environment: str,
@@ -143,7 +142,6 @@ class PromptsServicer(prompts_pb2_grpc.PromptsServiceServicer):
         self._store = store
         self._cache = cache
         self._backups = backups
-        self._admin_token = admin_token
         self._ttls = ttls
         self._restore_limits = restore_limits
         self._environment = environment
@@ -224,7 +222,7 @@ class PromptsServicer(prompts_pb2_grpc.PromptsServiceServicer):
     # --- writes ----------------------------------------------------------------------------------
 
     async def CreatePrompt(self, request: prompts_pb2.CreatePromptRequest, context: Context) -> prompts_pb2.Prompt:
-        actor = require_admin(context, self._admin_token)
+        actor = current_caller()
         request = strict_body(request)
         for field in ("namespace", "name", "text"):
             if not getattr(request, field):
@@ -246,7 +244,7 @@ class PromptsServicer(prompts_pb2_grpc.PromptsServiceServicer):
         return message
 
     async def UpdatePrompt(self, request: prompts_pb2.UpdatePromptRequest, context: Context) -> prompts_pb2.Prompt:
-        actor = require_admin(context, self._admin_token)
+        actor = current_caller()
         request = strict_body(request)
         changes = Changes(
             namespace=request.namespace if request.HasField("namespace") else None,
@@ -263,14 +261,14 @@ class PromptsServicer(prompts_pb2_grpc.PromptsServiceServicer):
     async def DeletePrompt(
         self, request: prompts_pb2.DeletePromptRequest, context: Context
     ) -> prompts_pb2.DeletePromptResponse:
-        actor = require_admin(context, self._admin_token)
+        actor = current_caller()
         deleted = await self._repository.delete(request.id, actor=actor)
         return prompts_pb2.DeletePromptResponse(deleted=True, id=deleted.id)
 
     async def SetDefaultPrompt(
         self, request: prompts_pb2.SetDefaultPromptRequest, context: Context
     ) -> prompts_pb2.Prompt:
-        actor = require_admin(context, self._admin_token)
+        actor = current_caller()
         return prompt_message(await self._repository.set_default(request.id, actor=actor))
 
     # --- admin -----------------------------------------------------------------------------------
@@ -292,7 +290,6 @@ class PromptsServicer(prompts_pb2_grpc.PromptsServiceServicer):
         return document, await self._backups.save(document, len(prompts), trigger)
 
     async def ExportPrompts(self, request: prompts_pb2.ExportPromptsRequest, context: Context) -> httpbody_pb2.HttpBody:
-        require_admin(context, self._admin_token)
         document, info = await self.take_backup("manual")
         filename = f"prompts-backup-{info.created_at.replace(':', '-')}.json"
         await context.send_initial_metadata((("content-disposition", f'attachment; filename="{filename}"'),))
@@ -301,13 +298,12 @@ class PromptsServicer(prompts_pb2_grpc.PromptsServiceServicer):
     async def ListBackups(
         self, request: prompts_pb2.ListBackupsRequest, context: Context
     ) -> prompts_pb2.ListBackupsResponse:
-        require_admin(context, self._admin_token)
         return prompts_pb2.ListBackupsResponse(backups=[_backup_message(b) for b in await self._backups.list()])
 
     async def RestorePrompts(
         self, request: prompts_pb2.RestorePromptsRequest, context: Context
     ) -> prompts_pb2.RestorePromptsResponse:
-        actor = require_admin(context, self._admin_token)
+        actor = current_caller()
         limits = self._restore_limits
         deadline = time.monotonic() + limits.timeout_s
         if (remaining := context.time_remaining()) is not None:
@@ -352,7 +348,6 @@ class PromptsServicer(prompts_pb2_grpc.PromptsServiceServicer):
     async def UpdateCleanupRule(
         self, request: prompts_pb2.UpdateCleanupRuleRequest, context: Context
     ) -> prompts_pb2.CleanupRule:
-        require_admin(context, self._admin_token)
         request = strict_body(request)
         if not request.pattern:
             raise _invalid("pattern", "is required", reason="MISSING_FIELD")

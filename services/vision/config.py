@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
+from services.access.config import GateConfig, read_gate_config
 from services.common.config import EnvReader, ServerConfig, read_server_config
 
 DEFAULT_PORT = 50054
@@ -25,6 +27,10 @@ class VisionConfig:
     fetch_images: bool
     fetch_timeout_s: float
     cleanup_ttl_s: float
+    # The store of the access checks (keys, limits).
+    data_dir: Path
+    redis_url: str | None
+    gate: GateConfig
 
 
 def grpc_target(addresses: str) -> str:
@@ -48,6 +54,9 @@ def read_config(environ: Mapping[str, str] | None = None) -> VisionConfig:
         fetch_images=env.flag("SPARK_VISION_FETCH_IMAGES", False),
         fetch_timeout_s=env.number("SPARK_VISION_FETCH_TIMEOUT_S", 10.0, minimum=0.01),
         cleanup_ttl_s=env.number("SPARK_VISION_CLEANUP_TTL_S", 10.0),
+        data_dir=env.path("SPARK_DATA_DIR", "./var"),
+        redis_url=env.optional_text("REDIS_URL"),
+        gate=read_gate_config(env),
     )
     env.finish()
     return config

@@ -14,10 +14,11 @@ from spark.llm.v1 import llm_pb2, llm_pb2_grpc
 from spark.prompts.v1 import prompts_pb2, prompts_pb2_grpc
 from spark.vision.v1 import vision_pb2, vision_pb2_grpc
 
+from services.access.internal import InternalToken
 from services.common import sse
 from services.common.cleanup import DEFAULT_RULE, CleanupRule, StreamCleaner, apply
 from services.common.errors import DomainError, NotFound, Unavailable, quoted, status_code_of
-from services.common.identity import USER_METADATA, caller_of
+from services.common.identity import current_caller
 from services.common.keepalive import with_keepalives
 from services.common.relay import relayed
 from services.common.transcoding import set_http_status
@@ -37,8 +38,10 @@ class CleanupRules:
     """The prompts service's `regex_cleanup` rule, re-read at most every `ttl_s`; the last known rule
     (or the default) serves while the prompts service is unreachable."""
 
-    def __init__(self, prompts: prompts_pb2_grpc.PromptsServiceStub, ttl_s: float) -> None:
+    def __init__(self, prompts: prompts_pb2_grpc.PromptsServiceStub, ttl_s: float, internal: InternalToken) -> None:
         self._prompts = prompts
+        # The rule is the suite's own to read (an admin method), whoever the call it serves is from.
+        self._metadata = internal.as_suite()
         self._ttl_s = ttl_s
         self._rule = DEFAULT_RULE
         self._read_at = float("-inf")
@@ -47,7 +50,9 @@ class CleanupRules:
         if time.monotonic() - self._read_at < self._ttl_s:
             return self._rule
         try:
-            reply = await self._prompts.GetCleanupRule(prompts_pb2.GetCleanupRuleRequest(), timeout=2.0)
+            reply = await self._prompts.GetCleanupRule(
+                prompts_pb2.GetCleanupRuleRequest(), timeout=2.0, metadata=self._metadata
+            )
         except grpc.aio.AioRpcError as error:
             logger.warning("cleanup rule unavailable (%s); using the last known one", error.code().name)
             return self._rule
@@ -61,7 +66,7 @@ class Prepared:
     llm_request: llm_pb2.GenerateContentRequest
     prompt_id: int
     started: float
-    # The caller's identity, forwarded to llm as the metadata the edge set: usage is counted against it.
+    # The caller's identity, for llm and prompts (services/access/internal.py): usage is counted against it.
     metadata: tuple[tuple[str, str], ...]
 
 
@@ -80,13 +85,15 @@ class VisionServicer(vision_pb2_grpc.VisionServiceServicer):
         llm: llm_pb2_grpc.LlmServiceStub,
         rules: CleanupRules,
         config: VisionConfig,
+        internal: InternalToken,
     ) -> None:
         self._prompts = prompts
         self._llm = llm
         self._rules = rules
         self._config = config
+        self._internal = internal
 
-    async def _prompt(self, request: VisionRequest) -> tuple[str, int]:
+    async def _prompt(self, request: VisionRequest, metadata: tuple[tuple[str, str], ...]) -> tuple[str, int]:
         """Explicit text first, then `prompt_id`, then the default of (namespace, lang); rendered with variables."""
         render = prompts_pb2.RenderPromptRequest(variables=request.variables)
         if request.prompt is not None:
@@ -97,7 +104,7 @@ class VisionServicer(vision_pb2_grpc.VisionServiceServicer):
             render.default_for.namespace, render.default_for.lang = request.namespace, request.lang
             lookup = f"the default prompt of namespace {quoted(request.namespace)} and lang {quoted(request.lang)}"
         try:
-            reply = await self._prompts.RenderPrompt(render, timeout=5.0)
+            reply = await self._prompts.RenderPrompt(render, timeout=5.0, metadata=metadata)
         except grpc.aio.AioRpcError as error:
             failure = relayed(error, "prompts")
             if isinstance(failure, NotFound):
@@ -117,7 +124,8 @@ class VisionServicer(vision_pb2_grpc.VisionServiceServicer):
         except ImageTooLarge as error:
             await set_http_status(context, error.http_status)
             raise
-        text, prompt_id = await self._prompt(request)
+        metadata = self._internal.on_behalf_of(current_caller())
+        text, prompt_id = await self._prompt(request, metadata)
         image_url = image.data_url() if image is not None else request.image_url or ""
         parts = [llm_pb2.ContentPart(text=text), llm_pb2.ContentPart(image_url=image_url)]
         llm_request = llm_pb2.GenerateContentRequest(
@@ -128,7 +136,7 @@ class VisionServicer(vision_pb2_grpc.VisionServiceServicer):
         )
         if request.temperature is not None:
             llm_request.temperature = request.temperature
-        return Prepared(llm_request, prompt_id, started, ((USER_METADATA, caller_of(context)),))
+        return Prepared(llm_request, prompt_id, started, metadata)
 
     async def Analyze(self, request: vision_pb2.AnalyzeRequest, context: Context) -> vision_pb2.AnalyzeResponse:
         prepared = await self._prepare(request.body, context)

@@ -23,9 +23,10 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from spark.policy.v1 import policy_pb2 as spark_dot_policy_dot_v1_dot_policy__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18spark/meta/v1/meta.proto\x12\rspark.meta.v1\x1a\x1cgoogle/api/annotations.proto\"\x12\n\x10GetHealthRequest\"S\n\x11GetHealthResponse\x12\x0e\n\x06status\x18\x01 \x01(\t\x12.\n\x08services\x18\x02 \x03(\x0b\x32\x1c.spark.meta.v1.ServiceHealth\"\xbe\x01\n\rServiceHealth\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x12\n\nlatency_ms\x18\x04 \x01(\x01\x12:\n\x07\x64\x65tails\x18\x05 \x03(\x0b\x32).spark.meta.v1.ServiceHealth.DetailsEntry\x1a.\n\x0c\x44\x65tailsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x32o\n\x0bMetaService\x12`\n\tGetHealth\x12\x1f.spark.meta.v1.GetHealthRequest\x1a .spark.meta.v1.GetHealthResponse\"\x10\x82\xd3\xe4\x93\x02\n\x12\x08/healthzb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18spark/meta/v1/meta.proto\x12\rspark.meta.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1cspark/policy/v1/policy.proto\"\x12\n\x10GetHealthRequest\"S\n\x11GetHealthResponse\x12\x0e\n\x06status\x18\x01 \x01(\t\x12.\n\x08services\x18\x02 \x03(\x0b\x32\x1c.spark.meta.v1.ServiceHealth\"\xbe\x01\n\rServiceHealth\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x12\n\nlatency_ms\x18\x04 \x01(\x01\x12:\n\x07\x64\x65tails\x18\x05 \x03(\x0b\x32).spark.meta.v1.ServiceHealth.DetailsEntry\x1a.\n\x0c\x44\x65tailsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x32}\n\x0bMetaService\x12n\n\tGetHealth\x12\x1f.spark.meta.v1.GetHealthRequest\x1a .spark.meta.v1.GetHealthResponse\"\x1e\xb2\xe1\x18\n\n\x06public\x18\x01\x82\xd3\xe4\x93\x02\n\x12\x08/healthzb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,15 +36,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SERVICEHEALTH_DETAILSENTRY']._loaded_options = None
   _globals['_SERVICEHEALTH_DETAILSENTRY']._serialized_options = b'8\001'
   _globals['_METASERVICE'].methods_by_name['GetHealth']._loaded_options = None
-  _globals['_METASERVICE'].methods_by_name['GetHealth']._serialized_options = b'\202\323\344\223\002\n\022\010/healthz'
-  _globals['_GETHEALTHREQUEST']._serialized_start=73
-  _globals['_GETHEALTHREQUEST']._serialized_end=91
-  _globals['_GETHEALTHRESPONSE']._serialized_start=93
-  _globals['_GETHEALTHRESPONSE']._serialized_end=176
-  _globals['_SERVICEHEALTH']._serialized_start=179
-  _globals['_SERVICEHEALTH']._serialized_end=369
-  _globals['_SERVICEHEALTH_DETAILSENTRY']._serialized_start=323
-  _globals['_SERVICEHEALTH_DETAILSENTRY']._serialized_end=369
-  _globals['_METASERVICE']._serialized_start=371
-  _globals['_METASERVICE']._serialized_end=482
+  _globals['_METASERVICE'].methods_by_name['GetHealth']._serialized_options = b'\262\341\030\n\n\006public\030\001\202\323\344\223\002\n\022\010/healthz'
+  _globals['_GETHEALTHREQUEST']._serialized_start=103
+  _globals['_GETHEALTHREQUEST']._serialized_end=121
+  _globals['_GETHEALTHRESPONSE']._serialized_start=123
+  _globals['_GETHEALTHRESPONSE']._serialized_end=206
+  _globals['_SERVICEHEALTH']._serialized_start=209
+  _globals['_SERVICEHEALTH']._serialized_end=399
+  _globals['_SERVICEHEALTH_DETAILSENTRY']._serialized_start=353
+  _globals['_SERVICEHEALTH_DETAILSENTRY']._serialized_end=399
+  _globals['_METASERVICE']._serialized_start=401
+  _globals['_METASERVICE']._serialized_end=526
 # @@protoc_insertion_point(module_scope)

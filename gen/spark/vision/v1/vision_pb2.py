@@ -24,9 +24,10 @@ _sym_db = _symbol_database.Default()
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
+from spark.policy.v1 import policy_pb2 as spark_dot_policy_dot_v1_dot_policy__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cspark/vision/v1/vision.proto\x12\x0fspark.vision.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\"4\n\x0e\x41nalyzeRequest\x12\"\n\x04\x62ody\x18\x01 \x01(\x0b\x32\x14.google.api.HttpBody\":\n\x14StreamAnalyzeRequest\x12\"\n\x04\x62ody\x18\x01 \x01(\x0b\x32\x14.google.api.HttpBody\"O\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x05\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\x05\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\x05\"\x8e\x01\n\x0f\x41nalyzeResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x10\n\x08provider\x18\x03 \x01(\t\x12\x11\n\tprompt_id\x18\x04 \x01(\x05\x12%\n\x05usage\x18\x05 \x01(\x0b\x32\x16.spark.vision.v1.Usage\x12\x12\n\nlatency_ms\x18\x06 \x01(\x01\x32\xf0\x01\n\rVisionService\x12n\n\x07\x41nalyze\x12\x1f.spark.vision.v1.AnalyzeRequest\x1a .spark.vision.v1.AnalyzeResponse\" \x82\xd3\xe4\x93\x02\x1a\"\x12/v1/vision/analyze:\x04\x62ody\x12o\n\rStreamAnalyze\x12%.spark.vision.v1.StreamAnalyzeRequest\x1a\x14.google.api.HttpBody\"\x1f\x82\xd3\xe4\x93\x02\x19\"\x11/v1/vision/stream:\x04\x62ody0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cspark/vision/v1/vision.proto\x12\x0fspark.vision.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a\x1cspark/policy/v1/policy.proto\"4\n\x0e\x41nalyzeRequest\x12\"\n\x04\x62ody\x18\x01 \x01(\x0b\x32\x14.google.api.HttpBody\":\n\x14StreamAnalyzeRequest\x12\"\n\x04\x62ody\x18\x01 \x01(\x0b\x32\x14.google.api.HttpBody\"O\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x05\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\x05\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\x05\"\x8e\x01\n\x0f\x41nalyzeResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x10\n\x08provider\x18\x03 \x01(\t\x12\x11\n\tprompt_id\x18\x04 \x01(\x05\x12%\n\x05usage\x18\x05 \x01(\x0b\x32\x16.spark.vision.v1.Usage\x12\x12\n\nlatency_ms\x18\x06 \x01(\x01\x32\x88\x02\n\rVisionService\x12z\n\x07\x41nalyze\x12\x1f.spark.vision.v1.AnalyzeRequest\x1a .spark.vision.v1.AnalyzeResponse\",\xb2\xe1\x18\x08\n\x06vision\x82\xd3\xe4\x93\x02\x1a\"\x12/v1/vision/analyze:\x04\x62ody\x12{\n\rStreamAnalyze\x12%.spark.vision.v1.StreamAnalyzeRequest\x1a\x14.google.api.HttpBody\"+\xb2\xe1\x18\x08\n\x06vision\x82\xd3\xe4\x93\x02\x19\"\x11/v1/vision/stream:\x04\x62ody0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,17 +35,17 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'spark.vision.v1.vision_pb2'
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_VISIONSERVICE'].methods_by_name['Analyze']._loaded_options = None
-  _globals['_VISIONSERVICE'].methods_by_name['Analyze']._serialized_options = b'\202\323\344\223\002\032\"\022/v1/vision/analyze:\004body'
+  _globals['_VISIONSERVICE'].methods_by_name['Analyze']._serialized_options = b'\262\341\030\010\n\006vision\202\323\344\223\002\032\"\022/v1/vision/analyze:\004body'
   _globals['_VISIONSERVICE'].methods_by_name['StreamAnalyze']._loaded_options = None
-  _globals['_VISIONSERVICE'].methods_by_name['StreamAnalyze']._serialized_options = b'\202\323\344\223\002\031\"\021/v1/vision/stream:\004body'
-  _globals['_ANALYZEREQUEST']._serialized_start=106
-  _globals['_ANALYZEREQUEST']._serialized_end=158
-  _globals['_STREAMANALYZEREQUEST']._serialized_start=160
-  _globals['_STREAMANALYZEREQUEST']._serialized_end=218
-  _globals['_USAGE']._serialized_start=220
-  _globals['_USAGE']._serialized_end=299
-  _globals['_ANALYZERESPONSE']._serialized_start=302
-  _globals['_ANALYZERESPONSE']._serialized_end=444
-  _globals['_VISIONSERVICE']._serialized_start=447
-  _globals['_VISIONSERVICE']._serialized_end=687
+  _globals['_VISIONSERVICE'].methods_by_name['StreamAnalyze']._serialized_options = b'\262\341\030\010\n\006vision\202\323\344\223\002\031\"\021/v1/vision/stream:\004body'
+  _globals['_ANALYZEREQUEST']._serialized_start=136
+  _globals['_ANALYZEREQUEST']._serialized_end=188
+  _globals['_STREAMANALYZEREQUEST']._serialized_start=190
+  _globals['_STREAMANALYZEREQUEST']._serialized_end=248
+  _globals['_USAGE']._serialized_start=250
+  _globals['_USAGE']._serialized_end=329
+  _globals['_ANALYZERESPONSE']._serialized_start=332
+  _globals['_ANALYZERESPONSE']._serialized_end=474
+  _globals['_VISIONSERVICE']._serialized_start=477
+  _globals['_VISIONSERVICE']._serialized_end=741
 # @@protoc_insertion_point(module_scope)

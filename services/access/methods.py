@@ -1,0 +1,61 @@
+"""Each RPC's access policy, as its proto declares it (`spark.policy.v1.policy` method options).
+
+The policy lives beside the RPC in `protos/`, once: which rate-limit class counts the call, whether
+it needs the admin token, and whether callers without a credential may make it. Every service reads
+the policies of the services it serves when it starts, and refuses to start when a method has none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from google.protobuf import descriptor_pool
+from spark.policy.v1 import policy_pb2
+
+from services.access.policy import ROUTE_CLASSES, PolicyError
+
+# Typed for mypy: the generated stub types the extension as a plain FieldDescriptor.
+EXTENSION: Any = policy_pb2.policy
+
+
+@dataclass(frozen=True, slots=True)
+class MethodPolicy:
+    # The gRPC method, "/package.Service/Method".
+    name: str
+    route_class: str
+    admin: bool
+    # Callers without a credential may call it when keys are required (health, about).
+    public: bool
+
+    @property
+    def short_name(self) -> str:
+        return self.name.rpartition("/")[2]
+
+
+def method_policies(
+    service_names: Iterable[str], pool: descriptor_pool.DescriptorPool | None = None
+) -> Mapping[str, MethodPolicy]:
+    """The policy of every method of `service_names`, by gRPC method name. Raises PolicyError naming each
+    method without a policy, or with a route class the limits file does not have."""
+    pool = pool or descriptor_pool.Default()
+    policies: dict[str, MethodPolicy] = {}
+    problems: list[str] = []
+    for service_name in service_names:
+        for method in pool.FindServiceByName(service_name).methods:
+            name = f"/{service_name}/{method.name}"
+            options = method.GetOptions()
+            if not options.HasExtension(EXTENSION):
+                problems.append(f"{name} declares no (spark.policy.v1.policy) option")
+                continue
+            declared: policy_pb2.MethodPolicy = options.Extensions[EXTENSION]
+            if declared.route_class not in ROUTE_CLASSES:
+                problems.append(
+                    f"{name}: route_class {declared.route_class!r} is not one of {', '.join(ROUTE_CLASSES)}"
+                )
+                continue
+            policies[name] = MethodPolicy(name, declared.route_class, declared.admin, declared.public)
+    if problems:
+        raise PolicyError("; ".join(problems))
+    return policies
