@@ -35,7 +35,7 @@ T = TypeVar("T")
 # cores one process is about 8% faster; measured in benchmarks/access.py).
 SERVICES: tuple[tuple[str, int, int, int], ...] = (
     ("meta", 50050, 9460, 1),
-    ("access", 50055, 9465, 2),
+    ("access", 50055, 9465, 1),
     ("kv", 50051, 9461, 2),
     ("llm", 50052, 9462, 1),
     ("prompts", 50053, 9463, 1),

@@ -14,6 +14,7 @@ the check (its own address, for a peer on loopback): that last entry is the edge
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass
 
@@ -33,6 +34,7 @@ def parse_networks(text: str) -> tuple[tuple[Network, ...], list[str]]:
     return tuple(networks), invalid
 
 
+@functools.lru_cache(maxsize=4096)
 def _address(text: str) -> Address | None:
     """An address as proxies write it (`192.0.2.1`, `2001:db8::1`, `192.0.2.1:443`, `[2001:db8::1]:443`),
     IPv4-mapped IPv6 as IPv4; None for anything else (`unknown`, a hostname, garbage)."""

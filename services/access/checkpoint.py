@@ -169,7 +169,7 @@ def build_checkpoint(
     )
     return Checkpoint(
         gate=gate,
-        quota=Quota(config.limits, limiter, metrics),
+        quota=Quota(config.limits, limiter),
         metrics=metrics,
         policies=method_policies(service_names),
         internal=InternalToken(config.internal_token),

@@ -20,7 +20,8 @@ from services.common.store import Store
 from services.common.store.base import decode_counter
 
 SPACE = "access-limits"
-MAX_LEASE = 20
+# One store increment per this many requests at most (the lease share bounds it for small limits).
+MAX_LEASE = 100
 # A lease is at most this share of the limit, so instances cannot starve each other.
 LEASE_SHARE = 100
 # Counters outlive their window a little, for clocks that disagree slightly.

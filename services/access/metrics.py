@@ -13,14 +13,9 @@ class AccessMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self._checks = Counter(
             "access_checks",
-            "Edge authorization checks by route class and outcome (allowed, or the refusal's reason).",
+            "Access checks of the calls this service served, by route class and outcome (allowed, internal, or the "
+            "refusal's reason: RATE_LIMITED, API_KEY_INVALID, ...).",
             ("route_class", "outcome"),
-            registry=registry,
-        )
-        self._limits = Counter(
-            "access_rate_limit_decisions",
-            "Rate-limit decisions by route class and decision (ok, over_limit).",
-            ("route_class", "decision"),
             registry=registry,
         )
         self._load = Histogram(
@@ -39,9 +34,6 @@ class AccessMetrics:
 
     def check(self, route_class: str, outcome: str) -> None:
         self._child(self._checks, "check", route_class, outcome).inc()
-
-    def rate_limit(self, route_class: str, decision: str) -> None:
-        self._child(self._limits, "limit", route_class, decision).inc()
 
     def client_load(self, seconds: float) -> None:
         self._load.observe(seconds)

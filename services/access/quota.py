@@ -1,17 +1,11 @@
-"""Counting one request against its route class's rate limit: the one place both edge paths use.
-
-The edge counts either inside the ext_authz check (`SPARK_EDGE_RATE_LIMITS=check`, the default: one
-call to the access service per request) or through Envoy's rate-limit filter and the
-`envoy.service.ratelimit.v3` API (`filter`: a second call). Both count the same buckets with the same
-limits, and both answer with the same `X-RateLimit-*` headers, 429 body and `Retry-After`.
-"""
+"""Counting one call against its route class's rate limit, with the `X-RateLimit-*` headers and the 429
+that go with it."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from services.access.limiter import Decision, Limiter
-from services.access.metrics import AccessMetrics
 from services.access.policy import ClassLimit, Limits
 from services.access.replies import retry_after
 from services.common.errors import ResourceExhausted
@@ -46,13 +40,9 @@ class Counted:
 
 
 class Quota:
-    def __init__(self, limits: Limits, limiter: Limiter, metrics: AccessMetrics) -> None:
+    def __init__(self, limits: Limits, limiter: Limiter) -> None:
         self._limits = limits
         self._limiter = limiter
-        self._metrics = metrics
-
-    def knows(self, route_class: str) -> bool:
-        return route_class in self._limits.classes
 
     async def count(self, route_class: str, subject: str, cost: int = 1) -> Counted:
         """Counts against `per_user` for "user:<id>" subjects and `per_address` for the others.
@@ -60,5 +50,4 @@ class Quota:
         limit = self._limits.classes[route_class]
         per = limit.per_user if subject.startswith("user:") else limit.per_address
         decision = await self._limiter.hit(f"{route_class}|{subject}", per, limit.window_s, cost)
-        self._metrics.rate_limit(route_class, "ok" if decision.allowed else "over_limit")
         return Counted(limit, decision)
