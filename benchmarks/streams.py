@@ -384,7 +384,7 @@ def default_llm_limit(streams: int) -> Limit:
 
 
 # Envoy counters that say the edge refused, timed out or could not queue a request (any listener or cluster).
-_EDGE_COUNTERS: Final = re.compile(r"^http\..*ext_authz\.(error|denied)$|overflow$|rq_timeout$|idle_timeout$")
+_EDGE_COUNTERS: Final = re.compile(r"overflow$|rq_timeout$|idle_timeout$")
 
 
 def edge_counters(stats: str) -> dict[str, int]:
@@ -414,13 +414,10 @@ def read_edge_counters(envoy: Mapping[str, Any]) -> dict[str, int]:
         connection.close()
 
 
-def counter_causes(counters: Mapping[str, int], access_timeout: str) -> list[str]:
+def counter_causes(counters: Mapping[str, int]) -> list[str]:
     """What each risen counter means for the streams, and the setting behind it."""
     settings, envoy = ROOT / "edge" / "settings.py", ROOT / "edge" / "envoy.py"
     causes = {
-        "ext_authz.error": f"the access check failed or took over SPARK_EDGE_ACCESS_TIMEOUT_S = {access_timeout} "
-        f"({source_line(settings, 'SPARK_EDGE_ACCESS_TIMEOUT_S')}); the edge answered 503 ext_authz_error",
-        "ext_authz.denied": "the access service refused the request (a key or a rate limit)",
         "upstream_rq_pending_overflow": f"a cluster's circuit breaker was full ({source_line(envoy, 'max_requests')})",
         "downstream_global_cx_overflow": "the edge's connection limit was reached "
         f"({source_line(settings, 'SPARK_EDGE_MAX_CONNECTIONS')})",
@@ -429,16 +426,6 @@ def counter_causes(counters: Mapping[str, int], access_timeout: str) -> list[str
         f"edge counter {name} +{count}" + next((f": {why}" for key, why in causes.items() if name.endswith(key)), "")
         for name, count in counters.items()
     ]
-
-
-def _access_timeout(envoy: Mapping[str, Any]) -> str:
-    """The ext_authz filter's timeout to the access service, as the edge's config writes it."""
-    for manager in _managers(envoy):
-        for http_filter in manager.get("http_filters", []):
-            service = http_filter.get("typed_config", {}).get("grpc_service", {})
-            if service.get("envoy_grpc", {}).get("cluster_name") == "access":
-                return str(service.get("timeout", "unknown"))
-    return "unknown"
 
 
 # --- running ----------------------------------------------------------------------------------------
@@ -538,7 +525,7 @@ def run(work_dir: Path, *, streams: int = STREAMS, hold_s: float = HOLD_S, llm_w
     summary["listen_overflows"] = overflows
     summary["edge_counters"] = counters
     problems = [f"a child of the launcher was restarted during the run: {processes}"] if restarted else []
-    problems += counter_causes(counters, _access_timeout(envoy))
+    problems += counter_causes(counters)
     if summary["completed"] < streams:
         problems.append(
             f"{streams - summary['completed']} of {streams} streams did not complete: {summary['failures']}"

@@ -65,12 +65,12 @@ def describe_store(redis_url: str | None, data_dir: Path) -> str:
     return f"Redis {host}:{port} database {database}{tls}"
 
 
-def _access(mode: str | None) -> str:
+def _access(mode: str, checks: bool) -> str:
+    if not checks:
+        return "checks off (SPARK_ACCESS_CHECKS=off): every call is served unchecked, for benchmarks only"
     if mode == "development":
         return "development (every caller is the owner, no API key needed)"
-    if mode == "keys":
-        return "keys (every request needs an API key, made at /admin/keys with X-Admin-Token)"
-    return "the access service is not started (SPARK_SERVICES): nothing checks callers"
+    return "keys (every request needs an API key, made at /admin/keys with X-Admin-Token)"
 
 
 def _providers(config: LauncherConfig) -> str:
@@ -94,7 +94,7 @@ def build_banner(config: LauncherConfig) -> Banner:
         else "disabled (ADMIN_TOKEN unset: /admin/*, /v1/usage and prompt writes answer 403)"
     )
     lines = (
-        f"access: {_access(config.access_mode)}",
+        f"access: {_access(config.access_mode, config.access_checks)}",
         f"store: {store}",
         f"providers with keys: {_providers(config)}",
         f"admin routes: {admin}",

@@ -89,8 +89,9 @@ class LauncherConfig:
     log_level: str
     # Every port the suite will listen on, in start order; the edge's last.
     bindings: tuple[Binding, ...]
-    # The access mode ("development" or "keys"); None when the access settings are invalid.
-    access_mode: str | None
+    # The access mode ("development" or "keys"), and whether calls are checked at all (SPARK_ACCESS_CHECKS).
+    access_mode: str
+    access_checks: bool
     # May carry a password: kept out of repr, and the banner shows only where it points.
     redis_url: str | None = field(repr=False)
     # The registry's providers; empty when llm is not started.
@@ -260,7 +261,8 @@ def inherited_environment(environ: Mapping[str, str] | None = None) -> dict[str,
 
 
 def read_config(environ: Mapping[str, str] | None = None) -> LauncherConfig:
-    environ = inherited_environment() if environ is None else environ
+    # The children's environment (with the internal token the launcher would make) is what their settings see.
+    environ = inherited_environment(environ)
     env = EnvReader(environ)
     host = env.text("SPARK_HOST", "127.0.0.1")
     known = [name for name, _, _, _ in SERVICES]
@@ -305,7 +307,8 @@ def read_config(environ: Mapping[str, str] | None = None) -> LauncherConfig:
         grace_s=env.number("SPARK_SHUTDOWN_GRACE_S", 5.0),
         log_level=env.choice("SPARK_LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
         bindings=tuple(bindings),
-        access_mode=None if gate is None else gate.mode,
+        access_mode=gate.mode if gate is not None else "development",
+        access_checks=gate.checks if gate is not None else True,
         redis_url=env.optional_text("REDIS_URL"),
         providers=providers,
         admin_routes=env.optional_text("ADMIN_TOKEN") is not None,

@@ -8,7 +8,7 @@ from edge.envoy import render
 from edge.settings import read_settings
 from services.common.descriptors import default_descriptor_path
 
-# The smallest edge: kv, meta and the access service it cannot run without.
+# A small edge: kv, meta and the access service.
 BASE_ENV = {"SPARK_EDGE_UPSTREAMS": "kv=127.0.0.1:50051,meta=127.0.0.1:50050,access=127.0.0.1:50055"}
 # Every service behind the edge.
 EVERYTHING = "kv=127.0.0.1:1,meta=127.0.0.1:2,access=127.0.0.1:3,llm=127.0.0.1:4,prompts=127.0.0.1:5,vision=127.0.0.1:6"

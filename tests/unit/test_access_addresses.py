@@ -59,8 +59,8 @@ def test_networks_parse_from_a_comma_separated_list_naming_what_is_not_one() -> 
 
 
 def test_the_setting_is_empty_by_default_and_refuses_entries_that_trust_no_proxy_or_everyone() -> None:
-    assert read_config({}).trusted_proxies == TrustedProxies()
-    configured = read_config({"SPARK_TRUSTED_PROXIES": "10.0.0.0/8, 2001:db8:1::/48,192.0.2.50"}).trusted_proxies
+    assert read_config({}).gate.trusted_proxies == TrustedProxies()
+    configured = read_config({"SPARK_TRUSTED_PROXIES": "10.0.0.0/8, 2001:db8:1::/48,192.0.2.50"}).gate.trusted_proxies
     assert configured == PROXIES
     with pytest.raises(ConfigError) as raised:
         read_config({"SPARK_TRUSTED_PROXIES": "10.0.0.0/8, lb.internal, ::/0"})

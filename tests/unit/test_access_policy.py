@@ -1,4 +1,4 @@
-"""The access policy file and the refusal bodies: checked once at start-up, one error shape."""
+"""The access settings and the limits file: checked once at start-up."""
 
 from __future__ import annotations
 
@@ -6,20 +6,14 @@ import math
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 
 from services.access.config import read_config
 from services.access.policy import DEFAULT_LIMITS_PATH, ROUTE_CLASSES, PolicyError, load_limits, parse_limits
-from services.access.replies import error_body, http_status_of, retry_after
+from services.access.replies import retry_after
 from services.common.config import ConfigError
-from services.common.errors import (
-    AlreadyExists,
-    FailedPrecondition,
-    PermissionDenied,
-    ResourceExhausted,
-    Unauthenticated,
-)
+
+INTERNAL = {"SPARK_INTERNAL_TOKEN": "i" * 64}
 
 
 def document(**overrides: Any) -> dict[str, Any]:
@@ -64,16 +58,18 @@ def test_the_service_refuses_to_start_on_an_unreadable_limits_file(tmp_path: Pat
 
 
 def test_development_mode_is_the_embedded_default_and_refused_next_to_redis_unless_forced() -> None:
-    assert read_config({}).mode == "development"
-    assert read_config({"REDIS_URL": "redis://r:6379/0", "ADMIN_TOKEN": "t"}).mode == "keys"
+    assert read_config({}).gate.mode == "development"
+    assert read_config({"REDIS_URL": "redis://r:6379/0", "ADMIN_TOKEN": "t", **INTERNAL}).gate.mode == "keys"
     with pytest.raises(ConfigError, match="refused with REDIS_URL"):
         read_config({"REDIS_URL": "redis://r:6379/0", "SPARK_ACCESS_MODE": "development"})
     forced = read_config(
         {"REDIS_URL": "redis://r:6379/0", "SPARK_ACCESS_MODE": "development", "SPARK_ACCESS_ALLOW_DEVELOPMENT": "true"}
     )
-    assert forced.mode == "development"
-    assert read_config({"SPARK_ACCESS_NONCE_ROUTES": "admin, spark-kv ,"}).nonce_routes == {"admin", "spark-kv"}
-    assert "s3cret" not in repr(read_config({"ADMIN_TOKEN": "s3cret"}))
+    assert forced.gate.mode == "development"
+    nonce_routes = read_config({"SPARK_ACCESS_NONCE_ROUTES": "admin, GetSparkValue ,"}).gate.nonce_routes
+    assert nonce_routes == {"admin", "GetSparkValue"}
+    assert "s3cret" not in repr(read_config({"ADMIN_TOKEN": "s3cret", **INTERNAL}))
+    assert INTERNAL["SPARK_INTERNAL_TOKEN"] not in repr(read_config(INTERNAL))
 
 
 @pytest.mark.parametrize(
@@ -91,33 +87,31 @@ def test_keys_mode_without_an_admin_token_is_refused_saying_what_to_set(
 ) -> None:
     """No key could ever be created (they are made with the admin token): every request would be a 401."""
     with pytest.raises(ConfigError) as raised:
-        read_config(environ)
+        read_config({**environ, **INTERNAL})
     (problem,) = raised.value.problems
     assert "ADMIN_TOKEN is unset" in problem and "Set ADMIN_TOKEN" in problem
     assert what_to_set in problem
     assert ("the default with REDIS_URL set" in problem) == ("SPARK_ACCESS_MODE" not in environ)
-    assert read_config({**environ, "ADMIN_TOKEN": "s3cret"}).mode == "keys"
+    assert read_config({**environ, "ADMIN_TOKEN": "s3cret", **INTERNAL}).gate.mode == "keys"
 
 
-@pytest.mark.parametrize(
-    ("error", "status", "code"),
-    [
-        (Unauthenticated("no key", reason="API_KEY_MISSING"), 401, 16),
-        (PermissionDenied("closed", reason="ADMIN_DISABLED"), 403, 7),
-        (AlreadyExists("replayed", reason="NONCE_REPLAYED"), 409, 6),
-        (FailedPrecondition("nonce required", reason="NONCE_REQUIRED"), 428, 9),
-        (ResourceExhausted("slow down", reason="RATE_LIMITED", retry_after_s=2.2), 429, 8),
-    ],
-)
-def test_refusals_have_a_precise_status_and_the_services_error_shape(error: Any, status: int, code: int) -> None:
-    assert http_status_of(error) == status
-    body = orjson.loads(error_body(error))
-    assert body["code"] == code
-    assert body["message"] == error.message
-    assert body["details"][0]["reason"] == error.reason
-    assert body["details"][0]["@type"] == "type.googleapis.com/google.rpc.ErrorInfo"
-    if error.retry_after_s is not None:
-        assert body["details"][1] == {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "3s"}
+def test_keys_mode_needs_the_internal_token_and_a_long_one() -> None:
+    """Without it the edge could not vouch for client addresses nor services for their callers."""
+    with pytest.raises(ConfigError) as raised:
+        read_config({"SPARK_ACCESS_MODE": "keys", "ADMIN_TOKEN": "s3cret"})
+    (problem,) = raised.value.problems
+    assert "SPARK_INTERNAL_TOKEN is unset" in problem
+    with pytest.raises(ConfigError, match="at least 32 characters"):
+        read_config({"SPARK_INTERNAL_TOKEN": "short"})
+    assert read_config({}).gate.internal_token is None
+
+
+def test_checks_can_be_turned_off_only_in_development_mode() -> None:
+    assert read_config({}).gate.checks
+    assert not read_config({"SPARK_ACCESS_CHECKS": "off"}).gate.checks
+    keys = {"SPARK_ACCESS_MODE": "keys", "ADMIN_TOKEN": "s3cret", **INTERNAL}
+    with pytest.raises(ConfigError, match="refused outside development mode"):
+        read_config({**keys, "SPARK_ACCESS_CHECKS": "off"})
 
 
 @pytest.mark.parametrize(("seconds", "header"), [(0.0, "1"), (0.2, "1"), (1.0, "1"), (1.01, "2"), (59.5, "60")])

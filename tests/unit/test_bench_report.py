@@ -491,7 +491,6 @@ def test_the_edge_counters_are_the_refusals_and_timeouts_counted_once() -> None:
         "cluster.access.upstream_rq_timeout": 63,
         "cluster.llm.upstream_rq_pending_overflow": 0,
         "http.edge.downstream_rq_idle_timeout": 0,
-        "http.edge.ext_authz.error": 63,
         "listener.127.0.0.1_8080.downstream_global_cx_overflow": 0,
     }
 
@@ -500,9 +499,9 @@ def test_only_the_counters_that_rose_are_kept() -> None:
     assert risen({"a": 1, "b": 5}, {"a": 1, "b": 7, "c": 2}) == {"b": 2, "c": 2}
 
 
-def test_an_access_check_timeout_names_its_setting() -> None:
-    causes = counter_causes({"http.edge.ext_authz.error": 63, "cluster.access.upstream_rq_timeout": 63}, "1s")
+def test_a_connection_limit_names_its_setting() -> None:
+    causes = counter_causes({"http.edge.downstream_global_cx_overflow": 3, "cluster.llm.upstream_rq_timeout": 63})
 
-    assert causes[0].startswith("edge counter http.edge.ext_authz.error +63: the access check failed or took over ")
-    assert "SPARK_EDGE_ACCESS_TIMEOUT_S = 1s (edge/settings.py:" in causes[0]
-    assert causes[1] == "edge counter cluster.access.upstream_rq_timeout +63"
+    assert causes[0].startswith("edge counter http.edge.downstream_global_cx_overflow +3: the edge's connection limit")
+    assert "(edge/settings.py:" in causes[0]
+    assert causes[1] == "edge counter cluster.llm.upstream_rq_timeout +63"

@@ -75,7 +75,7 @@ def test_launcher_rejects_unknown_services() -> None:
         read_launcher_config({"SPARK_SERVICES": "meta,kv,nope"})
     config = read_launcher_config({"SPARK_KV_PORT": "0", "SPARK_KV_WORKERS": "3"})
     names = [i.name for i in config.instances]
-    assert names == ["meta", "access", "access-2", "kv", "kv-2", "kv-3", "llm", "prompts", "vision"]
+    assert names == ["meta", "access", "kv", "kv-2", "kv-3", "llm", "prompts", "vision"]
     ports = [i.port for i in config.instances]
     assert (ports[0], ports[1], ports[-1]) == (50050, 50055, 50054)
     assert len(set(ports)) == len(ports)

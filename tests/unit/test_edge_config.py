@@ -7,19 +7,25 @@ from typing import Any
 
 import pytest
 from google.api import annotations_pb2
-from google.protobuf import descriptor_pb2
+from google.protobuf import descriptor_pb2, descriptor_pool
+from spark.access.v1 import access_pb2
+from spark.kv.v1 import kv_pb2
+from spark.llm.v1 import llm_pb2
+from spark.meta.v1 import meta_pb2
+from spark.prompts.v1 import prompts_pb2
+from spark.vision.v1 import vision_pb2
 
 from edge.envoy import HEAD_AS_GET, HEAD_AS_GET_LUA, LONG_TRANSCODER_ERROR, LUA
 from edge.routes import HTTP_ROUTES, TRANSCODED_SERVICES
 from edge.settings import read_settings
-from services.access.policy import DEFAULT_LIMITS_PATH, load_limits
+from services.access.internal import CLIENT_ADDRESS_HEADER, INTERNAL_HEADER, INTERNAL_HEADERS
+from services.access.methods import method_policies
+from services.access.policy import DEFAULT_LIMITS_PATH, PolicyError, load_limits
 from services.common.config import ConfigError
 from services.common.descriptors import default_descriptor_path, load_pool
 from tests.support.edge_config import BASE_ENV, EVERYTHING, rendered
 from tests.support.tls import self_signed
 from tools.openapi import edge_route
-
-EXT_AUTHZ = "envoy.filters.http.ext_authz"
 
 
 def _manager(config: dict[str, Any]) -> dict[str, Any]:
@@ -67,7 +73,6 @@ def test_hardening_settings() -> None:
     assert [f["name"] for f in manager["http_filters"]] == [
         "envoy.filters.http.cors",
         "envoy.filters.http.header_mutation",
-        EXT_AUTHZ,
         "spark.head_as_get",
         "envoy.filters.http.buffer",
         "envoy.filters.http.lua",
@@ -90,73 +95,56 @@ def test_no_tracing_without_an_endpoint_and_tracing_with_one() -> None:
     assert "otlp_collector" in [c["name"] for c in traced["static_resources"]["clusters"]]
 
 
-def test_every_route_carries_an_access_policy_and_every_upstream_route_a_rate_limit() -> None:
-    everything = "kv=h:1,meta=h:2,access=h:3,llm=h:4,prompts=h:5,vision=h:6"
-    routes = _routes(rendered({"SPARK_EDGE_UPSTREAMS": everything, "SPARK_EDGE_RATE_LIMITS": "filter"}))
+def test_the_edge_decides_nothing_about_callers_and_never_passes_on_a_clients_internal_headers() -> None:
+    """Each service checks its callers (services/access/checkpoint.py): no ext_authz or rate-limit filter. A client
+    cannot speak for the suite, on any route; the edge does, with the internal token, when it has one."""
+    names = {f["name"] for f in _manager(rendered(BASE_ENV))["http_filters"]}
+    assert not {"envoy.filters.http.ext_authz", "envoy.filters.http.ratelimit"} & names
+    host = _manager(rendered(BASE_ENV))["route_config"]["virtual_hosts"][0]
+    assert set(host["request_headers_to_remove"]) == set(INTERNAL_HEADERS)
+    assert "request_headers_to_add" not in host
+    token = "t" * 64
+    added = _manager(rendered({**BASE_ENV, "SPARK_INTERNAL_TOKEN": token}))["route_config"]["virtual_hosts"][0]
+    headers = {h["header"]["key"]: h["header"]["value"] for h in added["request_headers_to_add"]}
+    assert headers == {INTERNAL_HEADER: token, CLIENT_ADDRESS_HEADER: "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"}
+    assert {h["append_action"] for h in added["request_headers_to_add"]} == {"OVERWRITE_IF_EXISTS_OR_ADD"}
+    assert token not in repr(read_settings(default_descriptor_path(), {**BASE_ENV, "SPARK_INTERNAL_TOKEN": token}))
+
+
+def test_every_method_behind_the_edge_declares_its_policy_in_its_proto() -> None:
+    # The services' own stubs, as each service imports them.
+    modules = (access_pb2, kv_pb2, llm_pb2, meta_pb2, prompts_pb2, vision_pb2)
+    policies = method_policies(TRANSCODED_SERVICES)
+    assert len(policies) == sum(len(s.methods) for m in modules for s in m.DESCRIPTOR.services_by_name.values())
     limits = load_limits(DEFAULT_LIMITS_PATH)
-    for name, route in routes.items():
-        policy = route["typed_per_filter_config"][EXT_AUTHZ]
-        assert "disabled" not in policy, name
-        extensions = policy["check_settings"]["context_extensions"]
-        # A HEAD twin is checked as its route.
-        assert extensions["route"] == name.removesuffix("-head")
-        assert extensions["class"] in limits.classes, name
-        assert extensions["limit"] == "filter"
-        if "route" in route:
-            (rate_limit,) = route["route"]["rate_limits"]
-            actions = rate_limit["actions"]
-            assert actions[0]["generic_key"] == {
-                "descriptor_key": "route_class",
-                "descriptor_value": extensions["class"],
-            }
-            assert actions[1]["metadata"]["metadata_key"]["path"] == [{"key": "subject"}]
-            assert actions[1]["metadata"]["default_value"]
-    assert (
-        routes["admin-keys"]["typed_per_filter_config"][EXT_AUTHZ]["check_settings"]["context_extensions"]["admin"]
-        == "all"
-    )
-    public = {
-        n.removesuffix("-head")
-        for n, r in routes.items()
-        if r["typed_per_filter_config"][EXT_AUTHZ]["check_settings"]["context_extensions"]["auth"] == "public"
-    }
-    assert public == {
-        "healthz",
-        "about",
-        "grpc-unknown",
-        "grpc-spark.meta.v1.MetaService",
-        "grpc-grpc.reflection.v1alpha.ServerReflection",
-        "grpc-grpc.reflection.v1.ServerReflection",
-        "grpc-grpc.health.v1.Health",
+    assert {p.route_class for p in policies.values()} <= set(limits.classes)
+    assert {p.short_name for p in policies.values() if p.public} == {"GetHealth", "GetAbout"}
+    assert {p.short_name for p in policies.values() if p.admin} == {
+        "CreateApiKey",
+        "ListApiKeys",
+        "RevokeApiKey",
+        "GetPolicy",
+        "GetUsage",
+        "CreatePrompt",
+        "UpdatePrompt",
+        "DeletePrompt",
+        "SetDefaultPrompt",
+        "ExportPrompts",
+        "ListBackups",
+        "RestorePrompts",
+        "GetCleanupRule",
+        "UpdateCleanupRule",
     }
 
 
-def test_by_default_the_check_counts_the_rate_limit_and_no_route_asks_a_rate_limit_filter() -> None:
-    config = rendered(BASE_ENV)
-    assert "envoy.filters.http.ratelimit" not in [f["name"] for f in _manager(config)["http_filters"]]
-    for name, route in _routes(config).items():
-        assert route["typed_per_filter_config"][EXT_AUTHZ]["check_settings"]["context_extensions"]["limit"] == "check"
-        assert "rate_limits" not in route.get("route", {}), name
-
-
-def test_policy_filters_fail_closed_with_explicit_timeouts() -> None:
-    env = {**BASE_ENV, "SPARK_EDGE_ACCESS_TIMEOUT_S": "0.5", "SPARK_EDGE_RATE_LIMITS": "filter"}
-    filters = {f["name"]: f["typed_config"] for f in _manager(rendered(env))["http_filters"]}
-    assert filters[EXT_AUTHZ]["failure_mode_allow"] is False
-    assert filters[EXT_AUTHZ]["status_on_error"] == {"code": 503}
-    assert filters[EXT_AUTHZ]["grpc_service"]["timeout"] == "0.5s"
-    ratelimit = filters["envoy.filters.http.ratelimit"]
-    assert ratelimit["failure_mode_deny"] is True
-    assert ratelimit["timeout"] == "0.5s"
-    assert ratelimit["enable_x_ratelimit_headers"] == "DRAFT_VERSION_03"
-
-
-def test_the_edge_refuses_to_run_open_without_the_access_service() -> None:
-    with pytest.raises(ConfigError, match="no access service"):
-        read_settings(default_descriptor_path(), {"SPARK_EDGE_UPSTREAMS": "kv=127.0.0.1:50051,meta=127.0.0.1:50050"})
-    open_edge = rendered({"SPARK_EDGE_UPSTREAMS": "kv=127.0.0.1:1,meta=127.0.0.1:2", "SPARK_EDGE_POLICIES": "off"})
-    assert EXT_AUTHZ not in [f["name"] for f in _manager(open_edge)["http_filters"]]
-    assert all(EXT_AUTHZ not in r.get("typed_per_filter_config", {}) for r in _routes(open_edge).values())
+def test_a_method_without_a_policy_stops_the_service_from_starting() -> None:
+    pool = descriptor_pool.DescriptorPool()
+    file = descriptor_pb2.FileDescriptorProto(name="x/v1/x.proto", package="x.v1")
+    file.message_type.add(name="Empty")
+    file.service.add(name="X").method.add(name="Open", input_type=".x.v1.Empty", output_type=".x.v1.Empty")
+    pool.Add(file)
+    with pytest.raises(PolicyError, match=r"/x\.v1\.X/Open declares no \(spark\.policy\.v1\.policy\) option"):
+        method_policies(["x.v1.X"], pool)
 
 
 def test_tls_renders_a_tls_listener_and_hsts(tmp_path: Path) -> None:
@@ -222,7 +210,6 @@ def test_every_http_route_has_a_head_twin_before_it_that_answers_as_get() -> Non
         assert order.index(twin["name"]) < order.index(route.name)
         assert twin["match"] == {**route.match, "headers": [{"name": ":method", "string_match": {"exact": "HEAD"}}]}
         assert twin["route"] == routes[route.name]["route"]
-        assert twin["typed_per_filter_config"][EXT_AUTHZ] == routes[route.name]["typed_per_filter_config"][EXT_AUTHZ]
         lua = twin["typed_per_filter_config"][HEAD_AS_GET]
         assert lua["disabled"] is False and lua["config"]["source_code"]["inline_string"] == HEAD_AS_GET_LUA
         assert HEAD_AS_GET not in routes[route.name]["typed_per_filter_config"]

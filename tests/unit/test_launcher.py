@@ -68,8 +68,9 @@ def test_a_service_that_would_refuse_to_start_stops_the_launcher_with_its_own_wo
     assert any("ADMIN_TOKEN is unset" in p and "SPARK_ACCESS_ALLOW_DEVELOPMENT=true" in p for p in problems)
     # The launcher, access and llm all read SPARK_LOG_LEVEL: said once.
     assert len([p for p in problems if "SPARK_LOG_LEVEL" in p]) == 1
-    without_access = read_config({"REDIS_URL": "redis://r:6379/0", "SPARK_SERVICES": "meta,kv"})
-    assert without_access.access_mode is None
+    # Every service checks its callers, whether or not the access service is started.
+    with pytest.raises(ConfigError, match="ADMIN_TOKEN is unset"):
+        read_config({"REDIS_URL": "redis://r:6379/0", "SPARK_SERVICES": "meta,kv"})
 
 
 def test_the_config_keeps_no_secret_in_its_repr() -> None:
@@ -116,7 +117,7 @@ def test_the_banner_names_providers_and_redis_but_never_a_secret() -> None:
 
 def test_services_that_are_not_started_are_said_so() -> None:
     banner = build_banner(read_config({"SPARK_SERVICES": "meta,kv"}))
-    assert banner.lines[0].startswith("access: the access service is not started")
+    assert banner.lines[0].startswith("access: development")
     assert banner.lines[2] == "providers with keys: none (the llm service is not started: SPARK_SERVICES)"
 
 
