@@ -37,10 +37,10 @@ def validate(config: dict[str, Any], tmp_path: Path, log_level: str = "error") -
             "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4317",
         },
         {"SPARK_EDGE_UPSTREAMS": "kv=kv:50051,meta=meta:50050,access=access:50055", "SPARK_EDGE_HOST": "0.0.0.0"},
-        {"SPARK_EDGE_UPSTREAMS": "kv=127.0.0.1:50051,meta=127.0.0.1:50050", "SPARK_EDGE_POLICIES": "off"},
-        {"SPARK_EDGE_RATE_LIMITS": "filter"},
+        {"SPARK_EDGE_UPSTREAMS": "kv=127.0.0.1:50051,meta=127.0.0.1:50050"},
+        {"SPARK_INTERNAL_TOKEN": "t" * 64},
     ],
-    ids=["defaults", "cors-and-tracing", "dns-upstreams", "policies-off", "rate-limit-filter"],
+    ids=["defaults", "cors-and-tracing", "dns-upstreams", "kv-and-meta-only", "internal-token"],
 )
 def test_envoy_accepts_the_rendered_config(tmp_path: Path, extra: dict[str, str]) -> None:
     result = validate(rendered({**BASE_ENV, **extra}), tmp_path)
@@ -65,7 +65,7 @@ def test_envoy_accepts_the_tls_and_stats_listeners(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "extra",
-    [{}, {"ALLOWED_ORIGINS": "https://app.example", "SPARK_EDGE_RATE_LIMITS": "filter"}],
+    [{}, {"ALLOWED_ORIGINS": "https://app.example", "SPARK_INTERNAL_TOKEN": "t" * 64}],
     ids=["defaults", "cors"],
 )
 def test_envoy_warns_of_no_deprecated_field(tmp_path: Path, extra: dict[str, str]) -> None:
