@@ -721,7 +721,9 @@ def _tracing(settings: EdgeSettings) -> Json | None:
                 "service_name": "spark-edge",
             },
         },
-        "random_sampling": {"value": 100},
+        # Head sampling: the edge decides for each HTTP request and passes the decision on in `traceparent`
+        # (a client's own sampled flag cannot force a trace); the services follow it.
+        "random_sampling": {"value": round(settings.trace_ratio * 100, 4)},
     }
 
 

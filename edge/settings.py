@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from services.common.config import EnvReader
+from services.common.config import EnvReader, read_trace_ratio
 from services.prompts.config import read_restore_max_bytes, read_restore_timeout_s
 
 MIB = 1024 * 1024
@@ -46,6 +46,8 @@ class EdgeSettings:
     vision_max_body_bytes: int
     access_log_path: str
     otlp: Upstream | None
+    # The share of HTTP requests the edge traces (OTEL_TRACES_SAMPLER, services/common/telemetry.py).
+    trace_ratio: float
     max_heap_bytes: int
     max_connections: int
     route_timeout_s: float
@@ -118,6 +120,7 @@ def read_settings(descriptor_path: Path, environ: Mapping[str, str] | None = Non
         ),
         access_log_path=env.text("SPARK_EDGE_ACCESS_LOG", "/dev/stdout"),
         otlp=parse_otlp(env.optional_text("OTEL_EXPORTER_OTLP_ENDPOINT"), env),
+        trace_ratio=read_trace_ratio(env),
         max_heap_bytes=env.integer("SPARK_EDGE_MAX_HEAP_BYTES", 1024 * MIB, minimum=64 * MIB),
         max_connections=env.integer("SPARK_EDGE_MAX_CONNECTIONS", 10_000, minimum=1),
         route_timeout_s=env.number("SPARK_EDGE_ROUTE_TIMEOUT_S", 30.0, minimum=0.01),

@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import hmac
 
-from services.common.identity import USER_METADATA
+from services.common.identity import CLIENT_ADDRESS_HEADER, INTERNAL_HEADER, USER_METADATA
 
-INTERNAL_HEADER = "x-spark-internal"
-CLIENT_ADDRESS_HEADER = "x-spark-client-address"
+__all__ = ["CLIENT_ADDRESS_HEADER", "INTERNAL_HEADER", "INTERNAL_HEADERS", "InternalToken"]
+
 # What clients may not send through the edge.
 INTERNAL_HEADERS = (INTERNAL_HEADER, CLIENT_ADDRESS_HEADER, USER_METADATA)
 

@@ -114,6 +114,8 @@ class ServerConfig:
     max_message_bytes: int
     log_level: str
     otlp_endpoint: str | None
+    # The share of requests traced where they enter the suite (services/common/telemetry.py).
+    trace_ratio: float = 1.0
 
 
 def read_server_config(
@@ -135,4 +137,30 @@ def read_server_config(
         max_message_bytes=max_message_bytes,
         log_level=env.choice("SPARK_LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
         otlp_endpoint=env.optional_text("OTEL_EXPORTER_OTLP_ENDPOINT"),
+        trace_ratio=read_trace_ratio(env),
     )
+
+
+# OpenTelemetry's standard sampler names. Every one is applied parent-based: a request is traced across every
+# hop or at none, as the hop where it entered the suite decided.
+TRACE_SAMPLERS = {
+    "parentbased_traceidratio": None,
+    "traceidratio": None,
+    "parentbased_always_on": 1.0,
+    "always_on": 1.0,
+    "parentbased_always_off": 0.0,
+    "always_off": 0.0,
+}
+DEFAULT_TRACE_RATIO = 0.1
+
+
+def read_trace_ratio(env: EnvReader) -> float:
+    """The share of requests to trace from `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG` (the default:
+    `parentbased_traceidratio` at 0.1, one request in ten)."""
+    sampler = env.choice("OTEL_TRACES_SAMPLER", "parentbased_traceidratio", tuple(TRACE_SAMPLERS))
+    fixed = TRACE_SAMPLERS.get(sampler)
+    ratio = env.number("OTEL_TRACES_SAMPLER_ARG", DEFAULT_TRACE_RATIO)
+    if not 0.0 <= ratio <= 1.0:
+        env.problem(f"OTEL_TRACES_SAMPLER_ARG is a ratio from 0 to 1, not {ratio:g}")
+        ratio = DEFAULT_TRACE_RATIO
+    return fixed if fixed is not None else ratio

@@ -7,6 +7,9 @@ from contextvars import ContextVar
 # A service calling another for its caller names that caller here, next to the suite's internal token
 # (services/access/internal.py); from anyone else it is ignored, and the edge removes a client's.
 USER_METADATA = "x-spark-user"
+# The suite's own token, and the client address the edge forwards for (services/access/internal.py).
+INTERNAL_HEADER = "x-spark-internal"
+CLIENT_ADDRESS_HEADER = "x-spark-client-address"
 ANONYMOUS = "anonymous"
 
 # Set by the checkpoint in the task that serves the call, before its handler runs.

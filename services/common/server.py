@@ -95,7 +95,7 @@ def service_store(
     """(owned, store, tracer provider) of a service: the store passed in (tests share one; the caller does not
     close it), or the configured one, whose Redis calls are spans of the request being served when traces
     are exported."""
-    provider = build_tracer_provider(config.name, config.otlp_endpoint)
+    provider = build_tracer_provider(config.name, config.otlp_endpoint, config.trace_ratio)
     if given is not None:
         return False, given, provider
     return True, open_store(redis_url, data_dir, tracer_provider=provider if config.otlp_endpoint else None), provider
@@ -130,7 +130,7 @@ async def start_server(
     `reflected_names` from `pool` when a service reflects more than it serves. With `admissions`,
     every call is admitted before its handler runs (services/access/checkpoint.py).
     """
-    provider = tracer_provider or build_tracer_provider(config.name, config.otlp_endpoint)
+    provider = tracer_provider or build_tracer_provider(config.name, config.otlp_endpoint, config.trace_ratio)
     # A service with metrics of its own creates the registry first and passes it in.
     metrics = metrics or ServiceMetrics()
     max_bytes = config.max_message_bytes + MESSAGE_OVERHEAD_BYTES
