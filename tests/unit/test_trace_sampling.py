@@ -71,9 +71,11 @@ def test_only_server_spans_start_traces_and_children_follow_their_parent(samplin
     exporter = InMemorySpanExporter()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     tracer = provider.get_tracer(__name__)
-    with tracer.start_as_current_span("rpc", kind=SpanKind.SERVER):
-        with tracer.start_as_current_span("provider call", kind=SpanKind.CLIENT):
-            pass
+    with (
+        tracer.start_as_current_span("rpc", kind=SpanKind.SERVER),
+        tracer.start_as_current_span("provider call", kind=SpanKind.CLIENT),
+    ):
+        pass
     # Outside any request: a Redis command or a call to another service never starts a trace.
     with tracer.start_as_current_span("orphan", kind=SpanKind.CLIENT):
         pass
