@@ -18,6 +18,7 @@ import os
 import re
 import subprocess
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ import pytest
 from redis.connection import parse_url
 
 from edge.settings import read_settings
+from services.access.config import MIN_INTERNAL_TOKEN_CHARS
 from services.access.config import read_config as read_access_config
 from services.common.config import ConfigError
 from services.common.descriptors import default_descriptor_path
@@ -46,11 +48,26 @@ SERVICES = tuple(name for name in SUITE if name != "edge")  # the gRPC services
 THIRD_PARTY = ("redis", "jaeger", "prometheus")
 SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|API_KEY", re.IGNORECASE)
 ENV_EXAMPLE = ROOT / ".env.example"
-# Compose refuses to start without an admin token and a Redis password; the rendered project is checked
-# with these.
+# Compose refuses to start without an admin token, an internal token and a Redis password; the rendered
+# project is checked with these.
 HOST_ADMIN_TOKEN = "admin-t0ken-from-host"
+HOST_INTERNAL_TOKEN = "internal-t0ken-from-host-0123456789abcdef"
 HOST_REDIS_PASSWORD = "0123456789abcdefredis"
-HOST_SECRETS = {"ADMIN_TOKEN": HOST_ADMIN_TOKEN, "REDIS_PASSWORD": HOST_REDIS_PASSWORD}
+HOST_SECRETS = {
+    "ADMIN_TOKEN": HOST_ADMIN_TOKEN,
+    "SPARK_INTERNAL_TOKEN": HOST_INTERNAL_TOKEN,
+    "REDIS_PASSWORD": HOST_REDIS_PASSWORD,
+}
+# What every service reads to admit its own callers (services/access/config.py read_gate_config).
+ACCESS_SETTINGS = ("REDIS_URL", "SPARK_ACCESS_MODE", "ADMIN_TOKEN", "SPARK_INTERNAL_TOKEN", "SPARK_TRUSTED_PROXIES")
+SERVICE_READERS: dict[str, Callable[[dict[str, str]], Any]] = {
+    "meta": read_meta_config,
+    "kv": read_kv_config,
+    "llm": read_llm_config,
+    "prompts": read_prompts_config,
+    "vision": read_vision_config,
+    "access": read_access_config,
+}
 
 Json = dict[str, Any]
 
@@ -198,12 +215,13 @@ def test_redis_requires_the_hosts_password_and_every_redis_url_carries_it(
     assert "redis-cli ping" in " ".join(redis["healthcheck"]["test"]) and " -a " not in redis["healthcheck"]["test"][-1]
     # Whoever waits for Redis uses it, and whoever uses it waits for it.
     assert redis_users(services) == {name for name in services if "redis" in services[name].get("depends_on", {})}
-    assert {"kv", "llm", "prompts", "access"} <= redis_users(services)
+    # Every service keeps the access checks' keys and counters there; the edge checks no caller.
+    assert redis_users(services) == set(SERVICES)
     for name in redis_users(services):
         # Read as the services read it (redis-py's from_url).
         parsed = parse_url(env_of(services, name)["REDIS_URL"])
         assert (parsed["host"], parsed["port"], parsed.get("password")) == ("redis", 6379, HOST_REDIS_PASSWORD), name
-    other = render(tmp_path, ADMIN_TOKEN=HOST_ADMIN_TOKEN, REDIS_PASSWORD="f00dfeed")["services"]
+    other = render(tmp_path, **(HOST_SECRETS | {"REDIS_PASSWORD": "f00dfeed"}))["services"]
     other_command = other["redis"]["command"]
     assert other_command[other_command.index("--requirepass") + 1] == "f00dfeed"
     assert {parse_url(env_of(other, name)["REDIS_URL"]).get("password") for name in redis_users(other)} == {"f00dfeed"}
@@ -233,6 +251,31 @@ def test_access_is_many_instances_over_one_redis_with_api_keys(services: dict[st
     assert env["SPARK_ACCESS_MODE"] == "keys", "development mode serves everyone as the owner"
     assert env["ADMIN_TOKEN"] == HOST_ADMIN_TOKEN
     assert access["depends_on"]["redis"]["condition"] == "service_healthy"
+
+
+def test_every_service_checks_its_callers_with_the_same_access_settings(services: dict[str, Json]) -> None:
+    """Each service admits the calls it serves: all of them get the one set of access settings, and the
+    internal token is the edge's too (it shows it to the services with every request it forwards)."""
+    settings = {name: {key: env_of(services, name).get(key) for key in ACCESS_SETTINGS} for name in SERVICES}
+    for name in SERVICES:
+        missing = [key for key, value in settings[name].items() if value is None]
+        assert not missing, f"{name} lacks {missing}"
+    assert all(settings[name] == settings["access"] for name in SERVICES), settings
+    assert settings["access"]["SPARK_ACCESS_MODE"] == "keys", "development mode serves everyone as the owner"
+    assert settings["access"]["ADMIN_TOKEN"] == HOST_ADMIN_TOKEN
+    assert settings["access"]["SPARK_INTERNAL_TOKEN"] == HOST_INTERNAL_TOKEN
+    edge = env_of(services, "edge")
+    assert edge["SPARK_INTERNAL_TOKEN"] == HOST_INTERNAL_TOKEN
+    # The edge checks no caller: it needs neither the admin token nor the store.
+    assert not {"ADMIN_TOKEN", "REDIS_URL"} & set(edge), "the edge gets only the secrets it uses"
+
+
+def test_trusted_proxies_from_the_host_reach_every_service(tmp_path: Path) -> None:
+    given = render(tmp_path, SPARK_TRUSTED_PROXIES="10.0.0.0/8,192.0.2.7", **HOST_SECRETS)["services"]
+    for name in SERVICES:
+        gate = SERVICE_READERS[name](env_of(given, name)).gate
+        assert gate.trusted_proxies.client("10.1.2.3", "198.51.100.9, 10.1.2.3") == "198.51.100.9", name
+        assert gate.trusted_proxies.client("198.51.100.1", "203.0.113.5, 198.51.100.1") == "198.51.100.1", name
 
 
 def test_depends_on_conditions(services: dict[str, Json]) -> None:
@@ -336,8 +379,9 @@ def env_example() -> dict[str, str]:
 def test_compose_refuses_to_start_without_a_required_secret_saying_what_to_set(
     tmp_path: Path, missing: str, empty: bool
 ) -> None:
-    """Access runs in keys mode, and keys are made with the admin token: without one every request is a 401.
-    Redis never runs without a password: its command and every REDIS_URL require one."""
+    """The services run in keys mode, and keys are made with the admin token: without one every request is a
+    401. Keys mode needs the internal token too (the services refuse to start without it). Redis never runs
+    without a password: its command and every REDIS_URL require one."""
     host_env = {name: value for name, value in HOST_SECRETS.items() if name != missing} | (
         {missing: ""} if empty else {}
     )
@@ -347,10 +391,39 @@ def test_compose_refuses_to_start_without_a_required_secret_saying_what_to_set(
     assert ".env.example" in result.stderr
 
 
+def test_compose_says_how_long_the_internal_token_must_be(tmp_path: Path) -> None:
+    result = run_compose(tmp_path, **{k: v for k, v in HOST_SECRETS.items() if k != "SPARK_INTERNAL_TOKEN"})
+    assert f"at least {MIN_INTERNAL_TOKEN_CHARS} characters" in result.stderr, result.stderr
+
+
+def test_a_short_internal_token_passes_compose_but_every_service_refuses_it(tmp_path: Path) -> None:
+    """Compose cannot measure it; the services' readers do, so each container stops naming it."""
+    short = render(tmp_path, **(HOST_SECRETS | {"SPARK_INTERNAL_TOKEN": "x" * (MIN_INTERNAL_TOKEN_CHARS - 1)}))
+    for name in SERVICES:
+        with pytest.raises(ConfigError, match="SPARK_INTERNAL_TOKEN must be at least"):
+            SERVICE_READERS[name](env_of(short["services"], name))
+
+
 def test_env_example_lists_every_variable_compose_reads_and_nothing_else() -> None:
     documented = env_example()
     assert set(documented) == variables_compose_reads()
     assert all(not SECRET_NAME.search(name) or value == "" for name, value in documented.items()), "no secrets"
+
+
+@pytest.mark.parametrize("name", sorted(HOST_SECRETS))
+def test_env_example_says_each_required_secret_is_required_and_how_to_make_one(name: str) -> None:
+    lines = ENV_EXAMPLE.read_text(encoding="utf-8").splitlines()
+    position = lines.index(f"{name}=")
+    comment = []
+    for line in reversed(lines[:position]):
+        if not line.startswith("#"):
+            break
+        comment.insert(0, line.lstrip("# "))
+    text = " ".join(comment)
+    assert text.startswith("Required."), f".env.example: the comment above {name}= must start with 'Required.'"
+    assert "openssl rand -hex 32" in text, text
+    if name == "SPARK_INTERNAL_TOKEN":
+        assert "as powerful as the admin token" in text and f"At least {MIN_INTERNAL_TOKEN_CHARS}" in text, text
 
 
 def env_example_filled_in(tmp: Path, *names: str) -> Path:
@@ -364,16 +437,14 @@ def env_example_filled_in(tmp: Path, *names: str) -> Path:
     return path
 
 
-def test_env_example_as_dot_env_refuses_until_the_admin_token_and_redis_password_are_filled_in(
-    tmp_path: Path, project: Json
-) -> None:
+def test_env_example_as_dot_env_refuses_until_every_required_secret_is_filled_in(tmp_path: Path, project: Json) -> None:
     """Its empty values are the defaults (compose treats `${VAR:-default}` with VAR="" as unset)."""
     unfilled = run_compose(tmp_path, env_file=ENV_EXAMPLE)
     assert unfilled.returncode != 0, unfilled.stderr
-    for name in HOST_SECRETS:
-        (missing,) = set(HOST_SECRETS) - {name}
-        half = run_compose(tmp_path, env_file=env_example_filled_in(tmp_path, name))
-        assert half.returncode != 0 and missing in half.stderr, half.stderr
+    for missing in HOST_SECRETS:
+        filled = sorted(set(HOST_SECRETS) - {missing})
+        partial = run_compose(tmp_path, env_file=env_example_filled_in(tmp_path, *filled))
+        assert partial.returncode != 0 and missing in partial.stderr, partial.stderr
     result = run_compose(tmp_path, env_file=env_example_filled_in(tmp_path, *HOST_SECRETS))
     assert result.returncode == 0 and result.stderr.strip() == "", result.stderr
     assert json.loads(result.stdout)["services"] == project["services"]
@@ -457,13 +528,15 @@ def test_secrets_pass_through_from_the_host_and_are_never_hard_coded(tmp_path: P
     given = render(
         tmp_path,
         ADMIN_TOKEN="t0ken-from-host",
+        SPARK_INTERNAL_TOKEN="another-internal-t0ken-from-the-host",
         REDIS_PASSWORD=HOST_REDIS_PASSWORD,
         ALLOWED_ORIGINS="https://app.example",
         OPENAI_API_KEY="sk-host",
     )["services"]
-    assert env_of(given, "prompts")["ADMIN_TOKEN"] == "t0ken-from-host"
-    assert env_of(given, "llm")["ADMIN_TOKEN"] == "t0ken-from-host"
-    assert env_of(given, "access")["ADMIN_TOKEN"] == "t0ken-from-host"
+    for name in SERVICES:
+        assert env_of(given, name)["ADMIN_TOKEN"] == "t0ken-from-host", name
+    for name in SUITE:
+        assert env_of(given, name)["SPARK_INTERNAL_TOKEN"] == "another-internal-t0ken-from-the-host", name
     assert env_of(given, "llm")["OPENAI_API_KEY"] == "sk-host"
     assert env_of(services, "llm")["OPENAI_API_KEY"] == ""
     assert env_of(given, "edge")["ALLOWED_ORIGINS"] == "https://app.example"
@@ -481,12 +554,24 @@ def test_each_containers_environment_is_valid_for_its_config_reader(services: di
         edge = read_settings(default_descriptor_path(), env_of(services, "edge"))
     except ConfigError as error:
         pytest.fail(str(error), pytrace=False)
-    assert access.mode == "keys" and access.server.host == "0.0.0.0" and access.server.port == 50055
-    assert access.redis_url == kv.redis_url
+    assert access.server.host == "0.0.0.0" and access.server.port == 50055
     assert kv.redis_url is not None and kv.server.host == "0.0.0.0"
     assert [b.name for b in meta.backends] == ["kv", "llm", "prompts", "vision", "access"]
     assert (vision.llm_target, vision.prompts_target) == ("llm:50052", "prompts:50053")
-    assert prompts.redis_url == kv.redis_url == llm.redis_url
+    configs: dict[str, Any] = {
+        "meta": meta,
+        "kv": kv,
+        "llm": llm,
+        "prompts": prompts,
+        "vision": vision,
+        "access": access,
+    }
+    # Each service checks its callers with API keys, against the one store, with the one pair of tokens.
+    for name, config in configs.items():
+        assert config.redis_url == kv.redis_url, name
+        assert (config.gate.mode, config.gate.checks) == ("keys", True), name
+        assert config.gate.admin_token == HOST_ADMIN_TOKEN, name
+        assert config.gate.internal_token == HOST_INTERNAL_TOKEN == edge.internal_token, name
     assert llm.providers == {}  # no keys on the host: nothing offered, nothing broken
     assert edge.listen_host == "0.0.0.0" and edge.otlp is not None and edge.otlp.host == "jaeger"
     assert edge.kv_max_value_bytes == kv.max_value_bytes

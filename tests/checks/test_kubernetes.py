@@ -30,7 +30,15 @@ from services.llm.config import read_config as read_llm_config
 from services.meta.config import read_config as read_meta_config
 from services.prompts.config import read_config as read_prompts_config
 from services.vision.config import read_config as read_vision_config
-from tests.checks.test_compose import SECRET_NAME, SERVICES, SUITE, assert_runnable_module, module_run_by, parse_pairs
+from tests.checks.test_compose import (
+    ACCESS_SETTINGS,
+    SECRET_NAME,
+    SERVICES,
+    SUITE,
+    assert_runnable_module,
+    module_run_by,
+    parse_pairs,
+)
 
 pytestmark = pytest.mark.checks
 
@@ -69,16 +77,21 @@ def container(workload: Json) -> Json:
     return containers[0]  # type: ignore[no-any-return]
 
 
-# Secret keys a container cannot start without (kubelet holds the pod until the Secret has them).
-REQUIRED_SECRETS = {("access", "ADMIN_TOKEN")} | {
-    (name, "REDIS_PASSWORD") for name in ("redis", "kv", "llm", "prompts", "access")
-}
+# Secret keys a container cannot start without (kubelet holds the pod until the Secret has them): every service
+# checks its own callers, so each needs the admin token, the internal token and the store; the edge shows the
+# internal token to the services.
+REQUIRED_SECRETS = (
+    {(name, "ADMIN_TOKEN") for name in SERVICES}
+    | {(name, "SPARK_INTERNAL_TOKEN") for name in SUITE}
+    | {(name, "REDIS_PASSWORD") for name in ("redis", *SERVICES)}
+)
 REFERENCE = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
 
 
 def secret_value(key: str) -> str:
-    """What a container is given for a required key of the Secret, here (URL-safe, as a real password must be)."""
-    return f"{key}-from-the-secret"
+    """What a container is given for a required key of the Secret, here (URL-safe, as a real password must be,
+    and longer than the 32 characters the internal token needs)."""
+    return f"{key}-from-the-secret-0123456789abcdef"
 
 
 def expand(value: str, defined: dict[str, str]) -> str:
@@ -171,15 +184,43 @@ def test_each_containers_environment_is_valid_for_its_config_reader(documents: l
         configs = {name: READERS[name](environment(deployments[name], config_map)) for name in SUITE}
     except ConfigError as error:
         pytest.fail(str(error), pytrace=False)
-    assert configs["access"].mode == "keys"
-    redis_urls = {configs[name].redis_url for name in ("kv", "llm", "prompts", "access")}
+    # Each service checks its callers with API keys, against the one store, with the one pair of tokens.
+    for name in SERVICES:
+        gate = configs[name].gate
+        assert (gate.mode, gate.checks) == ("keys", True), name
+        assert gate.admin_token == secret_value("ADMIN_TOKEN"), name
+        assert gate.internal_token == secret_value("SPARK_INTERNAL_TOKEN") == configs["edge"].internal_token, name
+    redis_urls = {configs[name].redis_url for name in SERVICES}
     assert redis_urls == {f"redis://:{secret_value('REDIS_PASSWORD')}@redis:6379/0"}
     assert configs["edge"].kv_max_value_bytes == configs["kv"].max_value_bytes
     assert configs["edge"].admin_host == "127.0.0.1" and configs["edge"].stats_port == 9466
     assert (configs["vision"].llm_target, configs["vision"].prompts_target) == ("llm:50052", "prompts:50053")
 
 
-def test_secrets_come_only_from_the_secret_and_only_the_admin_token_and_the_redis_password_are_required(
+def test_every_service_gets_the_access_settings_and_the_edge_the_internal_token(documents: list[Json]) -> None:
+    config_map = of_kind(documents, "ConfigMap")["spark-config"]
+    deployments = of_kind(documents, "Deployment")
+    settings = {
+        name: {key: environment(deployments[name], config_map).get(key) for key in ACCESS_SETTINGS} for name in SERVICES
+    }
+    for name in SERVICES:
+        missing = [key for key, value in settings[name].items() if value is None]
+        assert not missing, f"{name} lacks {missing}"
+    assert all(settings[name] == settings["access"] for name in SERVICES), settings
+    assert settings["access"]["SPARK_ACCESS_MODE"] == "keys", "development mode serves everyone as the owner"
+    edge = environment(deployments["edge"], config_map)
+    assert edge["SPARK_INTERNAL_TOKEN"] == settings["access"]["SPARK_INTERNAL_TOKEN"]
+    # The edge checks no caller: it needs neither the admin token nor the store.
+    assert not {"ADMIN_TOKEN", "REDIS_URL", "REDIS_PASSWORD"} & set(edge), "the edge gets only the secrets it uses"
+    # Each of them from the Secret's key of the same name, required: the same value everywhere.
+    for name in SUITE:
+        (reference,) = [
+            item["valueFrom"] for item in container(deployments[name])["env"] if item["name"] == "SPARK_INTERNAL_TOKEN"
+        ]
+        assert reference == {"secretKeyRef": {"name": "spark-secrets", "key": "SPARK_INTERNAL_TOKEN"}}, name
+
+
+def test_secrets_come_only_from_the_secret_and_only_the_tokens_and_the_redis_password_are_required(
     documents: list[Json],
 ) -> None:
     for doc in documents:
@@ -250,8 +291,8 @@ def test_redis_requires_the_password_from_the_secret_and_every_redis_url_carries
     for name, deployment in of_kind(documents, "Deployment").items():
         if "REDIS_URL" in (deployment_env := environment(deployment, config_map)):
             users[name] = parse_url(deployment_env["REDIS_URL"])  # as the services read it (redis-py's from_url)
-    # Without REDIS_URL a service keeps its state in a SQLite file of its own pod.
-    assert set(users) == {"kv", "llm", "prompts", "access"}
+    # Without REDIS_URL a service keeps its state, and the access checks' keys and counters, in its own pod.
+    assert set(users) == set(SERVICES)
     for name, parsed in users.items():
         assert (parsed["host"], parsed["port"], parsed.get("password")) == ("redis", port, env["REDIS_PASSWORD"]), name
 
@@ -414,7 +455,7 @@ def test_each_port_admits_exactly_the_callers_the_manifests_name(documents: list
     expected = callers_named_by_the_manifests(documents)
     # The derivation sees the address variables (it is not vacuous).
     assert expected[("prompts", "grpc")] == {"edge", "meta", "vision"}
-    assert expected[("redis", "redis")] == {"kv", "llm", "prompts", "access"}
+    assert expected[("redis", "redis")] == set(SERVICES)
     assert ingress_allowed(documents) == expected
 
 
