@@ -18,6 +18,7 @@ from google.api import httpbody_pb2
 from google.rpc import error_details_pb2, status_pb2
 from spark.llm.v1 import llm_pb2, llm_pb2_grpc
 
+from services.access.internal import InternalToken
 from services.common.server import RunningServer
 from services.common.store import Store
 from services.common.store.base import decode_counter
@@ -33,6 +34,8 @@ REPLY = "Hello from the fake"
 ACTUAL = len(TEXT.split()) + math.ceil(len(REPLY) / 4)
 # How often instances return unused budget leases (and usage counts) to the store.
 FLUSH_S = 0.02
+# The suite's own token: the calls below are made as vision makes them, for a user of its own.
+INTERNAL_TOKEN = "budget-internal-token-" + "0123456789abcdef" * 2
 
 
 def _estimate(max_tokens: int, text: str = TEXT) -> int:
@@ -73,6 +76,7 @@ async def start(fake: FakeProvider, store_factory: StoreFactory) -> AsyncIterato
                 "SPARK_LLM_USAGE_FLUSH_S": str(FLUSH_S),
                 "SPARK_LLM_BACKOFF_BASE_S": "0.01",
                 "SPARK_LLM_DAILY_TOKEN_BUDGET": str(budget),
+                "SPARK_INTERNAL_TOKEN": INTERNAL_TOKEN,
                 **fake.env(),
                 **env,
             }
@@ -133,8 +137,9 @@ def _body(max_tokens: int, **fields: object) -> httpbody_pb2.HttpBody:
     return httpbody_pb2.HttpBody(content_type="application/json", data=json.dumps({**body, **fields}).encode())
 
 
-def _user(name: str) -> tuple[tuple[str, str]]:
-    return (("x-spark-user", name),)
+def _user(name: str) -> tuple[tuple[str, str], ...]:
+    """A call on behalf of `name`: x-spark-user counts only next to the suite's internal token."""
+    return InternalToken(INTERNAL_TOKEN).on_behalf_of(name)
 
 
 def _retry_delay_s(error: grpc.aio.AioRpcError) -> float | None:

@@ -12,6 +12,8 @@ import grpc
 import pytest
 from spark.llm.v1 import llm_pb2, llm_pb2_grpc
 
+from services.access.config import DEVELOPMENT_USER
+from services.access.internal import InternalToken
 from services.common.server import RunningServer
 from services.common.store import Store
 from services.llm.config import read_config
@@ -20,6 +22,9 @@ from tests.fakes.providers import FakeProvider, running_fake
 from tests.integration.conftest import StoreFactory
 
 ADMIN = (("x-admin-token", "s3cret"),)
+# The suite's own token: x-spark-user names the caller only next to it (as vision calls llm for its user).
+INTERNAL_TOKEN = "llm-internal-token-" + "0123456789abcdef" * 2
+INTERNAL = InternalToken(INTERNAL_TOKEN)
 
 
 @dataclass
@@ -54,6 +59,7 @@ async def start(fake: FakeProvider, store_factory: StoreFactory) -> AsyncIterato
                 "OPENAI_API_KEY": "sk-test",
                 "ANTHROPIC_API_KEY": "ak-test",
                 "ADMIN_TOKEN": "s3cret",
+                "SPARK_INTERNAL_TOKEN": INTERNAL_TOKEN,
                 "SPARK_LLM_USAGE_FLUSH_S": "60",
                 "SPARK_LLM_BACKOFF_BASE_S": "0.01",
                 **fake.env(),
@@ -160,8 +166,8 @@ async def test_deterministic_requests_are_cached_across_instances(start: Start, 
 async def test_usage_is_summed_across_instances_and_needs_the_admin_token(start: Start) -> None:
     first, second = await start(), await start()
     for llm in (first, second):
-        await llm.stub.GenerateContent(_request(model="gpt-4o-mini"), metadata=(("x-spark-user", "ada"),))
-    await first.stub.GenerateContent(_request(model="claude-haiku-4-5"), metadata=(("x-spark-user", "grace"),))
+        await llm.stub.GenerateContent(_request(model="gpt-4o-mini"), metadata=INTERNAL.on_behalf_of("ada"))
+    await first.stub.GenerateContent(_request(model="claude-haiku-4-5"), metadata=INTERNAL.on_behalf_of("grace"))
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await first.stub.GetUsage(llm_pb2.GetUsageRequest())
     assert caught.value.code() is grpc.StatusCode.UNAUTHENTICATED
@@ -201,9 +207,9 @@ async def test_breaker_state_shows_in_list_providers_and_metrics(start: Start, f
     text = await asyncio.to_thread(_fetch, f"http://127.0.0.1:{endpoint.port}/metrics")
     assert 'llm_breaker_state{provider="openai"} 2.0' in text
     assert 'llm_upstream_requests_total{model="gpt-4o-mini",outcome="retryable",provider="openai"} 2.0' in text
-    assert (
-        'llm_tokens_total{caller="anonymous",kind="completion",model="claude-haiku-4-5",provider="anthropic"}' in text
-    )
+    # Development mode: every call without a key is the owner's.
+    labels = f'caller="{DEVELOPMENT_USER.id}",kind="completion",model="claude-haiku-4-5",provider="anthropic"'
+    assert f"llm_tokens_total{{{labels}}}" in text
 
 
 async def test_prompt_injection_is_flagged_or_refused(start: Start) -> None:

@@ -15,8 +15,10 @@ from google.api import httpbody_pb2
 from spark.llm.v1 import llm_pb2, llm_pb2_grpc
 from spark.vision.v1 import vision_pb2, vision_pb2_grpc
 
+from services.access.keys import KeyStore
+from services.access.users import User
 from services.common.server import RunningServer
-from services.common.store import SqliteStore
+from services.common.store import SqliteStore, Store
 from services.llm.config import read_config as read_llm_config
 from services.llm.server import build_server as build_llm
 from services.prompts.config import read_config as read_prompts_config
@@ -35,16 +37,19 @@ class Vision:
     prompts: RunningServer
     fake: FakeProvider
     llm: llm_pb2_grpc.LlmServiceStub
+    store: Store
 
 
 ADMIN = (("x-admin-token", "s3cret"),)
+# Shared by the three services, as the launcher shares it: vision calls the others for its caller with it.
+INTERNAL_TOKEN = "vision-internal-token-" + "0123456789abcdef" * 2
 
 
 @pytest.fixture
 async def vision(tmp_path: Path) -> AsyncIterator[Vision]:
     async with running_fake(reply="Hello\nfrom the fake\n") as fake:
         store = SqliteStore(tmp_path / "spark.db")
-        quiet = {"SPARK_DATA_DIR": str(tmp_path)}
+        quiet = {"SPARK_DATA_DIR": str(tmp_path), "SPARK_INTERNAL_TOKEN": INTERNAL_TOKEN}
         prompts = await build_prompts(
             read_prompts_config(
                 {
@@ -72,19 +77,25 @@ async def vision(tmp_path: Path) -> AsyncIterator[Vision]:
         server = await build_vision(
             read_vision_config(
                 {
+                    **quiet,
                     "SPARK_VISION_PORT": "0",
                     "SPARK_VISION_METRICS_PORT": "-1",
                     "SPARK_VISION_MAX_IMAGE_BYTES": str(IMAGE_LIMIT),
                     "SPARK_PROMPTS_ADDRESSES": f"127.0.0.1:{prompts.port}",
                     "SPARK_LLM_ADDRESSES": f"127.0.0.1:{llm.port}",
                 }
-            )
+            ),
+            store,
         )
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
         llm_channel = grpc.aio.insecure_channel(f"127.0.0.1:{llm.port}")
         try:
             yield Vision(
-                vision_pb2_grpc.VisionServiceStub(channel), prompts, fake, llm_pb2_grpc.LlmServiceStub(llm_channel)
+                vision_pb2_grpc.VisionServiceStub(channel),
+                prompts,
+                fake,
+                llm_pb2_grpc.LlmServiceStub(llm_channel),
+                store,
             )
         finally:
             await channel.close()
@@ -110,7 +121,9 @@ async def test_analyze_returns_the_answer_and_where_it_came_from(vision: Vision)
 
 
 async def test_usage_is_counted_against_the_user_vision_calls_for(vision: Vision) -> None:
-    ada = (("x-spark-user", "ada"),)
+    # Development mode serves callers without a key as the owner, and a key of ours as its user.
+    _, secret = await KeyStore(vision.store, cache_s=0).create(User("ada", "ada"), "")
+    ada = (("authorization", f"Bearer {secret}"),)
     await vision.stub.Analyze(vision_pb2.AnalyzeRequest(body=_body(prompt="Hi", image_base64=PNG_B64)), metadata=ada)
     request = vision_pb2.StreamAnalyzeRequest(body=_body(prompt="Hi", image_base64=PNG_B64))
     assert [frame async for frame in vision.stub.StreamAnalyze(request, metadata=ada)]
