@@ -1,21 +1,25 @@
-"""OpenAI's Chat Completions API through the official `openai` SDK: OpenAI itself, and GitHub Models,
-OpenRouter and Zhipu BigModel, which speak the same protocol at other base URLs."""
+"""OpenAI's Chat Completions API: OpenAI itself, and GitHub Models, OpenRouter and Zhipu BigModel, which speak
+the same protocol at other base URLs.
+
+Requests go out as the official `openai` SDK sends them, with the SDK's own headers, but straight on
+aiohttp (services/llm/providers/direct.py): the SDK's request path cost more CPU than a whole completion
+through the rest of the gateway. Answers are read with orjson, errors mapped as the SDK's would be.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from typing import Any, cast
 
-import httpx2
 import openai
 import orjson
 from opentelemetry.trace import Tracer
 
 from services.llm.chat import ChatMessage, ChatRequest, Completion, Delta, Finished, ImagePart, StreamEvent, Usage
 from services.llm.providers.base import ProviderError, ProviderSettings, status_error, usage_from
+from services.llm.providers.direct import Answer, DirectClient, mapped_errors
 from services.llm.providers.finish import finish_reason
 from services.llm.providers.sse import sse_data, sse_lines
-from services.llm.providers.transport import call_timeout, sdk_client_options
 
 Json = dict[str, Any]
 
@@ -55,51 +59,48 @@ def request_payload(request: ChatRequest, upstream_model: str) -> Json:
     return payload
 
 
+def sdk_headers(api_key: str, base_url: str) -> dict[str, str]:
+    """The headers the official SDK sends with every request (its version and platform, the key), as an
+    `AsyncOpenAI` client of that SDK says them; per-request ones are added by DirectClient."""
+    client = openai.AsyncOpenAI(api_key=api_key, base_url=base_url, max_retries=0)
+    headers = {key: value for key, value in client.default_headers.items() if isinstance(value, str)}
+    # The SDK names the async library it finds running when it sends; it is always asyncio here.
+    headers["X-Stainless-Async"] = "async:asyncio"
+    return {**headers, **client.auth_headers}
+
+
 class OpenAICompatibleProvider:
-    """One OpenAI-protocol endpoint; the SDK's own retries are off because the gateway retries across models."""
+    """One OpenAI-protocol endpoint; no retries of its own, because the gateway retries across models."""
 
     def __init__(self, settings: ProviderSettings, *, tracer: Tracer | None = None) -> None:
         self.name = settings.name
-        self._connect_timeout_s = settings.connect_timeout_s
-        self._client = openai.AsyncOpenAI(**sdk_client_options(settings, tracer))
+        self._client = DirectClient(settings, sdk_headers(settings.api_key, settings.base_url), tracer=tracer)
 
-    def _timeout(self, timeout_s: float) -> httpx2.Timeout:
-        return call_timeout(timeout_s, self._connect_timeout_s)
-
-    def _error(self, error: Exception) -> ProviderError:
-        if isinstance(error, openai.APITimeoutError):
-            return ProviderError(self.name, "timeout", f"{self.name} did not answer in time")
-        if isinstance(error, openai.APIStatusError):
-            detail = _error_message(error.body) or error.message
-            return status_error(self.name, error.status_code, detail, error.response.headers)
-        if isinstance(error, openai.APIConnectionError):
-            return ProviderError(self.name, "retryable", f"could not reach {self.name}")
-        # An error event inside a stream, or a body that is not the protocol's JSON.
-        return ProviderError(self.name, "retryable", f"{self.name} sent a malformed response: {error}")
+    def _status_error(self, answer: Answer) -> ProviderError:
+        """An error status, as the SDK's APIStatusError would have told it: the error object's message, or
+        the SDK's own `Error code: <status> - <body>`."""
+        text = answer.body.decode("utf-8", "replace").strip()
+        try:
+            body: object = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            body = text
+        detail = _error_message(body) or f"Error code: {answer.status} - {body}"
+        return status_error(self.name, answer.status, detail, answer.headers)
 
     async def complete(self, request: ChatRequest, upstream_model: str, timeout_s: float) -> Completion:
-        payload = request_payload(request, upstream_model)
+        payload = orjson.dumps(request_payload(request, upstream_model))
+        answer = await self._client.post("/chat/completions", payload, timeout_s)
+        if answer.status >= 400:
+            raise self._status_error(answer)
         try:
-            # The SDK's plain `post` sends the body as built: create() would re-validate it against the
-            # SDK's types and build pydantic models of the answer, which costs more CPU than the whole
-            # gateway. Bytes go out as they are (orjson both ways); errors still come back as the SDK's.
-            response = await self._client.post(
-                "/chat/completions",
-                content=orjson.dumps(payload),
-                cast_to=httpx2.Response,
-                options={"timeout": self._timeout(timeout_s)},
-            )
-            body = orjson.loads(response.content)
-        except (openai.OpenAIError, orjson.JSONDecodeError) as error:
-            raise self._error(error) from error
-        try:
+            body = orjson.loads(answer.body)
             choice = body["choices"][0]
             text = choice["message"].get("content") or ""
             if not isinstance(text, str):
                 raise TypeError("content is not a string")
             usage = usage_from(body.get("usage"), "prompt_tokens", "completion_tokens")
             return Completion(text, finish_reason(choice.get("finish_reason")), usage)
-        except (KeyError, IndexError, TypeError, AttributeError) as error:
+        except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError) as error:
             raise ProviderError(self.name, "retryable", f"{self.name} sent a malformed completion") from error
 
     async def stream(self, request: ChatRequest, upstream_model: str, timeout_s: float) -> AsyncIterator[StreamEvent]:
@@ -107,41 +108,34 @@ class OpenAICompatibleProvider:
         payload.update(stream=True, stream_options={"include_usage": True})
         reason: str | None = None
         usage: Usage | None = None
-        try:
-            # The SDK sends the request and turns an error status into its exception; the events are read
-            # here with orjson instead of becoming one pydantic model per token.
-            # With `cast_to=httpx2.Response` the SDK hands back the response unread, whatever `stream_cls` says.
-            response = cast(
-                httpx2.Response,
-                await self._client.post(
-                    "/chat/completions",
-                    content=orjson.dumps(payload),
-                    cast_to=httpx2.Response,
-                    stream=True,
-                    stream_cls=openai.AsyncStream[httpx2.Response],
-                    options={"timeout": self._timeout(timeout_s)},
-                ),
-            )
+        async with self._client.stream("/chat/completions", orjson.dumps(payload), timeout_s) as response:
+            if response.status >= 400:
+                with mapped_errors(self.name):
+                    body = await response.read()
+                raise self._status_error(Answer(response.status, response.headers, body))
             try:
-                async for data in sse_data(sse_lines(response.aiter_bytes())):
-                    chunk = orjson.loads(data)
-                    if "error" in chunk:
-                        message = _error_message(chunk) or "an error event"
-                        raise ProviderError(self.name, "retryable", f"{self.name} sent an error mid-stream: {message}")
-                    if (raw_usage := chunk.get("usage")) is not None:
-                        usage = usage_from(raw_usage, "prompt_tokens", "completion_tokens")
-                    for choice in chunk.get("choices") or ():
-                        text = (choice.get("delta") or {}).get("content") or ""
-                        if not isinstance(text, str):
-                            raise TypeError("delta content is not a string")
-                        if text:
-                            yield Delta(text)
-                        if choice.get("finish_reason"):
-                            reason = choice["finish_reason"]
-            finally:
-                await response.aclose()
-        except (openai.OpenAIError, httpx2.HTTPError, ValueError, TypeError, AttributeError) as error:
-            raise self._error(error) from error
+                with mapped_errors(self.name):
+                    async for data in sse_data(sse_lines(response.content.iter_any())):
+                        chunk = orjson.loads(data)
+                        if "error" in chunk:
+                            message = _error_message(chunk) or "an error event"
+                            raise ProviderError(
+                                self.name, "retryable", f"{self.name} sent an error mid-stream: {message}"
+                            )
+                        if (raw_usage := chunk.get("usage")) is not None:
+                            usage = usage_from(raw_usage, "prompt_tokens", "completion_tokens")
+                        for choice in chunk.get("choices") or ():
+                            text = (choice.get("delta") or {}).get("content") or ""
+                            if not isinstance(text, str):
+                                raise TypeError("delta content is not a string")
+                            if text:
+                                yield Delta(text)
+                            if choice.get("finish_reason"):
+                                reason = choice["finish_reason"]
+            except (ValueError, TypeError, AttributeError) as error:
+                raise ProviderError(
+                    self.name, "retryable", f"{self.name} sent a malformed response: {error}"
+                ) from error
         if reason is None:
             raise ProviderError(self.name, "retryable", f"{self.name} ended the stream without a finish reason")
         yield Finished(finish_reason(reason), usage)
