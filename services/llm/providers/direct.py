@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import aiohttp
 from opentelemetry.propagate import inject
-from opentelemetry.trace import SpanKind, StatusCode, Tracer, get_current_span
+from opentelemetry.trace import Span, SpanKind, StatusCode, Tracer
 from yarl import URL
 
 from services.llm.providers.base import ProviderError, ProviderSettings
@@ -40,6 +40,40 @@ def mapped_errors(provider: str) -> Iterator[None]:
         raise ProviderError(provider, "timeout", f"{provider} did not answer in time") from error
     except aiohttp.ClientError as error:
         raise ProviderError(provider, "retryable", f"could not reach {provider}") from error
+
+
+@dataclass(slots=True)
+class ProviderSpan:
+    """The trace context to send with a provider call (empty when untraced), and where its status goes."""
+
+    carrier: dict[str, str]
+    span: Span | None
+
+    def answered(self, status: int) -> None:
+        if self.span is None:
+            return
+        self.span.set_attribute("http.response.status_code", status)
+        if status >= 500:
+            self.span.set_status(StatusCode.ERROR)
+
+
+@contextlib.contextmanager
+def provider_span(tracer: Tracer | None, method: str, url: URL) -> Iterator[ProviderSpan]:
+    """One client span per provider call, its context passed on in `traceparent` (the query string, which may
+    carry keys for some providers, stays out of the span)."""
+    if tracer is None:
+        yield ProviderSpan({}, None)
+        return
+    attributes: dict[str, str | int] = {
+        "http.request.method": method,
+        "url.full": str(url.with_query(None)),
+        "server.address": url.host or "",
+        "server.port": url.port or (443 if url.scheme == "https" else 80),
+    }
+    with tracer.start_as_current_span(method, kind=SpanKind.CLIENT, attributes=attributes) as span:
+        carrier: dict[str, str] = {}
+        inject(carrier)
+        yield ProviderSpan(carrier, span)
 
 
 class DirectClient:
@@ -83,16 +117,16 @@ class DirectClient:
         end, its connection goes back to the pool; left early (a cancelled call), it is closed, so the provider
         sees the caller hang up."""
         url = f"{self._base}{path}"
-        with self._span(url) as carrier:
+        with provider_span(self._tracer, "POST", URL(url)) as span:
             with mapped_errors(self._provider):
                 response = await self._open().post(
                     url,
                     data=body,
-                    headers=self._request_headers(timeout_s, carrier),
+                    headers=self._request_headers(timeout_s, span.carrier),
                     timeout=self._timeout(timeout_s),
                     allow_redirects=False,
                 )
-            self._answered(response.status)
+            span.answered(response.status)
             try:
                 yield response
             finally:
@@ -100,33 +134,6 @@ class DirectClient:
                     response.release()
                 else:
                     response.close()
-
-    @contextlib.contextmanager
-    def _span(self, url: str) -> Iterator[dict[str, str]]:
-        """One client span per provider call, its context passed on in `traceparent` (the query string, which
-        may carry keys for some providers, stays out of the span); the carrier headers, empty when untraced."""
-        carrier: dict[str, str] = {}
-        if self._tracer is None:
-            yield carrier
-            return
-        parsed = URL(url)
-        attributes: dict[str, str | int] = {
-            "http.request.method": "POST",
-            "url.full": str(parsed.with_query(None)),
-            "server.address": parsed.host or "",
-            "server.port": parsed.port or 0,
-        }
-        with self._tracer.start_as_current_span("POST", kind=SpanKind.CLIENT, attributes=attributes):
-            inject(carrier)
-            yield carrier
-
-    def _answered(self, status: int) -> None:
-        if self._tracer is None:
-            return
-        span = get_current_span()
-        span.set_attribute("http.response.status_code", status)
-        if status >= 500:
-            span.set_status(StatusCode.ERROR)
 
     async def close(self) -> None:
         if self._session is not None:

@@ -16,10 +16,11 @@ from typing import Any
 
 import aiohttp
 import httpx2
-from opentelemetry.propagate import inject
-from opentelemetry.trace import SpanKind, StatusCode, Tracer
+from opentelemetry.trace import Tracer
+from yarl import URL
 
 from services.llm.providers.base import ProviderSettings
+from services.llm.providers.direct import provider_span
 
 
 @contextlib.contextmanager
@@ -72,25 +73,10 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
         return self._session
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        if self._tracer is None:
-            return await self._send(request)
-        # One client span per provider call, its context passed on in `traceparent` (the query string,
-        # which may carry keys for some providers, stays out of the span).
-        url = request.url
-        attributes: dict[str, str | int] = {
-            "http.request.method": request.method,
-            "url.full": str(url.copy_with(query=None)),
-            "server.address": url.host,
-            "server.port": url.port or (443 if url.scheme == "https" else 80),
-        }
-        with self._tracer.start_as_current_span(request.method, kind=SpanKind.CLIENT, attributes=attributes) as span:
-            carrier: dict[str, str] = {}
-            inject(carrier)
-            request.headers.update(carrier)
+        with provider_span(self._tracer, request.method, URL(str(request.url))) as span:
+            request.headers.update(span.carrier)
             response = await self._send(request)
-            span.set_attribute("http.response.status_code", response.status_code)
-            if response.status_code >= 500:
-                span.set_status(StatusCode.ERROR)
+            span.answered(response.status_code)
             return response
 
     async def _send(self, request: httpx2.Request) -> httpx2.Response:
