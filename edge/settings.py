@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from services.access.internal import read_internal_token
 from services.common.config import EnvReader, read_trace_ratio
 from services.prompts.config import read_restore_max_bytes, read_restore_timeout_s
 
@@ -126,7 +127,7 @@ def read_settings(descriptor_path: Path, environ: Mapping[str, str] | None = Non
         route_timeout_s=env.number("SPARK_EDGE_ROUTE_TIMEOUT_S", 30.0, minimum=0.01),
         # Routes without their own idle timeout; the streaming routes have none at all.
         stream_idle_timeout_s=env.number("SPARK_EDGE_STREAM_IDLE_TIMEOUT_S", 300.0, minimum=0.01),
-        internal_token=env.optional_text("SPARK_INTERNAL_TOKEN"),
+        internal_token=read_internal_token(env),
         tls_cert=Path(tls_cert) if tls_cert and tls_key else None,
         tls_key=Path(tls_key) if tls_cert and tls_key else None,
         stats_port=None if stats_port < 0 else stats_port,

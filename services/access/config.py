@@ -22,13 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.access.addresses import TrustedProxies, parse_networks
+from services.access.internal import read_internal_token
 from services.access.policy import DEFAULT_LIMITS_PATH, Limits, PolicyError, load_limits
 from services.access.users import User
 from services.common.config import EnvReader, ServerConfig, read_server_config
 
 DEFAULT_PORT = 50055
 MODES = ("development", "keys")
-MIN_INTERNAL_TOKEN_CHARS = 32
 # The development owner; `spark.user()` returns it.
 DEVELOPMENT_USER = User(id="owner", login="owner", email="", avatar_url="", is_owner=True)
 # A request to an admin route that carries the admin token and no API key.
@@ -90,12 +90,7 @@ def read_gate_config(env: EnvReader) -> GateConfig:
         env.problem(
             _keys_without_admin_token(chosen=env.optional_text("SPARK_ACCESS_MODE") is not None, redis=bool(redis_url))
         )
-    internal_token = env.optional_text("SPARK_INTERNAL_TOKEN")
-    if internal_token is not None and len(internal_token) < MIN_INTERNAL_TOKEN_CHARS:
-        env.problem(
-            f"SPARK_INTERNAL_TOKEN must be at least {MIN_INTERNAL_TOKEN_CHARS} characters of a random secret "
-            "(e.g. `openssl rand -hex 32`)"
-        )
+    internal_token = read_internal_token(env)
     if mode == "keys" and internal_token is None:
         env.problem(
             "SPARK_ACCESS_MODE is keys but SPARK_INTERNAL_TOKEN is unset: the edge and the services prove to each "

@@ -22,9 +22,24 @@ from __future__ import annotations
 
 import hmac
 
+from services.common.config import EnvReader
 from services.common.identity import CLIENT_ADDRESS_HEADER, INTERNAL_HEADER, USER_METADATA
 
-__all__ = ["CLIENT_ADDRESS_HEADER", "INTERNAL_HEADER", "INTERNAL_HEADERS", "InternalToken"]
+MIN_TOKEN_CHARS = 32
+
+
+def read_internal_token(env: EnvReader) -> str | None:
+    """`SPARK_INTERNAL_TOKEN`, refused when it is too short to be a secret; problems go to `env`."""
+    token = env.optional_text("SPARK_INTERNAL_TOKEN")
+    if token is not None and len(token) < MIN_TOKEN_CHARS:
+        env.problem(
+            f"SPARK_INTERNAL_TOKEN must be at least {MIN_TOKEN_CHARS} characters of a random secret "
+            "(e.g. `openssl rand -hex 32`)"
+        )
+    return token
+
+
+__all__ = ["CLIENT_ADDRESS_HEADER", "INTERNAL_HEADER", "INTERNAL_HEADERS", "InternalToken", "read_internal_token"]
 
 # What clients may not send through the edge.
 INTERNAL_HEADERS = (INTERNAL_HEADER, CLIENT_ADDRESS_HEADER, USER_METADATA)

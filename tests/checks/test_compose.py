@@ -26,7 +26,7 @@ import pytest
 from redis.connection import parse_url
 
 from edge.settings import read_settings
-from services.access.config import MIN_INTERNAL_TOKEN_CHARS
+from services.access.internal import MIN_TOKEN_CHARS as MIN_INTERNAL_TOKEN_CHARS
 from services.access.config import read_config as read_access_config
 from services.common.config import ConfigError
 from services.common.descriptors import default_descriptor_path

@@ -109,6 +109,8 @@ def test_the_edge_decides_nothing_about_callers_and_never_passes_on_a_clients_in
     assert headers == {INTERNAL_HEADER: token, CLIENT_ADDRESS_HEADER: "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"}
     assert {h["append_action"] for h in added["request_headers_to_add"]} == {"OVERWRITE_IF_EXISTS_OR_ADD"}
     assert token not in repr(read_settings(default_descriptor_path(), {**BASE_ENV, "SPARK_INTERNAL_TOKEN": token}))
+    with pytest.raises(ConfigError, match="SPARK_INTERNAL_TOKEN must be at least 32 characters"):
+        read_settings(default_descriptor_path(), {**BASE_ENV, "SPARK_INTERNAL_TOKEN": "short"})
 
 
 def test_every_method_behind_the_edge_declares_its_policy_in_its_proto() -> None:
