@@ -26,8 +26,8 @@ import pytest
 from redis.connection import parse_url
 
 from edge.settings import read_settings
-from services.access.internal import MIN_TOKEN_CHARS as MIN_INTERNAL_TOKEN_CHARS
 from services.access.config import read_config as read_access_config
+from services.access.internal import MIN_TOKEN_CHARS as MIN_INTERNAL_TOKEN_CHARS
 from services.common.config import ConfigError
 from services.common.descriptors import default_descriptor_path
 from services.kv.config import read_config as read_kv_config
