@@ -146,26 +146,45 @@ class DeadlineExceeded(DomainError):
     """The work did not finish in time."""
 
 
-STATUS_BY_ERROR: dict[type[DomainError], grpc.StatusCode] = {
-    InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
-    NotFound: grpc.StatusCode.NOT_FOUND,
-    AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
-    Aborted: grpc.StatusCode.ABORTED,
-    FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
-    Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
-    PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
-    ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    Unavailable: grpc.StatusCode.UNAVAILABLE,
-    DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
+@dataclass(frozen=True, slots=True)
+class ErrorContract:
+    """How one kind of domain error reaches every caller: one row, read by everything that answers."""
+
+    # Native gRPC callers, and what the edge's transcoder turns into the HTTP status below.
+    code: grpc.StatusCode
+    # The HTTP status the edge answers (Envoy's mapping of `code`; tests/unit/test_errors.py holds it to that).
+    http_status: int
+    # OpenAI's error `type`: on the OpenAI-compatible routes and in every stream's error event.
+    openai_type: str
+
+
+ERROR_CONTRACT: dict[type[DomainError], ErrorContract] = {
+    InvalidArgument: ErrorContract(grpc.StatusCode.INVALID_ARGUMENT, 400, "invalid_request_error"),
+    NotFound: ErrorContract(grpc.StatusCode.NOT_FOUND, 404, "not_found_error"),
+    AlreadyExists: ErrorContract(grpc.StatusCode.ALREADY_EXISTS, 409, "invalid_request_error"),
+    Aborted: ErrorContract(grpc.StatusCode.ABORTED, 409, "invalid_request_error"),
+    FailedPrecondition: ErrorContract(grpc.StatusCode.FAILED_PRECONDITION, 400, "invalid_request_error"),
+    Unauthenticated: ErrorContract(grpc.StatusCode.UNAUTHENTICATED, 401, "authentication_error"),
+    PermissionDenied: ErrorContract(grpc.StatusCode.PERMISSION_DENIED, 403, "permission_error"),
+    ResourceExhausted: ErrorContract(grpc.StatusCode.RESOURCE_EXHAUSTED, 429, "rate_limit_error"),
+    Unavailable: ErrorContract(grpc.StatusCode.UNAVAILABLE, 503, "server_error"),
+    DeadlineExceeded: ErrorContract(grpc.StatusCode.DEADLINE_EXCEEDED, 504, "timeout"),
 }
+# An error of no kind above: a bug, answered as INTERNAL.
+UNKNOWN_CONTRACT = ErrorContract(grpc.StatusCode.UNKNOWN, 500, "server_error")
+STATUS_BY_ERROR: dict[type[DomainError], grpc.StatusCode] = {kind: row.code for kind, row in ERROR_CONTRACT.items()}
+
+
+def contract_of(error: DomainError) -> ErrorContract:
+    for cls in type(error).__mro__:
+        row = ERROR_CONTRACT.get(cls)
+        if row is not None:
+            return row
+    return UNKNOWN_CONTRACT
 
 
 def status_code_of(error: DomainError) -> grpc.StatusCode:
-    for cls in type(error).__mro__:
-        code = STATUS_BY_ERROR.get(cls)
-        if code is not None:
-            return code
-    return grpc.StatusCode.UNKNOWN
+    return contract_of(error).code
 
 
 def _pack(message: object) -> any_pb2.Any:

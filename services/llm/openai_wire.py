@@ -286,8 +286,3 @@ class ChunkWriter:
             frames.append(self._event([], usage=_usage(usage)))
         frames.append(sse.DONE)
         return b"".join(frames)
-
-
-def error_event(code: str, message: str, error_type: str) -> bytes:
-    """An OpenAI-style error inside a stream; the official SDKs raise it as an APIError."""
-    return sse.event({"error": {"message": message, "type": error_type, "code": code}})

@@ -13,7 +13,7 @@ from google.api import httpbody_pb2
 from spark.llm.v1 import llm_pb2, llm_pb2_grpc
 
 from services.common import sse
-from services.common.errors import DomainError, InvalidArgument, status_code_of
+from services.common.errors import DomainError, InvalidArgument
 from services.common.identity import current_caller
 from services.common.keepalive import with_keepalives
 from services.common.transcoding import metadata_value
@@ -31,12 +31,6 @@ Context = grpc.aio.ServicerContext[Any, Any]
 JSON = "application/json"
 SSE = "text/event-stream"
 _ROLES = {"system": "system", "user": "user", "assistant": "assistant"}
-# OpenAI's error `type` for each gRPC status, inside stream error events.
-_ERROR_TYPES = {
-    grpc.StatusCode.INVALID_ARGUMENT: "invalid_request_error",
-    grpc.StatusCode.RESOURCE_EXHAUSTED: "rate_limit_error",
-    grpc.StatusCode.DEADLINE_EXCEEDED: "timeout",
-}
 
 
 class LlmServicer(llm_pb2_grpc.LlmServiceServicer):
@@ -132,11 +126,7 @@ class LlmServicer(llm_pb2_grpc.LlmServiceServicer):
             cause = error.cause if isinstance(error, MidStreamError) else error
             if not started:
                 raise cause from None
-            code = status_code_of(cause)
-            event_type = _ERROR_TYPES.get(code, "server_error")
-            yield httpbody_pb2.HttpBody(
-                content_type=SSE, data=openai_wire.error_event(code.name.lower(), cause.message, event_type)
-            )
+            yield httpbody_pb2.HttpBody(content_type=SSE, data=sse.error_event(cause))
 
     # --- typed gRPC -----------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from spark.vision.v1 import vision_pb2, vision_pb2_grpc
 from services.access.internal import InternalToken
 from services.common import sse
 from services.common.cleanup import DEFAULT_RULE, CleanupRule, StreamCleaner, apply
-from services.common.errors import DomainError, NotFound, Unavailable, quoted, status_code_of
+from services.common.errors import DomainError, NotFound, Unavailable, quoted
 from services.common.identity import current_caller
 from services.common.keepalive import with_keepalives
 from services.common.relay import relayed
@@ -205,6 +205,4 @@ class VisionServicer(vision_pb2_grpc.VisionServiceServicer):
         except DomainError as error:
             if not started:
                 raise
-            code = status_code_of(error)
-            payload = {"error": {"code": code.name.lower(), "message": error.message, "reason": error.reason}}
-            yield httpbody_pb2.HttpBody(content_type=SSE, data=sse.event(payload))
+            yield httpbody_pb2.HttpBody(content_type=SSE, data=sse.error_event(error))

@@ -6,10 +6,11 @@ import base64
 from urllib.parse import quote
 
 import grpc
+import orjson
 import pytest
 from google.rpc import code_pb2, error_details_pb2
 
-from services.common import errors
+from services.common import errors, sse
 
 
 @pytest.mark.parametrize(
@@ -121,3 +122,48 @@ def test_the_trailers_of_any_error_fit_in_grpc_default_metadata_limit() -> None:
     message_bytes = len(quote(status.message.encode(), safe=""))
     details_bytes = len(base64.b64encode(status.SerializeToString()))
     assert message_bytes + details_bytes < 8 * 1024
+
+
+# Envoy's gRPC-to-HTTP mapping (Grpc::Utility::grpcToHttpStatus), which the transcoder applies.
+ENVOY_HTTP_STATUS = {
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.FAILED_PRECONDITION: 400,
+    grpc.StatusCode.OUT_OF_RANGE: 400,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.ABORTED: 409,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+    grpc.StatusCode.UNKNOWN: 500,
+}
+
+
+def test_each_kind_of_error_is_one_row_whose_http_status_is_the_edges() -> None:
+    for kind, row in errors.ERROR_CONTRACT.items():
+        assert row.http_status == ENVOY_HTTP_STATUS[row.code], kind
+        assert errors.contract_of(kind("x")) is row
+    assert errors.contract_of(errors.DomainError("x")) is errors.UNKNOWN_CONTRACT
+
+
+@pytest.mark.parametrize(
+    ("error", "expected_type"),
+    [
+        (errors.ResourceExhausted("over budget", reason="BUDGET_EXCEEDED"), "rate_limit_error"),
+        (errors.Unavailable("provider down", reason="PROVIDER_UNAVAILABLE"), "server_error"),
+        (errors.DeadlineExceeded("too slow"), "timeout"),
+    ],
+)
+def test_every_stream_ends_a_failure_with_one_error_event(error: errors.DomainError, expected_type: str) -> None:
+    frame = sse.error_event(error)
+    assert frame.startswith(b"data: ") and frame.endswith(b"\n\n")
+    assert orjson.loads(frame[6:]) == {
+        "error": {
+            "message": error.message,
+            "type": expected_type,
+            "code": errors.status_code_of(error).name.lower(),
+            "reason": error.reason,
+        }
+    }

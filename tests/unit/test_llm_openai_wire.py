@@ -10,7 +10,7 @@ import pytest
 
 from services.common.errors import InvalidArgument
 from services.llm.chat import ChatMessage, Completion, ImagePart, TextPart, Usage
-from services.llm.openai_wire import ChunkWriter, completion_body, error_event, parse_body
+from services.llm.openai_wire import ChunkWriter, completion_body, parse_body
 
 # What @github/spark 0.46.15's spark.llm(prompt, "gpt-4o-mini", true) posts to /_spark/llm.
 SPARK_RUNTIME_BODY = {
@@ -147,14 +147,6 @@ def test_chunks_end_with_finish_usage_and_done() -> None:
     assert all(c["object"] == "chat.completion.chunk" and c["id"] == "chatcmpl-2" for c in chunks)
     without_usage = ChunkWriter("c", 1, "m", include_usage=False).finish("stop", Usage(1, 1)).decode()
     assert "usage" not in without_usage
-
-
-def test_error_events_carry_openais_error_object() -> None:
-    frame = error_event("unavailable", "provider down", "server_error")
-    assert frame.startswith(b"data: ") and frame.endswith(b"\n\n")
-    assert orjson.loads(frame[6:]) == {
-        "error": {"message": "provider down", "type": "server_error", "code": "unavailable"}
-    }
 
 
 def test_an_unknown_key_is_echoed_as_a_short_prefix() -> None:
