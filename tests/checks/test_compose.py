@@ -18,7 +18,6 @@ import os
 import re
 import subprocess
 import textwrap
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,15 +25,10 @@ import pytest
 from redis.connection import parse_url
 
 from edge.settings import read_settings
-from services.access.config import read_config as read_access_config
 from services.access.internal import MIN_TOKEN_CHARS as MIN_INTERNAL_TOKEN_CHARS
 from services.common.config import ConfigError
 from services.common.descriptors import default_descriptor_path
-from services.kv.config import read_config as read_kv_config
-from services.llm.config import read_config as read_llm_config
-from services.meta.config import read_config as read_meta_config
-from services.prompts.config import read_config as read_prompts_config
-from services.vision.config import read_config as read_vision_config
+from tests.support.service_configs import SERVICE_READERS
 
 pytestmark = pytest.mark.checks
 
@@ -60,14 +54,6 @@ HOST_SECRETS = {
 }
 # What every service reads to admit its own callers (services/access/config.py read_gate_config).
 ACCESS_SETTINGS = ("REDIS_URL", "SPARK_ACCESS_MODE", "ADMIN_TOKEN", "SPARK_INTERNAL_TOKEN", "SPARK_TRUSTED_PROXIES")
-SERVICE_READERS: dict[str, Callable[[dict[str, str]], Any]] = {
-    "meta": read_meta_config,
-    "kv": read_kv_config,
-    "llm": read_llm_config,
-    "prompts": read_prompts_config,
-    "vision": read_vision_config,
-    "access": read_access_config,
-}
 
 Json = dict[str, Any]
 
@@ -545,12 +531,12 @@ def test_secrets_pass_through_from_the_host_and_are_never_hard_coded(tmp_path: P
 def test_each_containers_environment_is_valid_for_its_config_reader(services: dict[str, Json]) -> None:
     """The values compose passes parse with the services' own readers (a typo'd number fails here)."""
     try:
-        kv = read_kv_config(env_of(services, "kv"))
-        meta = read_meta_config(env_of(services, "meta"))
-        prompts = read_prompts_config(env_of(services, "prompts"))
-        llm = read_llm_config(env_of(services, "llm"))
-        vision = read_vision_config(env_of(services, "vision"))
-        access = read_access_config(env_of(services, "access"))
+        kv = SERVICE_READERS["kv"](env_of(services, "kv"))
+        meta = SERVICE_READERS["meta"](env_of(services, "meta"))
+        prompts = SERVICE_READERS["prompts"](env_of(services, "prompts"))
+        llm = SERVICE_READERS["llm"](env_of(services, "llm"))
+        vision = SERVICE_READERS["vision"](env_of(services, "vision"))
+        access = SERVICE_READERS["access"](env_of(services, "access"))
         edge = read_settings(default_descriptor_path(), env_of(services, "edge"))
     except ConfigError as error:
         pytest.fail(str(error), pytrace=False)

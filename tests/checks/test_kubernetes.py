@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import subprocess
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,15 +21,7 @@ import pytest
 import yaml
 from redis.connection import parse_url
 
-from edge.settings import read_settings
-from services.access.config import read_config as read_access_config
 from services.common.config import ConfigError
-from services.common.descriptors import default_descriptor_path
-from services.kv.config import read_config as read_kv_config
-from services.llm.config import read_config as read_llm_config
-from services.meta.config import read_config as read_meta_config
-from services.prompts.config import read_config as read_prompts_config
-from services.vision.config import read_config as read_vision_config
 from tests.checks.test_compose import (
     ACCESS_SETTINGS,
     SECRET_NAME,
@@ -39,21 +31,13 @@ from tests.checks.test_compose import (
     module_run_by,
     parse_pairs,
 )
+from tests.support.service_configs import READERS
 
 pytestmark = pytest.mark.checks
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "deploy" / "kubernetes"
 PORTS = {"meta": 50050, "kv": 50051, "llm": 50052, "prompts": 50053, "vision": 50054, "access": 50055}
-READERS: dict[str, Callable[[dict[str, str]], Any]] = {
-    "meta": read_meta_config,
-    "kv": read_kv_config,
-    "llm": read_llm_config,
-    "prompts": read_prompts_config,
-    "vision": read_vision_config,
-    "access": read_access_config,
-    "edge": lambda env: read_settings(default_descriptor_path(), env),
-}
 
 Json = dict[str, Any]
 

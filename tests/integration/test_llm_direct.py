@@ -112,70 +112,59 @@ async def test_a_stream_goes_out_as_the_sdk_sends_it(fake: FakeProvider, name: s
     assert "".join(getattr(event, "text", "") for event in events) == sdk_text
 
 
+async def both_fail(
+    base_url: str, *, stream: bool = False, timeout_s: float = TIMEOUT_S
+) -> tuple[openai.OpenAIError, ProviderError]:
+    """The same request that fails, through the SDK and through the direct client: what each raised."""
+    request = REQUESTS["text"]
+    payload = request_payload(request, MODEL)
+    client, provider = sdk(base_url, timeout_s), direct(base_url)
+    try:
+        with pytest.raises(openai.OpenAIError) as raised:
+            await client.chat.completions.create(**payload, stream=stream)
+        with pytest.raises(ProviderError) as direct_raised:
+            if stream:
+                async for _ in provider.stream(request, MODEL, timeout_s):
+                    pass
+            else:
+                await provider.complete(request, MODEL, timeout_s)
+    finally:
+        await client.close()
+        await provider.close()
+    return raised.value, direct_raised.value
+
+
 @pytest.mark.parametrize(
     ("status", "retry_after"), [(400, None), (401, None), (404, None), (429, 7.0), (500, None), (503, 2.0)]
 )
 async def test_an_error_status_becomes_the_error_the_sdk_would_have_raised(
     fake: FakeProvider, status: int, retry_after: float | None
 ) -> None:
-    request = REQUESTS["text"]
-    client, provider = sdk(fake.openai_base_url), direct(fake.openai_base_url)
     fake.fail_next(2, status, retry_after=retry_after)
-    try:
-        with pytest.raises(openai.APIStatusError) as raised:
-            await client.chat.completions.create(**request_payload(request, MODEL))
-        with pytest.raises(ProviderError) as direct_raised:
-            await provider.complete(request, MODEL, TIMEOUT_S)
-    finally:
-        await client.close()
-        await provider.close()
-    assert direct_raised.value == sdk_error(raised.value)
-    assert direct_raised.value.status == status
+    by_sdk, by_direct = await both_fail(fake.openai_base_url)
+    assert isinstance(by_sdk, openai.APIStatusError)
+    assert by_direct == sdk_error(by_sdk)
+    assert by_direct.status == status
 
 
 async def test_a_stream_refused_with_a_status_becomes_the_same_error(fake: FakeProvider) -> None:
-    request = REQUESTS["text"]
-    client, provider = sdk(fake.openai_base_url), direct(fake.openai_base_url)
     fake.fail_next(2, 429, retry_after=3.0)
-    try:
-        with pytest.raises(openai.APIStatusError) as raised:
-            await client.chat.completions.create(**request_payload(request, MODEL), stream=True)
-        with pytest.raises(ProviderError) as direct_raised:
-            async for _ in provider.stream(request, MODEL, TIMEOUT_S):
-                pass
-    finally:
-        await client.close()
-        await provider.close()
-    assert direct_raised.value == sdk_error(raised.value)
+    by_sdk, by_direct = await both_fail(fake.openai_base_url, stream=True)
+    assert isinstance(by_sdk, openai.APIStatusError)
+    assert by_direct == sdk_error(by_sdk)
 
 
 async def test_a_slow_provider_is_a_timeout_for_both() -> None:
-    request = REQUESTS["text"]
     async with running_fake(delay_s=2.0) as slow:
-        client, provider = sdk(slow.openai_base_url, timeout_s=0.3), direct(slow.openai_base_url)
-        try:
-            with pytest.raises(openai.APITimeoutError) as raised:
-                await client.chat.completions.create(**request_payload(request, MODEL))
-            with pytest.raises(ProviderError) as direct_raised:
-                await provider.complete(request, MODEL, 0.3)
-        finally:
-            await client.close()
-            await provider.close()
-    assert direct_raised.value == sdk_error(raised.value)
+        by_sdk, by_direct = await both_fail(slow.openai_base_url, timeout_s=0.3)
+    assert isinstance(by_sdk, openai.APITimeoutError)
+    assert by_direct == sdk_error(by_sdk)
 
 
 async def test_a_provider_out_of_reach_is_the_same_error() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         closed = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
-    request = REQUESTS["text"]
-    client, provider = sdk(closed), direct(closed)
-    try:
-        with pytest.raises(openai.APIConnectionError) as raised:
-            await client.chat.completions.create(**request_payload(request, MODEL))
-        with pytest.raises(ProviderError) as direct_raised:
-            await provider.complete(request, MODEL, TIMEOUT_S)
-    finally:
-        await client.close()
-        await provider.close()
-    assert direct_raised.value == sdk_error(raised.value)
+    by_sdk, by_direct = await both_fail(closed)
+    assert isinstance(by_sdk, openai.APIConnectionError)
+    assert by_direct == sdk_error(by_sdk)
