@@ -17,12 +17,9 @@ ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /opt/app
 COPY requirements/pip.txt requirements/run.txt requirements/
 # Exact versions, every file hash-checked: first the installer and build backend, then the packages
-# (the few that ship only sources build with that backend); xds-protos overwrites files of other
-# packages and the last step restores them from the same lock.
-COPY tools/__init__.py tools/repair_protos.py tools/link_source.py tools/
+# (the few that ship only sources build with that backend).
 RUN pip install --no-cache-dir --require-hashes -r requirements/pip.txt \
- && pip install --no-cache-dir --require-hashes --no-build-isolation -r requirements/run.txt \
- && python -m tools.repair_protos requirements/run.txt
+ && pip install --no-cache-dir --require-hashes --no-build-isolation -r requirements/run.txt
 COPY . .
 # The sources are linked into the venv (a .pth), not built: the same layout `make run` uses.
 RUN python -m tools.link_source /opt/app

@@ -35,14 +35,12 @@ $(PY):
 $(VENV)/.installed: requirements/pip.txt requirements/run.txt | $(PY)
 	$(PIP_INSTALL) -r requirements/pip.txt
 	$(PIP_INSTALL) --no-build-isolation -r requirements/run.txt
-	$(PY) -m tools.repair_protos requirements/run.txt
 	$(PY) -m tools.link_source
 	touch $@
 
 $(VENV)/.installed-dev: requirements/pip.txt requirements/dev.txt | $(PY)
 	$(PIP_INSTALL) -r requirements/pip.txt
 	$(PIP_INSTALL) --no-build-isolation -r requirements/dev.txt
-	$(PY) -m tools.repair_protos requirements/dev.txt
 	$(PY) -m tools.link_source
 	touch $(VENV)/.installed $@
 

@@ -1,5 +1,6 @@
-"""The providers' response readers (`services.llm.providers`): what an upstream LLM API answers, read through
-the official SDKs as in production, with a transport that answers every call with the input.
+"""The providers' response readers (`services.llm.providers`): what an upstream LLM API answers, read as in
+production (Anthropic's through its official SDK, with a transport that answers every call with the input;
+the OpenAI protocol's through the direct client, whose HTTP exchange answers with the input).
 
 The input is a response body: an SSE stream for `stream`, a JSON document for `complete`.
 
@@ -13,19 +14,20 @@ The input is a response body: an SSE stream for `stream`, a JSON document for `c
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from unittest import mock
 
 import httpx2
 from anthropic import AsyncAnthropic
-from openai import AsyncOpenAI
 
 from fuzz.support import event_loop
 from services.llm.chat import ChatMessage, ChatRequest, Completion, Delta, Finished, Usage
 from services.llm.openai_wire import ChunkWriter
 from services.llm.providers import anthropic, openai_compatible
 from services.llm.providers.base import ProviderError, ProviderSettings
+from services.llm.providers.direct import Answer, DirectClient
 
 _LOOP = event_loop()
 _FINISH_REASONS = ("stop", "length", "content_filter", "tool_calls")
@@ -56,14 +58,46 @@ def _client_options(settings: ProviderSettings, tracer: Any) -> dict[str, Any]:
     }
 
 
+class _Content:
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    async def iter_any(self) -> AsyncIterator[bytes]:
+        yield self._body
+
+
+class _Response:
+    """The part of aiohttp's response the OpenAI provider reads."""
+
+    def __init__(self, body: bytes, content_type: str) -> None:
+        self.status = 200
+        self.headers = {"content-type": content_type}
+        self.content = _Content(body)
+        self._body = body
+
+    async def read(self) -> bytes:
+        return self._body
+
+
+class _DirectUpstream(DirectClient):
+    """The direct client with every exchange answered by `_UPSTREAM`."""
+
+    async def post(self, path: str, body: bytes, timeout_s: float) -> Answer:
+        return Answer(200, {"content-type": _UPSTREAM.content_type}, _UPSTREAM.body)
+
+    @contextlib.asynccontextmanager
+    async def stream(self, path: str, body: bytes, timeout_s: float) -> AsyncIterator[Any]:
+        yield _Response(_UPSTREAM.body, _UPSTREAM.content_type)
+
+
 def _providers() -> tuple[openai_compatible.OpenAICompatibleProvider, anthropic.AnthropicProvider]:
     settings = ProviderSettings("upstream", "sk-test", "http://upstream.test/v1")
     with (
-        mock.patch.object(openai_compatible, "sdk_client_options", _client_options),
+        mock.patch.object(openai_compatible, "DirectClient", _DirectUpstream),
         mock.patch.object(anthropic, "sdk_client_options", _client_options),
     ):
         providers = openai_compatible.OpenAICompatibleProvider(settings), anthropic.AnthropicProvider(settings)
-    assert isinstance(providers[0]._client, AsyncOpenAI) and isinstance(providers[1]._client, AsyncAnthropic)
+    assert isinstance(providers[0]._client, _DirectUpstream) and isinstance(providers[1]._client, AsyncAnthropic)
     return providers
 
 
