@@ -64,7 +64,6 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
         "SPARK_EDGE_PORT": str(edge_port),
         "SPARK_EDGE_ADMIN_PORT": str(admin_port),
         "SPARK_EDGE_UPSTREAMS": f"prompts={HOST}:{upstream}",
-        "SPARK_EDGE_POLICIES": "off",
         "SPARK_EDGE_ACCESS_LOG": str(directory / "access.log"),
     }
     config = write_config(directory / "envoy.json", environ=env)

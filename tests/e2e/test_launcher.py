@@ -33,7 +33,7 @@ def fresh_suite(tmp_path: Path) -> RunningSuite:
 
 def test_sigterm_stops_the_edge_and_every_service(fresh_suite: RunningSuite) -> None:
     pids = fresh_suite.child_pids()
-    assert set(pids) == {"meta", "access", "access-2", "kv", "kv-2", "llm", "prompts", "vision", "edge"}
+    assert set(pids) == {"meta", "access", "kv", "kv-2", "llm", "prompts", "vision", "edge"}
     assert all(alive(pid) for pid in pids.values())
     assert fresh_suite.stop() == 0
     assert wait_for(lambda: not any(alive(pid) for pid in pids.values()), 5.0), fresh_suite.logs()

@@ -17,7 +17,7 @@ from tests.support.suite import ROOT, RunningSuite
 
 pytestmark = pytest.mark.e2e
 
-SMALL_SUITE = {"SPARK_SERVICES": "meta,access,kv", "SPARK_ACCESS_WORKERS": "1", "SPARK_KV_WORKERS": "1"}
+SMALL_SUITE = {"SPARK_SERVICES": "meta,access,kv", "SPARK_KV_WORKERS": "1"}
 BEFORE = 50
 
 

@@ -58,7 +58,7 @@ def test_healthz_reports_every_service(http: httpx.Client) -> None:
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "SERVING"
-    assert [s["name"] for s in body["services"]] == ["access", "access-2", "kv", "kv-2", "llm", "prompts", "vision"]
+    assert [s["name"] for s in body["services"]] == ["access", "kv", "kv-2", "llm", "prompts", "vision"]
     assert {s["status"] for s in body["services"]} == {"SERVING"}
     # snake_case like the rest of the vision API, as docs/operations.md shows it.
     assert all(s["latency_ms"] > 0 and "latencyMs" not in s for s in body["services"]), body

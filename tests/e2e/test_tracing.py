@@ -18,6 +18,8 @@ pytestmark = pytest.mark.e2e
 SERVER_KIND = 2
 CLIENT_KIND = 3
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(64)
+# Every request traced (the default samples one in ten), exported within 100 ms.
+TRACED = {"OTEL_TRACES_SAMPLER": "parentbased_always_on", "OTEL_BSP_SCHEDULE_DELAY": "100"}
 
 
 @pytest.fixture
@@ -27,10 +29,8 @@ def receiver() -> Iterator[OtlpReceiver]:
     running.stop()
 
 
-def test_edge_access_and_kv_spans_share_one_trace(tmp_path: Path, receiver: OtlpReceiver) -> None:
-    suite = RunningSuite.start(
-        tmp_path, {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "100"}
-    )
+def test_edge_and_kv_spans_share_one_trace(tmp_path: Path, receiver: OtlpReceiver) -> None:
+    suite = RunningSuite.start(tmp_path, {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, **TRACED})
     try:
         with httpx.Client(base_url=suite.base_url, timeout=10) as http:
             assert http.post("/_spark/kv/traced", content="1").status_code == 200
@@ -41,11 +41,7 @@ def test_edge_access_and_kv_spans_share_one_trace(tmp_path: Path, receiver: Otlp
         def complete(spans: list[ReceivedSpan]) -> bool:
             kv = kv_span(spans)
             in_trace = [s for s in spans if kv is not None and s.trace_id == kv.trace_id]
-            return (
-                kv is not None
-                and any(s.span_id == kv.parent_span_id for s in in_trace)
-                and "Check" in {s.name.rsplit("/", 1)[-1] for s in in_trace}
-            )
+            return kv is not None and any(s.span_id == kv.parent_span_id for s in in_trace)
 
         spans = receiver.wait_for(complete, 20.0)
     finally:
@@ -57,11 +53,8 @@ def test_edge_access_and_kv_spans_share_one_trace(tmp_path: Path, receiver: Otlp
     assert edge, f"no edge span in the kv span's trace: {spans}"
     assert kv.kind == SERVER_KIND
     assert kv.parent_span_id in {s.span_id for s in edge}
-    # The edge's call to the access service (ext_authz, which also counts the rate limit) is a hop of the
-    # same trace.
-    access = {s.name.rsplit("/", 1)[-1]: s for s in trace if s.service == "spark-access"}
-    assert set(access) == {"Check"}
-    assert all(s.kind == SERVER_KIND and s.parent_span_id in {e.span_id for e in edge} for s in access.values())
+    # kv admits the call itself: no hop to the access service on the way.
+    assert not [s for s in trace if s.service == "spark-access"], trace
 
 
 def test_a_vision_request_is_one_trace_through_prompts_and_llm(tmp_path: Path, receiver: OtlpReceiver) -> None:
@@ -70,7 +63,7 @@ def test_a_vision_request_is_one_trace_through_prompts_and_llm(tmp_path: Path, r
             tmp_path,
             {
                 "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
-                "OTEL_BSP_SCHEDULE_DELAY": "100",
+                **TRACED,
                 "OPENAI_API_KEY": "sk-test",
                 **fake.env(),
             },

@@ -69,7 +69,6 @@ def llm_suite(
         "ANTHROPIC_API_KEY": "ak-test",
         "ADMIN_TOKEN": ADMIN_TOKEN,
         "SPARK_SERVICES": "meta,access,llm,prompts",
-        "SPARK_ACCESS_WORKERS": "1",
         "SPARK_LLM_BREAKER_FAILURES": str(BREAKER_FAILURES),
         "SPARK_LLM_BREAKER_OPEN_S": str(BREAKER_OPEN_S),
         "SPARK_LLM_TIMEOUT_S": str(LLM_TIMEOUT_S),

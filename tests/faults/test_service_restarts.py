@@ -4,8 +4,8 @@ tests/e2e/test_launcher.py kills an idle kv process; here the llm, prompts
 and access services (one process each, so nothing else can answer for them)
 die while clients keep calling them through the edge. Every request must get
 an answer within a bound, never a hang: a 2xx, or a 503 with the JSON error
-body. Access is the edge's ext_authz: with it down the edge fails closed
-(503) on every route, and opens again once the restarted process serves.
+body. Every service checks its own calls, so the access service down is only
+its own routes down (/_spark/user here), until the restarted process serves.
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ from tests.support.suite import RunningSuite
 pytestmark = pytest.mark.faults
 
 COLLECTION = "crash"
-ENV = {"SPARK_SERVICES": "meta,access,kv", "SPARK_ACCESS_WORKERS": "1"}
+ENV = {"SPARK_SERVICES": "meta,access,kv"}
 # Which kv processes each round kills at once; both together leave the edge no instance for a moment.
 ROUNDS = (("kv",), ("kv", "kv-2"))
 

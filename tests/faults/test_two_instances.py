@@ -52,7 +52,6 @@ def pair(tmp_path_factory: pytest.TempPathFactory, fake: FakeProviderThread) -> 
             "REDIS_URL": redis.url,
             "ADMIN_TOKEN": ADMIN_TOKEN,
             "SPARK_ACCESS_LIMITS": str(limits_file(directory)),
-            "SPARK_ACCESS_WORKERS": "1",
             "SPARK_KV_WORKERS": "1",
         }
         with ThreadPoolExecutor(2) as pool:
