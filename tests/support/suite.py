@@ -95,9 +95,7 @@ class RunningSuite:
     ) -> RunningSuite:
         env, ports = suite_environment(directory, extra_env)
         stdout = (directory / "launcher.out").open("wb")
-        process = subprocess.Popen(
-            LAUNCHER_COMMAND, cwd=ROOT, env=env, stdout=stdout, stderr=subprocess.STDOUT
-        )
+        process = subprocess.Popen(LAUNCHER_COMMAND, cwd=ROOT, env=env, stdout=stdout, stderr=subprocess.STDOUT)
         stdout.close()
         suite = cls(directory, process, env, ports)
         deadline = time.monotonic() + timeout_s
