@@ -24,9 +24,14 @@ from edge.routes import (
     TRANSCODED_SERVICES,
     DirectReply,
     HttpRoute,
+    route_for_path,
 )
 from edge.settings import EdgeSettings, Upstream
+from services.access.gate import API_KEY_REQUIRED, CREDENTIAL_HEADERS
 from services.access.internal import CLIENT_ADDRESS_HEADER, INTERNAL_HEADER, INTERNAL_HEADERS
+from services.access.methods import method_policies
+from services.common.descriptors import load_pool
+from services.common.routes import http_routes
 
 Json = dict[str, Any]
 
@@ -36,6 +41,7 @@ LUA = "envoy.filters.http.lua"
 # A second Lua filter, which keeps the route it was entered with (see HEAD_AS_GET_LUA).
 HEAD_AS_GET = "spark.head_as_get"
 HEADER_MUTATION = "envoy.filters.http.header_mutation"
+RBAC = "envoy.filters.http.rbac"
 BUFFER = "envoy.filters.http.buffer"
 CORS = "envoy.filters.http.cors"
 ADMIN_CLUSTER = "envoy_admin"
@@ -422,6 +428,32 @@ def _route_timeout_s(route: HttpRoute, settings: EdgeSettings) -> float:
     return route.timeout_s if route.timeout_s is not None else settings.route_timeout_s
 
 
+def public_routes(settings: EdgeSettings) -> frozenset[str]:
+    """The routes whose every RPC may be called without a credential, by the policies the protos declare
+    (`spark.policy.v1.policy`): HTTP route classes, and native gRPC services (health and reflection are not
+    the suite's, and open)."""
+    pool, _ = load_pool(settings.descriptor_path)
+    policies = method_policies(TRANSCODED_SERVICES, pool)
+    publics: dict[str, list[bool]] = {}
+    for binding in http_routes(pool, TRANSCODED_SERVICES):
+        route = route_for_path(binding.path)
+        if route is not None:
+            publics.setdefault(route.name, []).append(policies[f"/{binding.rpc}"].public)
+    for services in GRPC_SERVICES.values():
+        for service in services:
+            prefix = f"/{service}/"
+            # Not one of the suite's services (health, reflection): an empty list, and open.
+            publics[f"grpc-{service}"] = [p.public for name, p in policies.items() if name.startswith(prefix)]
+    return frozenset(name for name, public in publics.items() if all(public))
+
+
+def _credentials_open(config: Json, name: str, public: frozenset[str]) -> Json:
+    """Lets a public route's requests past the credential check (the services admit them)."""
+    if name in public:
+        config.setdefault("typed_per_filter_config", {})[RBAC] = _filter_config(disabled=True)
+    return config
+
+
 def _http_route(route: HttpRoute, settings: EdgeSettings, *, head: bool = False) -> Json:
     """The route of one class; with `head`, its twin for HEAD requests, which it answers as GET."""
     body_limit = {
@@ -539,6 +571,9 @@ def _route_config(settings: EdgeSettings) -> Json:
     # The HEAD twins first: the route each matches on its path alone would take a HEAD as an unknown method.
     routes += [_http_route(route, settings, head=True) for route in served]
     routes += [_http_route(route, settings) for route in served]
+    if settings.credentials_required:
+        public = public_routes(settings) | {"grpc-unknown"}
+        routes = [_credentials_open(route, route["name"].removesuffix("-head"), public) for route in routes]
     virtual_host: Json = {
         "name": "suite",
         "domains": ["*"],
@@ -570,6 +605,19 @@ def _status_filter(http_status: int) -> Json:
     }
 
 
+def _cel_filter(expression: str) -> Json:
+    """A local-reply mapper's filter on a CEL expression over the request and response attributes."""
+    return {
+        "extension_filter": {
+            "name": "envoy.access_loggers.extension_filters.cel",
+            "typed_config": {
+                "@type": TYPE + "envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter",
+                "expression": expression,
+            },
+        }
+    }
+
+
 def _local_reply_config() -> Json:
     """Envoy's own replies (no route, 413, upstream down, timeouts) as JSON in the services' error shape."""
     # Native gRPC callers get a text body. A transcoded request also has a gRPC content type by the time the
@@ -580,6 +628,30 @@ def _local_reply_config() -> Json:
     ]
     text_body = {"text_format_source": {"inline_string": "%LOCAL_REPLY_BODY%"}}
     grpc_mapper = {"filter": {"and_filter": {"filters": native_grpc}}, "body_format_override": text_body}
+    # A request refused for carrying no credential at all (the credential check's RBAC rule): the services'
+    # own 401 and words, UNAUTHENTICATED for gRPC callers.
+    no_credential = _cel_filter("response.code_details.startsWith('rbac_access_denied')")
+    grpc_no_credential_mapper = {
+        "filter": {"and_filter": {"filters": [*native_grpc, no_credential]}},
+        "body": {"inline_string": API_KEY_REQUIRED},
+        "headers_to_add": [
+            {"header": {"key": "grpc-status", "value": "16"}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"},
+            {
+                "header": {"key": "grpc-message", "value": API_KEY_REQUIRED},
+                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+            },
+        ],
+        "body_format_override": text_body,
+    }
+    no_credential_mapper = {
+        "filter": no_credential,
+        "status_code": 401,
+        "body": {"inline_string": API_KEY_REQUIRED},
+        "body_format_override": {
+            "json_format": _error_body(16, "%LOCAL_REPLY_BODY%", "API_KEY_MISSING"),
+            "content_type": JSON_CONTENT_TYPE,
+        },
+    }
     # Path normalisation refuses an encoded NUL with an empty body; say why.
     nul_mapper = {
         "filter": {
@@ -596,15 +668,7 @@ def _local_reply_config() -> Json:
             "content_type": JSON_CONTENT_TYPE,
         },
     }
-    long_transcoder_error: Json = {
-        "extension_filter": {
-            "name": "envoy.access_loggers.extension_filters.cel",
-            "typed_config": {
-                "@type": TYPE + "envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter",
-                "expression": LONG_TRANSCODER_ERROR,
-            },
-        }
-    }
+    long_transcoder_error = _cel_filter(LONG_TRANSCODER_ERROR)
     unrepeated_mappers = [
         {
             "filter": {"and_filter": {"filters": [_status_filter(http_status), long_transcoder_error]}},
@@ -621,7 +685,7 @@ def _local_reply_config() -> Json:
         }
         for http_status in (400, 404)
     ]
-    mappers = [grpc_mapper, nul_mapper, *unrepeated_mappers]
+    mappers = [grpc_no_credential_mapper, no_credential_mapper, grpc_mapper, nul_mapper, *unrepeated_mappers]
     for http_status, grpc_code in GRPC_CODE_BY_HTTP.items():
         mappers.append(
             {
@@ -680,10 +744,24 @@ def _header_mutation(settings: EdgeSettings) -> Json:
     }
 
 
+def _credentials_filter(settings: EdgeSettings) -> list[Json]:
+    """In keys mode, a request to a route that is not public needs some credential header to go on: one with
+    none is refused here (401, as the service would), before its body is buffered or a service sees it.
+    Whether a credential is right is the service's to say."""
+    if not settings.credentials_required:
+        return []
+    present = [{"header": {"name": name, "present_match": True}} for name in CREDENTIAL_HEADERS]
+    rules = {"action": "ALLOW", "policies": {"credentials": {"permissions": [{"any": True}], "principals": present}}}
+    return [
+        {"name": RBAC, "typed_config": {"@type": TYPE + "envoy.extensions.filters.http.rbac.v3.RBAC", "rules": rules}}
+    ]
+
+
 def _http_filters(settings: EdgeSettings) -> list[Json]:
     return [
         {"name": CORS, "typed_config": {"@type": TYPE + "envoy.extensions.filters.http.cors.v3.Cors"}},
         {"name": HEADER_MUTATION, "typed_config": _header_mutation(settings)},
+        *_credentials_filter(settings),
         {
             "name": HEAD_AS_GET,
             "disabled": True,

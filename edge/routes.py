@@ -133,6 +133,16 @@ DIRECT_REPLIES: tuple[DirectReply, ...] = (
     DirectReply("spark-kv-empty-key", {"path": "/_spark/kv/"}, 400, "key must not be empty"),
 )
 
+
+def route_for_path(path: str) -> HttpRoute | None:
+    """The route class that serves a path template (its variables match like any segment), if any."""
+    for route in HTTP_ROUTES:
+        exact, prefix = route.match.get("path"), route.match.get("path_separated_prefix")
+        if path == exact or (prefix is not None and (path == prefix or path.startswith(prefix + "/"))):
+            return route
+    return None
+
+
 GRPC_SERVICES: dict[str, tuple[str, ...]] = {
     "kv": ("spark.kv.v1.KvService",),
     "llm": ("spark.llm.v1.LlmService",),

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from services.access.config import read_access_mode, read_checks
 from services.access.internal import read_internal_token
 from services.common.config import EnvReader, read_trace_ratio
 from services.prompts.config import read_restore_max_bytes, read_restore_timeout_s
@@ -55,6 +56,9 @@ class EdgeSettings:
     stream_idle_timeout_s: float
     # The secret the edge shows the services with the client's address (services/access/internal.py).
     internal_token: str | None = field(repr=False)
+    # Keys mode with checks on: a request with no credential at all is refused here, before its body is read
+    # and before any Python process sees it; the services check every credential that is there.
+    credentials_required: bool
     # TLS on the edge's listener (PEM files); HSTS is sent only then.
     tls_cert: Path | None
     tls_key: Path | None
@@ -128,6 +132,7 @@ def read_settings(descriptor_path: Path, environ: Mapping[str, str] | None = Non
         # Routes without their own idle timeout; the streaming routes have none at all.
         stream_idle_timeout_s=env.number("SPARK_EDGE_STREAM_IDLE_TIMEOUT_S", 300.0, minimum=0.01),
         internal_token=read_internal_token(env),
+        credentials_required=read_access_mode(env) == "keys" and read_checks(env),
         tls_cert=Path(tls_cert) if tls_cert and tls_key else None,
         tls_key=Path(tls_key) if tls_cert and tls_key else None,
         stats_port=None if stats_port < 0 else stats_port,

@@ -75,10 +75,20 @@ def _keys_without_admin_token(*, chosen: bool, redis: bool) -> str:
     )
 
 
+def read_access_mode(env: EnvReader) -> str:
+    """`SPARK_ACCESS_MODE`: keys by default next to Redis, development otherwise."""
+    return env.choice("SPARK_ACCESS_MODE", "keys" if env.optional_text("REDIS_URL") else "development", MODES)
+
+
+def read_checks(env: EnvReader) -> bool:
+    """Whether calls are checked at all (`SPARK_ACCESS_CHECKS`, on unless benchmarking)."""
+    return env.choice("SPARK_ACCESS_CHECKS", "on", ("on", "off")) == "on"
+
+
 def read_gate_config(env: EnvReader) -> GateConfig:
     """The access settings, read by every service with its own settings; problems go to `env`."""
     redis_url = env.optional_text("REDIS_URL")
-    mode = env.choice("SPARK_ACCESS_MODE", "keys" if redis_url else "development", MODES)
+    mode = read_access_mode(env)
     if mode == "development" and redis_url and not env.flag("SPARK_ACCESS_ALLOW_DEVELOPMENT", False):
         env.problem(
             "SPARK_ACCESS_MODE=development serves everyone as the owner without keys; it is refused with "
@@ -97,7 +107,7 @@ def read_gate_config(env: EnvReader) -> GateConfig:
             "other that they are the suite with it (the same value everywhere; `openssl rand -hex 32`). "
             "`make run` makes one for the suite it starts"
         )
-    checks = env.choice("SPARK_ACCESS_CHECKS", "on", ("on", "off")) == "on"
+    checks = read_checks(env)
     if not checks and mode != "development":
         env.problem("SPARK_ACCESS_CHECKS=off serves every call unchecked; it is refused outside development mode")
     proxies, invalid = parse_networks(env.text("SPARK_TRUSTED_PROXIES", ""))

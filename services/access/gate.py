@@ -21,6 +21,10 @@ from services.common.errors import (
 )
 
 AUTH_FAILURE_WINDOW_S = 60
+# A call with no credential at all, where one is needed (the edge says the same for the calls it refuses).
+API_KEY_REQUIRED = "an API key is required: send Authorization: Bearer <key> or X-Api-Key: <key>"
+# Where a call may carry a credential: an API key, or the admin token alone on admin methods.
+CREDENTIAL_HEADERS = ("authorization", "x-api-key", "x-admin-token")
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,10 +85,7 @@ class Gate:
                 return self._settings.development_user
             if method.public:
                 return None
-            raise Unauthenticated(
-                "an API key is required: send Authorization: Bearer <key> or X-Api-Key: <key>",
-                reason="API_KEY_MISSING",
-            )
+            raise Unauthenticated(API_KEY_REQUIRED, reason="API_KEY_MISSING")
         user = await self._keys.verify(token)
         if user is None:
             await self._count_failure(address)

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from google.protobuf import descriptor_pool
+from google.protobuf import descriptor_pb2, descriptor_pool
 from spark.policy.v1 import policy_pb2
 
 from services.access.policy import ROUTE_CLASSES, PolicyError
@@ -43,9 +43,13 @@ def method_policies(
     policies: dict[str, MethodPolicy] = {}
     problems: list[str] = []
     for service_name in service_names:
-        for method in pool.FindServiceByName(service_name).methods:
+        # `MethodDescriptor.GetOptions()` is parsed once and cached, without the extension if it was asked
+        # for before `policy_pb2` was imported, and never for a pool of its own: a copy is parsed now.
+        service = descriptor_pb2.ServiceDescriptorProto()
+        pool.FindServiceByName(service_name).CopyToProto(service)
+        for method in service.method:
             name = f"/{service_name}/{method.name}"
-            options = method.GetOptions()
+            options = method.options
             if not options.HasExtension(EXTENSION):
                 problems.append(f"{name} declares no (spark.policy.v1.policy) option")
                 continue

@@ -252,7 +252,8 @@ def test_every_service_checks_its_callers_with_the_same_access_settings(services
     assert settings["access"]["SPARK_INTERNAL_TOKEN"] == HOST_INTERNAL_TOKEN
     edge = env_of(services, "edge")
     assert edge["SPARK_INTERNAL_TOKEN"] == HOST_INTERNAL_TOKEN
-    # The edge checks no caller: it needs neither the admin token nor the store.
+    # The edge refuses only requests with no credential at all: it needs the mode, not the admin token or the store.
+    assert edge["SPARK_ACCESS_MODE"] == "keys"
     assert not {"ADMIN_TOKEN", "REDIS_URL"} & set(edge), "the edge gets only the secrets it uses"
 
 
@@ -561,6 +562,7 @@ def test_each_containers_environment_is_valid_for_its_config_reader(services: di
     assert llm.providers == {}  # no keys on the host: nothing offered, nothing broken
     assert edge.listen_host == "0.0.0.0" and edge.otlp is not None and edge.otlp.host == "jaeger"
     assert edge.kv_max_value_bytes == kv.max_value_bytes
+    assert edge.credentials_required
     assert edge.admin_host == "127.0.0.1" and edge.stats_port == 9466
 
 

@@ -38,9 +38,9 @@ def validate(config: dict[str, Any], tmp_path: Path, log_level: str = "error") -
         },
         {"SPARK_EDGE_UPSTREAMS": "kv=kv:50051,meta=meta:50050,access=access:50055", "SPARK_EDGE_HOST": "0.0.0.0"},
         {"SPARK_EDGE_UPSTREAMS": "kv=127.0.0.1:50051,meta=127.0.0.1:50050"},
-        {"SPARK_INTERNAL_TOKEN": "t" * 64},
+        {"SPARK_INTERNAL_TOKEN": "t" * 64, "SPARK_ACCESS_MODE": "keys"},
     ],
-    ids=["defaults", "cors-and-tracing", "dns-upstreams", "kv-and-meta-only", "internal-token"],
+    ids=["defaults", "cors-and-tracing", "dns-upstreams", "kv-and-meta-only", "keys-mode"],
 )
 def test_envoy_accepts_the_rendered_config(tmp_path: Path, extra: dict[str, str]) -> None:
     result = validate(rendered({**BASE_ENV, **extra}), tmp_path)

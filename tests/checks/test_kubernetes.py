@@ -177,6 +177,8 @@ def test_each_containers_environment_is_valid_for_its_config_reader(documents: l
     redis_urls = {configs[name].redis_url for name in SERVICES}
     assert redis_urls == {f"redis://:{secret_value('REDIS_PASSWORD')}@redis:6379/0"}
     assert configs["edge"].kv_max_value_bytes == configs["kv"].max_value_bytes
+    # The ConfigMap's keys mode reaches the edge too: a request with no credential at all stops there.
+    assert configs["edge"].credentials_required
     assert configs["edge"].admin_host == "127.0.0.1" and configs["edge"].stats_port == 9466
     assert (configs["vision"].llm_target, configs["vision"].prompts_target) == ("llm:50052", "prompts:50053")
 

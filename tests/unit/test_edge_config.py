@@ -15,9 +15,10 @@ from spark.meta.v1 import meta_pb2
 from spark.prompts.v1 import prompts_pb2
 from spark.vision.v1 import vision_pb2
 
-from edge.envoy import HEAD_AS_GET, HEAD_AS_GET_LUA, LONG_TRANSCODER_ERROR, LUA
+from edge.envoy import HEAD_AS_GET, HEAD_AS_GET_LUA, LONG_TRANSCODER_ERROR, LUA, RBAC
 from edge.routes import HTTP_ROUTES, TRANSCODED_SERVICES
 from edge.settings import read_settings
+from services.access.gate import API_KEY_REQUIRED
 from services.access.internal import CLIENT_ADDRESS_HEADER, INTERNAL_HEADER, INTERNAL_HEADERS
 from services.access.methods import method_policies
 from services.access.policy import DEFAULT_LIMITS_PATH, PolicyError, load_limits
@@ -111,6 +112,40 @@ def test_the_edge_decides_nothing_about_callers_and_never_passes_on_a_clients_in
     assert token not in repr(read_settings(default_descriptor_path(), {**BASE_ENV, "SPARK_INTERNAL_TOKEN": token}))
     with pytest.raises(ConfigError, match="SPARK_INTERNAL_TOKEN must be at least 32 characters"):
         read_settings(default_descriptor_path(), {**BASE_ENV, "SPARK_INTERNAL_TOKEN": "short"})
+
+
+def test_in_keys_mode_a_request_without_any_credential_stops_at_the_edge_but_on_public_routes() -> None:
+    """Before its body is buffered and before any Python process sees it; the services check the rest."""
+    keys = {"SPARK_EDGE_UPSTREAMS": EVERYTHING, "SPARK_ACCESS_MODE": "keys"}
+    manager = _manager(rendered(keys))
+    names = [f["name"] for f in manager["http_filters"]]
+    assert names.index(RBAC) == names.index("envoy.filters.http.header_mutation") + 1
+    assert names.index(RBAC) < names.index("envoy.filters.http.buffer")
+    rbac = next(f for f in manager["http_filters"] if f["name"] == RBAC)["typed_config"]["rules"]
+    (policy,) = rbac["policies"].values()
+    assert rbac["action"] == "ALLOW" and policy["permissions"] == [{"any": True}]
+    assert {p["header"]["name"] for p in policy["principals"]} == {"authorization", "x-api-key", "x-admin-token"}
+    open_routes = {
+        name.removesuffix("-head")
+        for name, route in _routes(rendered(keys)).items()
+        if route.get("typed_per_filter_config", {}).get(RBAC, {}).get("disabled")
+    }
+    assert open_routes == {
+        "healthz",
+        "about",
+        "grpc-unknown",
+        "grpc-spark.meta.v1.MetaService",
+        "grpc-grpc.reflection.v1alpha.ServerReflection",
+        "grpc-grpc.reflection.v1.ServerReflection",
+        "grpc-grpc.health.v1.Health",
+    }
+    mappers = manager["local_reply_config"]["mappers"]
+    assert mappers[1]["status_code"] == 401 and mappers[1]["body"]["inline_string"] == API_KEY_REQUIRED
+    for environ in ({}, {"SPARK_ACCESS_MODE": "keys", "SPARK_ACCESS_CHECKS": "off"}):
+        assert RBAC not in [f["name"] for f in _manager(rendered({**BASE_ENV, **environ}))["http_filters"]]
+    assert RBAC in [
+        f["name"] for f in _manager(rendered({**BASE_ENV, "REDIS_URL": "redis://r:6379/0"}))["http_filters"]
+    ]
 
 
 def test_every_method_behind_the_edge_declares_its_policy_in_its_proto() -> None:
