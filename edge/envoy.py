@@ -14,8 +14,12 @@ own internal headers are removed (services/access/internal.py).
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 from typing import Any
+
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
 
 from edge.routes import (
     DIRECT_REPLIES,
@@ -27,13 +31,15 @@ from edge.routes import (
     route_for_path,
 )
 from edge.settings import EdgeSettings, Upstream
-from services.access.gate import API_KEY_REQUIRED, CREDENTIAL_HEADERS
+from services.access.gate import API_KEY_OR_ADMIN_TOKEN_REQUIRED, CREDENTIAL_HEADERS
 from services.access.internal import CLIENT_ADDRESS_HEADER, INTERNAL_HEADER, INTERNAL_HEADERS
 from services.access.methods import method_policies
 from services.common.descriptors import load_pool
 from services.common.routes import http_routes
 
 Json = dict[str, Any]
+EDGE_ERROR_DOMAIN = "edge.spark"
+UNAUTHENTICATED = 16
 
 TYPE = "type.googleapis.com/"
 TRANSCODER = "envoy.filters.http.grpc_json_transcoder"
@@ -360,7 +366,9 @@ def _error_body(code: int | str, message: str, reason: str) -> Json:
     return {
         "code": code,
         "message": message,
-        "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": reason, "domain": "edge.spark"}],
+        "details": [
+            {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": reason, "domain": EDGE_ERROR_DOMAIN}
+        ],
     }
 
 
@@ -447,10 +455,11 @@ def public_routes(settings: EdgeSettings) -> frozenset[str]:
     return frozenset(name for name, public in publics.items() if all(public))
 
 
-def _credentials_open(config: Json, name: str, public: frozenset[str]) -> Json:
-    """Lets a public route's requests past the credential check (the services admit them)."""
-    if name in public:
-        config.setdefault("typed_per_filter_config", {})[RBAC] = _filter_config(disabled=True)
+def _credentials_checked(config: Json, name: str, public: frozenset[str]) -> Json:
+    """Turns the credential check on for a route that is not public (a path no route serves stays a 404)."""
+    if name not in public:
+        per_route = {"@type": TYPE + "envoy.extensions.filters.http.rbac.v3.RBACPerRoute", "rbac": _credential_rules()}
+        config.setdefault("typed_per_filter_config", {})[RBAC] = _filter_config(per_route)
     return config
 
 
@@ -572,8 +581,8 @@ def _route_config(settings: EdgeSettings) -> Json:
     routes += [_http_route(route, settings, head=True) for route in served]
     routes += [_http_route(route, settings) for route in served]
     if settings.credentials_required:
-        public = public_routes(settings) | {"grpc-unknown"}
-        routes = [_credentials_open(route, route["name"].removesuffix("-head"), public) for route in routes]
+        public = public_routes(settings) | {"grpc-unknown", *(reply.name for reply in DIRECT_REPLIES)}
+        routes = [_credentials_checked(route, route["name"].removesuffix("-head"), public) for route in routes]
     virtual_host: Json = {
         "name": "suite",
         "domains": ["*"],
@@ -605,6 +614,15 @@ def _status_filter(http_status: int) -> Json:
     }
 
 
+def _status_details(code: int, message: str, reason: str = "API_KEY_MISSING") -> str:
+    """A `google.rpc.Status` with the error's ErrorInfo, as gRPC's `grpc-status-details-bin` carries it
+    (base64): native gRPC callers get the same rich details from the edge as from a service."""
+    info = any_pb2.Any()
+    info.Pack(error_details_pb2.ErrorInfo(reason=reason, domain=EDGE_ERROR_DOMAIN))
+    status = status_pb2.Status(code=code, message=message, details=[info])
+    return base64.b64encode(status.SerializeToString()).decode().rstrip("=")
+
+
 def _cel_filter(expression: str) -> Json:
     """A local-reply mapper's filter on a CEL expression over the request and response attributes."""
     return {
@@ -633,22 +651,26 @@ def _local_reply_config() -> Json:
     no_credential = _cel_filter("response.code_details.startsWith('rbac_access_denied')")
     grpc_no_credential_mapper = {
         "filter": {"and_filter": {"filters": [*native_grpc, no_credential]}},
-        "body": {"inline_string": API_KEY_REQUIRED},
+        "body": {"inline_string": API_KEY_OR_ADMIN_TOKEN_REQUIRED},
         "headers_to_add": [
-            {"header": {"key": "grpc-status", "value": "16"}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"},
-            {
-                "header": {"key": "grpc-message", "value": API_KEY_REQUIRED},
-                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
-            },
+            {"header": {"key": key, "value": value}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
+            for key, value in (
+                ("grpc-status", str(UNAUTHENTICATED)),
+                ("grpc-message", API_KEY_OR_ADMIN_TOKEN_REQUIRED),
+                (
+                    "grpc-status-details-bin",
+                    _status_details(UNAUTHENTICATED, API_KEY_OR_ADMIN_TOKEN_REQUIRED, "API_KEY_MISSING"),
+                ),
+            )
         ],
         "body_format_override": text_body,
     }
     no_credential_mapper = {
         "filter": no_credential,
         "status_code": 401,
-        "body": {"inline_string": API_KEY_REQUIRED},
+        "body": {"inline_string": API_KEY_OR_ADMIN_TOKEN_REQUIRED},
         "body_format_override": {
-            "json_format": _error_body(16, "%LOCAL_REPLY_BODY%", "API_KEY_MISSING"),
+            "json_format": _error_body(UNAUTHENTICATED, "%LOCAL_REPLY_BODY%", "API_KEY_MISSING"),
             "content_type": JSON_CONTENT_TYPE,
         },
     }
@@ -747,14 +769,19 @@ def _header_mutation(settings: EdgeSettings) -> Json:
 def _credentials_filter(settings: EdgeSettings) -> list[Json]:
     """In keys mode, a request to a route that is not public needs some credential header to go on: one with
     none is refused here (401, as the service would), before its body is buffered or a service sees it.
-    Whether a credential is right is the service's to say."""
+    Whether a credential is right is the service's to say. On per route (_credentials_checked): a path no
+    route serves stays a 404, whatever it carries."""
     if not settings.credentials_required:
         return []
+    config = {"@type": TYPE + "envoy.extensions.filters.http.rbac.v3.RBAC", **_credential_rules()}
+    return [{"name": RBAC, "disabled": True, "typed_config": config}]
+
+
+def _credential_rules() -> Json:
+    """An RBAC config that allows a request carrying any of the credential headers."""
     present = [{"header": {"name": name, "present_match": True}} for name in CREDENTIAL_HEADERS]
-    rules = {"action": "ALLOW", "policies": {"credentials": {"permissions": [{"any": True}], "principals": present}}}
-    return [
-        {"name": RBAC, "typed_config": {"@type": TYPE + "envoy.extensions.filters.http.rbac.v3.RBAC", "rules": rules}}
-    ]
+    policy = {"permissions": [{"any": True}], "principals": present}
+    return {"rules": {"action": "ALLOW", "policies": {"credentials": policy}}}
 
 
 def _http_filters(settings: EdgeSettings) -> list[Json]:

@@ -21,8 +21,10 @@ from services.common.errors import (
 )
 
 AUTH_FAILURE_WINDOW_S = 60
-# A call with no credential at all, where one is needed (the edge says the same for the calls it refuses).
+# A call with no credential at all, where one is needed.
 API_KEY_REQUIRED = "an API key is required: send Authorization: Bearer <key> or X-Api-Key: <key>"
+# The same, said by the edge, which does not know whether the method is an admin one.
+API_KEY_OR_ADMIN_TOKEN_REQUIRED = API_KEY_REQUIRED + " (admin routes: X-Admin-Token)"
 # Where a call may carry a credential: an API key, or the admin token alone on admin methods.
 CREDENTIAL_HEADERS = ("authorization", "x-api-key", "x-admin-token")
 

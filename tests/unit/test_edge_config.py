@@ -18,7 +18,7 @@ from spark.vision.v1 import vision_pb2
 from edge.envoy import HEAD_AS_GET, HEAD_AS_GET_LUA, LONG_TRANSCODER_ERROR, LUA, RBAC
 from edge.routes import HTTP_ROUTES, TRANSCODED_SERVICES
 from edge.settings import read_settings
-from services.access.gate import API_KEY_REQUIRED
+from services.access.gate import API_KEY_OR_ADMIN_TOKEN_REQUIRED
 from services.access.internal import CLIENT_ADDRESS_HEADER, INTERNAL_HEADER, INTERNAL_HEADERS
 from services.access.methods import method_policies
 from services.access.policy import DEFAULT_LIMITS_PATH, PolicyError, load_limits
@@ -122,13 +122,17 @@ def test_in_keys_mode_a_request_without_any_credential_stops_at_the_edge_but_on_
     assert names.index(RBAC) == names.index("envoy.filters.http.header_mutation") + 1
     assert names.index(RBAC) < names.index("envoy.filters.http.buffer")
     rbac = next(f for f in manager["http_filters"] if f["name"] == RBAC)["typed_config"]["rules"]
+    per_route = _routes(rendered(keys))["spark-kv"]["typed_per_filter_config"][RBAC]
+    assert per_route["disabled"] is False and per_route["config"]["rbac"]["rules"] == rbac
     (policy,) = rbac["policies"].values()
     assert rbac["action"] == "ALLOW" and policy["permissions"] == [{"any": True}]
     assert {p["header"]["name"] for p in policy["principals"]} == {"authorization", "x-api-key", "x-admin-token"}
+    rbac_filter = next(f for f in manager["http_filters"] if f["name"] == RBAC)
+    assert rbac_filter["disabled"] is True, "on per route: a path no route serves stays a 404"
     open_routes = {
         name.removesuffix("-head")
         for name, route in _routes(rendered(keys)).items()
-        if route.get("typed_per_filter_config", {}).get(RBAC, {}).get("disabled")
+        if RBAC not in route.get("typed_per_filter_config", {})
     }
     assert open_routes == {
         "healthz",
@@ -138,9 +142,11 @@ def test_in_keys_mode_a_request_without_any_credential_stops_at_the_edge_but_on_
         "grpc-grpc.reflection.v1alpha.ServerReflection",
         "grpc-grpc.reflection.v1.ServerReflection",
         "grpc-grpc.health.v1.Health",
+        "spark-kv-empty-key",
     }
     mappers = manager["local_reply_config"]["mappers"]
-    assert mappers[1]["status_code"] == 401 and mappers[1]["body"]["inline_string"] == API_KEY_REQUIRED
+    assert mappers[1]["status_code"] == 401
+    assert mappers[1]["body"]["inline_string"] == API_KEY_OR_ADMIN_TOKEN_REQUIRED
     for environ in ({}, {"SPARK_ACCESS_MODE": "keys", "SPARK_ACCESS_CHECKS": "off"}):
         assert RBAC not in [f["name"] for f in _manager(rendered({**BASE_ENV, **environ}))["http_filters"]]
     assert RBAC in [
