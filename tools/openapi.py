@@ -64,7 +64,7 @@ from google.api import annotations_pb2, http_pb2
 from google.protobuf import descriptor_pb2
 from google.protobuf.compiler import plugin_pb2
 
-from edge.routes import HTTP_ROUTES, HttpRoute
+from edge.routes import HttpRoute, route_for_path
 from services.access.methods import EXTENSION as POLICY
 from tools import protogen
 
@@ -415,12 +415,11 @@ def _rules(rule: http_pb2.HttpRule) -> Iterator[tuple[str, str, str]]:
 
 
 def edge_route(path: str) -> HttpRoute:
-    """The edge's route class that serves a path template (its variables match like any segment)."""
-    for route in HTTP_ROUTES:
-        exact, prefix = route.match.get("path"), route.match.get("path_separated_prefix")
-        if path == exact or (prefix is not None and (path == prefix or path.startswith(prefix + "/"))):
-            return route
-    raise SystemExit(f"no route in edge/routes.py serves {path}: add one, or drop the path's http rule")
+    """The edge's route class that serves a path template."""
+    route = route_for_path(path)
+    if route is None:
+        raise SystemExit(f"no route in edge/routes.py serves {path}: add one, or drop the path's http rule")
+    return route
 
 
 def _descriptor_set(work_dir: Path) -> descriptor_pb2.FileDescriptorSet:
