@@ -151,12 +151,13 @@ TRACE_SAMPLERS = {
     "parentbased_always_off": 0.0,
     "always_off": 0.0,
 }
-DEFAULT_TRACE_RATIO = 0.1
+# One request in a hundred: at this host's 3,000 req/s, 30 traces a second; every request costs half the throughput.
+DEFAULT_TRACE_RATIO = 0.01
 
 
 def read_trace_ratio(env: EnvReader) -> float:
     """The share of requests to trace from `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG` (the default:
-    `parentbased_traceidratio` at 0.1, one request in ten)."""
+    `parentbased_traceidratio` at 0.01, one request in a hundred)."""
     sampler = env.choice("OTEL_TRACES_SAMPLER", "parentbased_traceidratio", tuple(TRACE_SAMPLERS))
     fixed = TRACE_SAMPLERS.get(sampler)
     ratio = env.number("OTEL_TRACES_SAMPLER_ARG", DEFAULT_TRACE_RATIO)

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.e2e
 SERVER_KIND = 2
 CLIENT_KIND = 3
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(64)
-# Every request traced (the default samples one in ten), exported within 100 ms.
+# Every request traced (the default samples one in a hundred), exported within 100 ms.
 TRACED = {"OTEL_TRACES_SAMPLER": "parentbased_always_on", "OTEL_BSP_SCHEDULE_DELAY": "100"}
 
 

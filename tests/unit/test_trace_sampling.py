@@ -31,8 +31,8 @@ def ratio(environ: dict[str, str]) -> float:
     return value
 
 
-def test_the_default_is_one_request_in_ten_and_the_standard_names_are_understood() -> None:
-    assert ratio({}) == 0.1
+def test_the_default_is_one_request_in_a_hundred_and_the_standard_names_are_understood() -> None:
+    assert ratio({}) == 0.01
     assert ratio({"OTEL_TRACES_SAMPLER_ARG": "0.25"}) == 0.25
     assert ratio({"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.5"}) == 0.5
     assert ratio({"OTEL_TRACES_SAMPLER": "parentbased_always_on"}) == 1.0
@@ -48,7 +48,7 @@ def test_the_edge_samples_http_requests_at_the_same_ratio() -> None:
         listener = rendered(env)["static_resources"]["listeners"][0]
         return listener["filter_chains"][0]["filters"][0]["typed_config"]["tracing"]["random_sampling"]
 
-    assert sampling({}) == {"value": 10.0}
+    assert sampling({}) == {"value": 1.0}
     assert sampling({"OTEL_TRACES_SAMPLER": "always_on"}) == {"value": 100.0}
     assert sampling({"OTEL_TRACES_SAMPLER_ARG": "0.001"}) == {"value": 0.1}
 
