@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from tests.conftest import FAILED_KEY
+from tests.support.otlp import OtlpReceiver
 from tests.support.redis_server import RedisServer
 from tests.support.suite import RunningSuite
 
@@ -42,3 +43,11 @@ def http(suite: RunningSuite, request: pytest.FixtureRequest) -> Iterator[httpx.
         yield client
     if request.node.stash.get(FAILED_KEY, False):
         sys.stderr.write(suite.logs())
+
+
+@pytest.fixture
+def receiver() -> Iterator[OtlpReceiver]:
+    """A real OTLP trace receiver for the suite to export to."""
+    running = OtlpReceiver()
+    yield running
+    running.stop()

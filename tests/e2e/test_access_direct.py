@@ -10,7 +10,6 @@ count. Usage recorded by the llm service, read back through /v1/usage, shows who
 
 from __future__ import annotations
 
-import sys
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -25,7 +24,6 @@ from spark.access.v1 import access_pb2, access_pb2_grpc
 from spark.kv.v1 import kv_pb2, kv_pb2_grpc
 from spark.llm.v1 import llm_pb2, llm_pb2_grpc
 
-from tests.conftest import FAILED_KEY
 from tests.e2e.test_access_http import ADMIN, keyed_environment, new_key, refused
 from tests.fakes.providers import DEFAULT_REPLY, FakeProviderThread
 from tests.support.http import wait_for
@@ -65,12 +63,9 @@ def suite(
 
 
 @pytest.fixture
-def edge(suite: RunningSuite, request: pytest.FixtureRequest) -> Iterator[httpx.Client]:
-    """An HTTP client on the edge; the suite's logs are printed if the test fails."""
-    with httpx.Client(base_url=suite.base_url, timeout=30.0) as client:
-        yield client
-    if request.node.stash.get(FAILED_KEY, False):
-        sys.stderr.write(suite.logs())
+def edge(http: httpx.Client) -> httpx.Client:
+    """tests/e2e/conftest.py's client, on this module's suite."""
+    return http
 
 
 def channel_to(suite: RunningSuite, service: str) -> grpc.Channel:

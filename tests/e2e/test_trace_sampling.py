@@ -4,7 +4,6 @@ orphan trace started by a hop that was told not to trace."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -20,13 +19,6 @@ pytestmark = pytest.mark.e2e
 REQUESTS = 200
 # Exported within 100 ms of ending.
 QUICK_EXPORT = {"OTEL_BSP_SCHEDULE_DELAY": "100"}
-
-
-@pytest.fixture
-def receiver() -> Iterator[OtlpReceiver]:
-    running = OtlpReceiver()
-    yield running
-    running.stop()
 
 
 def _write_keys(suite: RunningSuite, n: int) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -20,13 +19,6 @@ CLIENT_KIND = 3
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(64)
 # Every request traced (the default samples one in a hundred), exported within 100 ms.
 TRACED = {"OTEL_TRACES_SAMPLER": "parentbased_always_on", "OTEL_BSP_SCHEDULE_DELAY": "100"}
-
-
-@pytest.fixture
-def receiver() -> Iterator[OtlpReceiver]:
-    running = OtlpReceiver()
-    yield running
-    running.stop()
 
 
 def test_edge_and_kv_spans_share_one_trace(tmp_path: Path, receiver: OtlpReceiver) -> None:
