@@ -344,9 +344,8 @@ def stream_limits(
 ) -> list[Limit]:
     """Each limit that `streams` concurrent streams with `gap_s` between tokens must fit in, as this run set it."""
     edge, llm_config = ROOT / "edge" / "envoy.py", ROOT / "services" / "llm" / "config.py"
-    llm_cluster, access_cluster = _cluster(envoy, "llm"), _cluster(envoy, "access")
+    llm_cluster = _cluster(envoy, "llm")
     (llm_breaker,) = llm_cluster["circuit_breakers"]["thresholds"]
-    (access_breaker,) = access_cluster["circuit_breakers"]["thresholds"]
     h2 = llm_cluster["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
     per_connection = h2["explicit_http_config"]["http2_protocol_options"]["max_concurrent_streams"]
     idle_timeout_s = _stream_idle_timeout_s(envoy)
@@ -360,11 +359,9 @@ def stream_limits(
         Limit("edge: llm cluster streams (max_connections x streams per connection)",
               source_line(edge, r'"max_concurrent_streams": \d+\}'),
               llm_breaker["max_connections"] * per_connection, streams),
-        Limit("edge: access cluster circuit breaker max_requests (the checks arrive at once)",
-              source_line(edge, r'"max_requests"'), access_breaker["max_requests"], streams),
         Limit("edge: stream idle timeout, s (vs the gap between tokens)", source_line(edge, r'"stream_idle_timeout"'),
               idle_timeout_s, gap_s),
-        Limit(f"access: {_LLM_CLASS} requests per user per {llm_class.window} (limits file in use)",
+        Limit(f"llm's access check: {_LLM_CLASS} requests per user per {llm_class.window} (limits file in use)",
               source_line(limits_file, r"^per_user", after=rf"^\[classes\.{_LLM_CLASS}\]"), llm_class.per_user,
               streams),
         Limit(f"llm: provider connections ({provider_connections:,} per llm process x {llm_workers})",

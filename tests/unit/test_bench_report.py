@@ -229,13 +229,13 @@ def test_every_limit_is_checked_against_what_the_run_needs(tmp_path: Path) -> No
 
     low = sorted(limit.name for limit in limits if not limit.ok)
     assert low == [
-        "access: llm requests per user per minute (limits file in use)",
+        "llm's access check: llm requests per user per minute (limits file in use)",
         "llm: provider connections (256 per llm process x 1)",
     ]
     assert by_name["edge: llm cluster circuit breaker max_requests"].value == 1024
     assert by_name["edge: llm cluster circuit breaker max_requests"].ok
     assert by_name["edge: stream idle timeout, s (vs the gap between tokens)"].value == 300
-    access = by_name["access: llm requests per user per minute (limits file in use)"]
+    access = by_name["llm's access check: llm requests per user per minute (limits file in use)"]
     # The limits file's own line for the llm class's per_user (the fifth class, four lines each).
     assert access.where == f"{tmp_path}/limits.toml:18"
 
