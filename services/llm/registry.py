@@ -19,6 +19,9 @@ from services.common.errors import FailedPrecondition, FieldViolation, InvalidAr
 DEFAULT_REGISTRY_PATH = Path(__file__).with_name("models.toml")
 # No model, alias or provider name is longer; a longer one is refused as such, not looked up.
 MAX_NAME_CHARS = 200
+# A model the registry does not list, named `<provider>/<upstream id>`: the most tokens a call may ask for
+# (and what a budget reserves for a call that does not say), since the registry knows nothing of it.
+UNLISTED_MAX_TOKENS = 32_768
 
 Api = Literal["openai", "anthropic"]
 
@@ -58,7 +61,8 @@ class ModelSpec:
     default_max_tokens: int | None
     max_tokens: int
     fallbacks: tuple[str, ...]
-    price: Price
+    # None for a model the registry does not list: its usage is recorded at no known cost.
+    price: Price | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +104,7 @@ class Registry:
             name = self.providers[provider].vision_model
         elif not name:
             name = self.default_vision_model(configured) if images else self.default_model
-        model = self.models.get(self.canonical(name))
+        model = self.models.get(self.canonical(name)) or self.unlisted(name)
         if model is None:
             available = self.available(configured)
             listed = ", ".join(available) if available else "none (no provider has a key)"
@@ -121,6 +125,14 @@ class Registry:
                 metadata={"variables": ",".join(variables)},
             )
         return usable
+
+    def unlisted(self, name: str) -> ModelSpec | None:
+        """`<provider>/<upstream id>` for a provider of the registry and a model it does not list (a new release,
+        say): that provider, asked for that id as it is, with no fallbacks and no price. None for other names."""
+        provider, separator, upstream = name.partition("/")
+        if not separator or not upstream or provider not in self.providers:
+            return None
+        return ModelSpec(name, provider, upstream, True, None, UNLISTED_MAX_TOKENS, (), None)
 
     def default_vision_model(self, configured: Collection[str]) -> str:
         """The model for a request with images that names none: the default model if it takes images and a

@@ -186,6 +186,7 @@ class LlmServicer(llm_pb2_grpc.LlmServiceServicer):
                     prompt_tokens=r.prompt_tokens,
                     completion_tokens=r.completion_tokens,
                     cost_usd=r.cost_usd,
+                    priced=r.priced,
                 )
                 for r in records
             ],

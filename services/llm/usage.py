@@ -43,6 +43,8 @@ class UsageRecord:
     prompt_tokens: int
     completion_tokens: int
     cost_usd: float
+    # False for a model the registry does not list (no price: cost_usd counts nothing for it).
+    priced: bool = True
 
 
 def _today() -> dt.date:
@@ -81,7 +83,7 @@ class UsageLedger:
     def record(self, caller: str, served: Served, usage: Usage | None) -> None:
         usage = usage or Usage(0, 0)
         model = self._registry.models.get(served.model)
-        cost = model.price.cost(usage.prompt_tokens, usage.completion_tokens) if model else 0.0
+        cost = model.price.cost(usage.prompt_tokens, usage.completion_tokens) if model and model.price else 0.0
         self._metrics.usage(served.provider, served.model, caller, usage, cost)
         counts = self._pending[(self._today().isoformat(), caller, served.provider, served.model)]
         counts[0] += 1
@@ -135,6 +137,7 @@ class UsageLedger:
                 prompt_tokens=counts.get("prompt_tokens", 0),
                 completion_tokens=counts.get("completion_tokens", 0),
                 cost_usd=counts.get("cost_nano_usd", 0) / 1_000_000_000,
+                priced=bucket[3] in self._registry.models,
             )
             for bucket, counts in sorted(totals.items())
         ]

@@ -12,6 +12,7 @@ from services.llm.config import read_config
 from services.llm.registry import (
     DEFAULT_REGISTRY_PATH,
     MAX_NAME_CHARS,
+    UNLISTED_MAX_TOKENS,
     Price,
     RegistryError,
     load_registry,
@@ -75,6 +76,27 @@ def test_an_unknown_model_lists_what_is_available() -> None:
     assert "claude-haiku-4-5" in caught.value.message
     assert "gpt-4o-mini" in caught.value.message  # served through its Claude fallback
     assert caught.value.reason == "UNKNOWN_MODEL"
+
+
+def test_any_model_of_a_configured_provider_is_asked_for_as_named() -> None:
+    """A new model works before the registry lists it: `<provider>/<upstream id>`, sent as that id."""
+    (model,) = REGISTRY.candidates("openai/gpt-5.1", "", {"openai"})
+    assert (model.provider, model.upstream, model.fallbacks, model.price) == ("openai", "gpt-5.1", (), None)
+    assert model.max_tokens == UNLISTED_MAX_TOKENS and model.default_max_tokens is None
+    # The upstream id is passed on whole, slashes included (OpenRouter's ids have one).
+    (routed,) = REGISTRY.candidates("openrouter/qwen/qwen3-vl", "", {"openrouter"})
+    assert (routed.provider, routed.upstream) == ("openrouter", "qwen/qwen3-vl")
+    # A listed name wins: openai/gpt-4o is the registry's gpt-4o, with its price and fallbacks.
+    assert REGISTRY.candidates("openai/gpt-4o", "", {"openai"})[0].name == "gpt-4o"
+    with pytest.raises(FailedPrecondition, match="needs a provider key: set ANTHROPIC_API_KEY"):
+        REGISTRY.candidates("anthropic/claude-opus-4-5", "", {"openai"})
+    with pytest.raises(InvalidArgument, match="is not served by provider 'anthropic'"):
+        REGISTRY.candidates("openai/gpt-5.1", "anthropic", {"openai", "anthropic"})
+    for name in ("nope/gpt-5.1", "openai/", "/gpt-5.1"):
+        with pytest.raises(InvalidArgument, match="unknown model"):
+            REGISTRY.candidates(name, "", {"openai"})
+    # /v1/models keeps listing the registry only.
+    assert "openai/gpt-5.1" not in REGISTRY.available({"openai"})
 
 
 def test_a_model_without_a_configured_provider_names_the_variables() -> None:

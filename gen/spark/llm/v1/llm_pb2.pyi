@@ -126,7 +126,7 @@ class GetUsageRequest(_message.Message):
     def __init__(self, start_day: _Optional[str] = ..., end_day: _Optional[str] = ..., caller: _Optional[str] = ...) -> None: ...
 
 class UsageRecord(_message.Message):
-    __slots__ = ("day", "caller", "provider", "model", "requests", "prompt_tokens", "completion_tokens", "cost_usd")
+    __slots__ = ("day", "caller", "provider", "model", "requests", "prompt_tokens", "completion_tokens", "cost_usd", "priced")
     DAY_FIELD_NUMBER: _ClassVar[int]
     CALLER_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
@@ -135,6 +135,7 @@ class UsageRecord(_message.Message):
     PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     COMPLETION_TOKENS_FIELD_NUMBER: _ClassVar[int]
     COST_USD_FIELD_NUMBER: _ClassVar[int]
+    PRICED_FIELD_NUMBER: _ClassVar[int]
     day: str
     caller: str
     provider: str
@@ -143,7 +144,8 @@ class UsageRecord(_message.Message):
     prompt_tokens: int
     completion_tokens: int
     cost_usd: float
-    def __init__(self, day: _Optional[str] = ..., caller: _Optional[str] = ..., provider: _Optional[str] = ..., model: _Optional[str] = ..., requests: _Optional[int] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., cost_usd: _Optional[float] = ...) -> None: ...
+    priced: bool
+    def __init__(self, day: _Optional[str] = ..., caller: _Optional[str] = ..., provider: _Optional[str] = ..., model: _Optional[str] = ..., requests: _Optional[int] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., cost_usd: _Optional[float] = ..., priced: _Optional[bool] = ...) -> None: ...
 
 class GetUsageResponse(_message.Message):
     __slots__ = ("records", "total_cost_usd")
