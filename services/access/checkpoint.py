@@ -33,7 +33,7 @@ from services.access.proofs import AdminProofs
 from services.access.quota import Quota
 from services.access.replies import retry_after
 from services.common.errors import DomainError, Unavailable
-from services.common.identity import ANONYMOUS, CALLER, USER_METADATA
+from services.common.identity import ANONYMOUS, CALLER, MAX_CALLER_CHARS, USER_METADATA
 from services.common.store import Store, StoreError
 from services.common.transcoding import HTTP_STATUS_HEADER
 
@@ -91,18 +91,18 @@ class Checkpoint:
 
     async def _admit(self, policy: MethodPolicy, context: Context) -> None:
         headers = {key: value for key, value in context.invocation_metadata() or () if isinstance(value, str)}
-        forwarded_for = None
+        client_address = None
         if self._internal.shown_in(headers.get(INTERNAL_HEADER)):
-            forwarded_for = headers.get(CLIENT_ADDRESS_HEADER)
-            if forwarded_for is None:
+            client_address = headers.get(CLIENT_ADDRESS_HEADER)
+            if client_address is None:
                 # A service calling another, for its own caller (checked where the call entered the suite)
                 # or for itself: the internal token is the credential, and the caller was counted already.
                 self._metrics.check(policy.route_class, "internal")
-                CALLER.set(headers.get(USER_METADATA) or SUITE)
+                CALLER.set((headers.get(USER_METADATA) or SUITE)[:MAX_CALLER_CHARS])
                 return
-        if forwarded_for is not None:
+        if client_address is not None:
             # Forwarded by the edge, which names the peer it accepted the request from.
-            address = self._trusted_proxies.client(forwarded_for, headers.get("x-forwarded-for"))
+            address = self._trusted_proxies.client(client_address, headers.get("x-forwarded-for"))
         else:
             address = peer_address(context.peer())
         try:

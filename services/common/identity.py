@@ -11,6 +11,8 @@ USER_METADATA = "x-spark-user"
 INTERNAL_HEADER = "x-spark-internal"
 CLIENT_ADDRESS_HEADER = "x-spark-client-address"
 ANONYMOUS = "anonymous"
+# A user id as another service names it is cut to this (user ids are at most 64 characters).
+MAX_CALLER_CHARS = 128
 
 # Set by the checkpoint in the task that serves the call, before its handler runs.
 CALLER: ContextVar[str] = ContextVar("spark_caller", default=ANONYMOUS)
