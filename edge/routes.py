@@ -131,6 +131,13 @@ HTTP_ROUTES: tuple[HttpRoute, ...] = (
 DIRECT_REPLIES: tuple[DirectReply, ...] = (
     # `encodeURIComponent("")` leaves the key segment empty; no template matches it.
     DirectReply("spark-kv-empty-key", {"path": "/_spark/kv/"}, 400, "key must not be empty"),
+    # OpenAI SDKs call it for `client.responses`: say what to use instead of a bare 404.
+    DirectReply(
+        "openai-responses",
+        {"path_separated_prefix": "/v1/responses"},
+        400,
+        "the Responses API (/v1/responses) is not supported by this gateway: use POST /v1/chat/completions",
+    ),
 )
 
 

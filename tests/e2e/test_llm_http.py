@@ -191,6 +191,11 @@ def test_bad_requests_get_a_json_4xx(http: httpx.Client, path: str, body: bytes,
     assert set(error) >= {"code", "message"} and text in error["message"]
 
 
+def test_the_responses_api_is_a_400_that_says_what_to_use(sdk: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError, match=r"use POST /v1/chat/completions"):
+        sdk.responses.create(model="gpt-4o-mini", input="Hello")
+
+
 def test_an_unknown_query_parameter_is_a_400(http: httpx.Client) -> None:
     response = http.post("/v1/chat/completions?debug=1", json={"messages": HELLO})
     assert response.status_code == 400 and "debug" in response.json()["message"]

@@ -143,6 +143,7 @@ def test_in_keys_mode_a_request_without_any_credential_stops_at_the_edge_but_on_
         "grpc-grpc.reflection.v1.ServerReflection",
         "grpc-grpc.health.v1.Health",
         "spark-kv-empty-key",
+        "openai-responses",
     }
     mappers = manager["local_reply_config"]["mappers"]
     assert mappers[1]["status_code"] == 401
