@@ -107,6 +107,7 @@ HTTP_ROUTES: tuple[HttpRoute, ...] = (
     ),
     HttpRoute("llm-chat-stream", {"path": "/v1/chat/completions:stream"}, "llm", body_limit="llm", streaming=True),
     HttpRoute("spark-llm", {"path": "/_spark/llm"}, "llm", body_limit="llm", timeout_s=600.0),
+    HttpRoute("llm-embeddings", {"path": "/v1/embeddings"}, "llm", body_limit="llm", timeout_s=600.0),
     HttpRoute("llm-models", {"path": "/v1/models"}, "llm", snake_case=True, idempotent=True),
     HttpRoute("llm-usage", {"path": "/v1/usage"}, "llm", snake_case=True, idempotent=True),
     HttpRoute("llm-providers", {"path": "/v1/providers"}, "llm", snake_case=True, idempotent=True),

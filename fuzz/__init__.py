@@ -14,6 +14,7 @@ from __future__ import annotations
 TARGETS = (
     "chat_body",
     "cleanup_rule",
+    "embeddings",
     "images",
     "kv_values",
     "llm_streams",

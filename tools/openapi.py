@@ -222,6 +222,62 @@ CHAT_COMPLETION: Json = {
     },
 }
 
+EMBEDDINGS_REQUEST: Json = {
+    "type": "object",
+    "description": "OpenAI's embeddings request; unknown fields and token arrays are refused.",
+    "required": ["model", "input"],
+    "additionalProperties": False,
+    "properties": {
+        "model": {
+            "type": "string",
+            "minLength": 1,
+            "description": "`<provider>/<model id>` of an OpenAI-protocol provider, or an OpenAI model id.",
+        },
+        "input": {
+            "oneOf": [
+                {"type": "string", "minLength": 1, "maxLength": 32768},
+                {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": 2048,
+                    "items": {"type": "string", "minLength": 1, "maxLength": 32768},
+                },
+            ]
+        },
+        "dimensions": {"type": "integer", "minimum": 1, "maximum": 65536},
+        "encoding_format": {"type": "string", "enum": ["float", "base64"]},
+        "user": {"type": "string", "maxLength": 256},
+    },
+}
+
+EMBEDDINGS: Json = {
+    "type": "object",
+    "description": "OpenAI's list of `embedding` objects, one per input in input order.",
+    "required": ["object", "data", "model", "usage"],
+    "properties": {
+        "object": {"type": "string", "enum": ["list"]},
+        "data": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "object": {"type": "string", "enum": ["embedding"]},
+                    "index": {"type": "integer"},
+                    "embedding": {
+                        "description": "Floats, or base64 of little-endian float32 for `encoding_format: base64`.",
+                        "oneOf": [{"type": "array", "items": {"type": "number"}}, _TEXT],
+                    },
+                },
+            },
+        },
+        "model": _TEXT,
+        "usage": {
+            "type": "object",
+            "properties": {"prompt_tokens": {"type": "integer"}, "total_tokens": {"type": "integer"}},
+        },
+    },
+}
+
 VISION_REQUEST: Json = {
     "type": "object",
     "description": (
@@ -282,6 +338,7 @@ RAW_REQUESTS: dict[str, RawBody] = {
     "spark.kv.v1.KvService.SetSparkValue": RawBody(KV_VALUE),
     "spark.llm.v1.LlmService.CreateChatCompletion": RawBody(CHAT_REQUEST),
     "spark.llm.v1.LlmService.StreamChatCompletion": RawBody(CHAT_REQUEST),
+    "spark.llm.v1.LlmService.CreateEmbeddings": RawBody(EMBEDDINGS_REQUEST),
     "spark.vision.v1.VisionService.Analyze": RawBody(VISION_REQUEST),
     "spark.vision.v1.VisionService.StreamAnalyze": RawBody(VISION_REQUEST),
     "spark.prompts.v1.PromptsService.RestorePrompts": RawBody(PROMPTS_EXPORT),
@@ -301,6 +358,7 @@ RAW_RESPONSES: dict[str, RawBody] = {
     ),
     "spark.llm.v1.LlmService.CreateChatCompletion": RawBody(CHAT_COMPLETION, (JSON_TYPE, SSE_TYPE)),
     "spark.llm.v1.LlmService.StreamChatCompletion": RawBody(EVENT_STREAM, (SSE_TYPE, JSON_TYPE)),
+    "spark.llm.v1.LlmService.CreateEmbeddings": RawBody(EMBEDDINGS),
     "spark.prompts.v1.PromptsService.ExportPrompts": RawBody(PROMPTS_EXPORT),
     "spark.vision.v1.VisionService.StreamAnalyze": RawBody(EVENT_STREAM, (SSE_TYPE, JSON_TYPE)),
 }

@@ -10,9 +10,10 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from services.llm.budget import Estimate, TokenBudget, estimate
+from services.llm.budget import CHARS_PER_TOKEN, Estimate, TokenBudget, estimate
 from services.llm.cache import CachedAnswer, CacheMode, ResponseCache
 from services.llm.chat import ChatRequest, Completion, Delta, Finished, Served, StreamEvent, Usage
+from services.llm.embeddings import Embeddings, EmbeddingsRequest
 from services.llm.gateway import Gateway
 from services.llm.guard import GuardLimits, guard, injection_refusal
 from services.llm.metrics import LlmMetrics
@@ -88,6 +89,19 @@ class Completions:
         if plan.cache_key is not None and completion.finish_reason != "content_filter":
             await self._cache.put(plan.cache_key, completion, served)
         return completion, served
+
+    async def embed(self, request: EmbeddingsRequest, caller: str, timeout_s: float) -> tuple[Embeddings, Served]:
+        """Embeddings, with the caller's budget and usage as for a completion: a reservation of the inputs'
+        estimated tokens, reconciled to the provider's count."""
+        reservation = await self._budget.reserve(caller, request.chars // CHARS_PER_TOKEN + len(request.inputs))
+        spent = 0
+        try:
+            embeddings, served = await self._gateway.embed(request, timeout_s)
+            spent = embeddings.prompt_tokens
+        finally:
+            await self._budget.reconcile(reservation, spent)
+        self._ledger.record(caller, served, Usage(embeddings.prompt_tokens, 0))
+        return embeddings, served
 
     async def stream(self, plan: Plan, caller: str, timeout_s: float) -> AsyncIterator[Served | StreamEvent]:
         """`Served`, then deltas, then `Finished`; see `Gateway.stream` for failures.

@@ -22,6 +22,7 @@ from typing import TypeVar
 from services.common.errors import DeadlineExceeded, DomainError, InvalidArgument, ResourceExhausted, Unavailable
 from services.llm.breaker import Breaker, Permit
 from services.llm.chat import ChatRequest, Completion, Served, StreamEvent
+from services.llm.embeddings import Embeddings, EmbeddingsRequest
 from services.llm.metrics import LlmMetrics
 from services.llm.providers.base import Provider, ProviderError
 from services.llm.registry import ModelSpec, Registry
@@ -82,7 +83,18 @@ class Gateway:
         async def call(provider: Provider, spec: ModelSpec, remaining_s: float) -> Completion:
             return await provider.complete(_for_model(request, spec), spec.upstream, remaining_s)
 
-        return await self._first_success(request, deadline, call)
+        return await self._first_success(self.candidates(request), deadline, call)
+
+    async def embed(self, request: EmbeddingsRequest, timeout_s: float) -> tuple[Embeddings, Served]:
+        """The request's embeddings from the provider its model names (breaker, retries and deadline as for a
+        completion; no fallbacks, since vectors of two models do not mix)."""
+        deadline = time.monotonic() + timeout_s
+        candidates = self._registry.embedding_candidates(request.model, self._providers.keys())
+
+        async def call(provider: Provider, spec: ModelSpec, remaining_s: float) -> Embeddings:
+            return await provider.embed(request, spec.upstream, remaining_s)
+
+        return await self._first_success(candidates, deadline, call)
 
     async def stream(self, request: ChatRequest, timeout_s: float) -> AsyncIterator[Served | StreamEvent]:
         """Yields `Served` once a candidate produced its first event, then that candidate's events.
@@ -104,7 +116,7 @@ class Gateway:
                 raise ProviderError(spec.provider, "timeout", f"{spec.provider} did not answer in time") from None
 
         try:
-            first, served = await self._first_success(request, deadline, call)
+            first, served = await self._first_success(self.candidates(request), deadline, call)
             events = opened[-1]
             yield served
             yield first
@@ -122,12 +134,12 @@ class Gateway:
                     await close()
 
     async def _first_success(
-        self, request: ChatRequest, deadline: float, call: Callable[[Provider, ModelSpec, float], Awaitable[T]]
+        self, candidates: list[ModelSpec], deadline: float, call: Callable[[Provider, ModelSpec, float], Awaitable[T]]
     ) -> tuple[T, Served]:
         skipped: list[str] = []
         last: ProviderError | None = None
         open_breakers: list[Breaker] = []
-        for spec in self.candidates(request):
+        for spec in candidates:
             breaker = self._breakers[spec.provider]
             failure = "breaker_open"
             for attempt in range(self._policy.max_attempts):

@@ -61,7 +61,7 @@ class ParsedBody:
     include_usage: bool
 
 
-class _Violations:
+class Violations:
     def __init__(self) -> None:
         self.items: list[FieldViolation] = []
 
@@ -76,7 +76,7 @@ class _Violations:
             raise InvalidArgument(f"{shown}: {first.description}", violations=tuple(self.items))
 
 
-def _number(body: dict[str, Any], key: str, low: float, high: float, problems: _Violations) -> float | None:
+def _number(body: dict[str, Any], key: str, low: float, high: float, problems: Violations) -> float | None:
     value = body.get(key)
     if value is None:
         return None
@@ -86,7 +86,7 @@ def _number(body: dict[str, Any], key: str, low: float, high: float, problems: _
     return float(value)
 
 
-def _integer(body: dict[str, Any], key: str, low: int, problems: _Violations) -> int | None:
+def _integer(body: dict[str, Any], key: str, low: int, problems: Violations) -> int | None:
     value = body.get(key)
     if value is None:
         return None
@@ -101,7 +101,7 @@ def valid_image_url(url: str) -> bool:
     return url.startswith(("https://", "http://")) or (url.startswith("data:image/") and ";base64," in url[:100])
 
 
-def _image(raw: Any, where: str, problems: _Violations) -> ImagePart | None:
+def _image(raw: Any, where: str, problems: Violations) -> ImagePart | None:
     if not isinstance(raw, dict) or not isinstance(raw.get("url"), str):
         problems.add(where, 'must be {"url": "<http(s) or data: URL>"}')
         return None
@@ -116,7 +116,7 @@ def _image(raw: Any, where: str, problems: _Violations) -> ImagePart | None:
     return ImagePart(url, detail)
 
 
-def _content(raw: Any, where: str, problems: _Violations) -> str | tuple[Part, ...] | None:
+def _content(raw: Any, where: str, problems: Violations) -> str | tuple[Part, ...] | None:
     if isinstance(raw, str):
         return raw
     if not isinstance(raw, list):
@@ -137,7 +137,7 @@ def _content(raw: Any, where: str, problems: _Violations) -> str | tuple[Part, .
     return tuple(parts)
 
 
-def _messages(raw: Any, problems: _Violations) -> tuple[ChatMessage, ...]:
+def _messages(raw: Any, problems: Violations) -> tuple[ChatMessage, ...]:
     if not isinstance(raw, list) or not raw:
         problems.add("messages", "must be a non-empty array")
         return ()
@@ -161,7 +161,7 @@ def _messages(raw: Any, problems: _Violations) -> tuple[ChatMessage, ...]:
     return tuple(messages)
 
 
-def _stop(raw: Any, problems: _Violations) -> tuple[str, ...]:
+def _stop(raw: Any, problems: Violations) -> tuple[str, ...]:
     if raw is None:
         return ()
     values = [raw] if isinstance(raw, str) else raw
@@ -174,7 +174,7 @@ def _stop(raw: Any, problems: _Violations) -> tuple[str, ...]:
     return tuple(values)
 
 
-def _json_mode(raw: Any, problems: _Violations) -> bool:
+def _json_mode(raw: Any, problems: Violations) -> bool:
     if raw is None:
         return False
     kind = raw.get("type") if isinstance(raw, dict) else None
@@ -187,7 +187,7 @@ def _json_mode(raw: Any, problems: _Violations) -> bool:
 def parse_body(data: bytes) -> ParsedBody:
     """Parses and checks an OpenAI chat-completions request body."""
     body = json_object(data)
-    problems = _Violations()
+    problems = Violations()
     for key in sorted(set(body) - _KNOWN):
         problems.add(key, _UNSUPPORTED.get(key, "is not a chat-completions field this gateway accepts"))
     model = body.get("model", "")

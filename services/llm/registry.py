@@ -22,6 +22,8 @@ MAX_NAME_CHARS = 200
 # A model the registry does not list, named `<provider>/<upstream id>`: the most tokens a call may ask for
 # (and what a budget reserves for a call that does not say), since the registry knows nothing of it.
 UNLISTED_MAX_TOKENS = 32_768
+# The provider of an embeddings model named without one (OpenAI's own ids, as its SDK sends them).
+EMBEDDINGS_PROVIDER = "openai"
 
 Api = Literal["openai", "anthropic"]
 
@@ -89,12 +91,8 @@ class Registry:
         `name` "" means the provider's default vision model when `provider` is given, else the default model
         (for a request with `images`, `default_vision_model`).
         """
-        for field, value in (("provider", provider), ("model", name)):
-            if len(value) > MAX_NAME_CHARS:
-                problem = f"is longer than {MAX_NAME_CHARS} characters"
-                raise InvalidArgument(
-                    f"{field} {problem}", reason="INVALID_FIELD", violations=(FieldViolation(field, problem),)
-                )
+        _check_length("provider", provider)
+        _check_length("model", name)
         if provider and provider not in self.providers:
             raise InvalidArgument(
                 f"unknown provider {quoted(provider)}; the registry has: {', '.join(sorted(self.providers))}",
@@ -118,12 +116,7 @@ class Registry:
                 )
         usable = [m for m in chain if m.provider in configured]
         if not usable:
-            variables = sorted({self.providers[m.provider].key_variable for m in chain})
-            raise FailedPrecondition(
-                f"model {quoted(name)} needs a provider key: set {' or '.join(variables)}",
-                reason="PROVIDER_NOT_CONFIGURED",
-                metadata={"variables": ",".join(variables)},
-            )
+            raise _needs_key(name, sorted({self.providers[m.provider].key_variable for m in chain}))
         return usable
 
     def unlisted(self, name: str) -> ModelSpec | None:
@@ -133,6 +126,25 @@ class Registry:
         if not separator or not upstream or provider not in self.providers:
             return None
         return ModelSpec(name, provider, upstream, True, None, UNLISTED_MAX_TOKENS, (), None)
+
+    def embedding_candidates(self, name: str, configured: Collection[str]) -> list[ModelSpec]:
+        """The model of an embeddings request: `<provider>/<upstream id>`, or a bare id of OpenAI's own
+        (`text-embedding-3-small`). The registry lists chat models only. Raises the caller-facing error."""
+        if len(name) > MAX_NAME_CHARS:
+            problem = f"is longer than {MAX_NAME_CHARS} characters"
+            raise InvalidArgument(
+                f"model {problem}", reason="INVALID_FIELD", violations=(FieldViolation("model", problem),)
+            )
+        model = self.unlisted(name) or (self.unlisted(f"{EMBEDDINGS_PROVIDER}/{name}") if "/" not in name else None)
+        if model is None:
+            raise InvalidArgument(
+                f"unknown embeddings model {quoted(name)}: name it `<provider>/<model id>` with one of the "
+                f"providers {', '.join(sorted(self.providers))}",
+                reason="UNKNOWN_MODEL",
+            )
+        if model.provider not in configured:
+            raise _needs_key(name, [self.providers[model.provider].key_variable])
+        return [model]
 
     def default_vision_model(self, configured: Collection[str]) -> str:
         """The model for a request with images that names none: the default model if it takes images and a
@@ -156,6 +168,22 @@ class Registry:
     def serving_provider(self, name: str, configured: Collection[str]) -> str:
         """The provider that would serve `name` first (for `owned_by` in model lists)."""
         return self.candidates(name, "", configured)[0].provider
+
+
+def _check_length(field: str, value: str) -> None:
+    if len(value) > MAX_NAME_CHARS:
+        problem = f"is longer than {MAX_NAME_CHARS} characters"
+        raise InvalidArgument(
+            f"{field} {problem}", reason="INVALID_FIELD", violations=(FieldViolation(field, problem),)
+        )
+
+
+def _needs_key(name: str, variables: list[str]) -> FailedPrecondition:
+    return FailedPrecondition(
+        f"model {quoted(name)} needs a provider key: set {' or '.join(variables)}",
+        reason="PROVIDER_NOT_CONFIGURED",
+        metadata={"variables": ",".join(variables)},
+    )
 
 
 def load_registry(path: Path = DEFAULT_REGISTRY_PATH) -> Registry:

@@ -22,6 +22,7 @@ from services.llm.breaker import Breaker
 from services.llm.cache import CACHE_HEADER, cache_mode
 from services.llm.chat import ChatMessage, ChatRequest, Completion, Delta, Finished, ImagePart, Part, Served, TextPart
 from services.llm.completions import Completions, Plan
+from services.llm.embeddings import embeddings_body, parse_embeddings_body
 from services.llm.gateway import MidStreamError
 from services.llm.registry import Registry
 from services.llm.usage import UsageLedger
@@ -127,6 +128,13 @@ class LlmServicer(llm_pb2_grpc.LlmServiceServicer):
             if not started:
                 raise cause from None
             yield httpbody_pb2.HttpBody(content_type=SSE, data=sse.error_event(cause))
+
+    async def CreateEmbeddings(
+        self, request: llm_pb2.CreateEmbeddingsRequest, context: Context
+    ) -> httpbody_pb2.HttpBody:
+        parsed = parse_embeddings_body(request.body.data)
+        embeddings, _ = await self._completions.embed(parsed, current_caller(), self._timeout(context))
+        return httpbody_pb2.HttpBody(content_type=JSON, data=embeddings_body(parsed.model, embeddings))
 
     # --- typed gRPC -----------------------------------------------------------------------------
 

@@ -16,10 +16,12 @@ whether it hung up (`disconnects`).
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import email.utils
 import itertools
 import json
+import struct
 import threading
 import time
 from collections import deque
@@ -87,7 +89,7 @@ class RecordedRequest:
     @property
     def api(self) -> Api:
         """Which provider API the path belongs to (`/models` is told apart by `anthropic-version`)."""
-        if self.path.endswith("/chat/completions"):
+        if self.path.endswith(("/chat/completions", "/embeddings")):
             return "openai"
         if self.path.endswith("/v1/messages"):
             return "anthropic"
@@ -237,6 +239,9 @@ class FakeProvider:
         if is_models:
             await self._send_models(connection, api)
             return
+        if request.path.endswith("/embeddings"):
+            await self._openai_embeddings(connection, request)
+            return
         if problem := _invalid(request):
             await self._send_error(connection, api, _Failure(400, None, problem))
             return
@@ -315,6 +320,33 @@ class FakeProvider:
             "system_fingerprint": "fp_fake",
         }
         await connection.send_response(200, _headers("openai", reply.id), _dumps(payload))
+
+    async def _openai_embeddings(self, connection: _Connection, request: RecordedRequest) -> None:
+        """OpenAI's embeddings: a deterministic vector per input (`dimensions` long, 8 by default), as floats or
+        as base64 of little-endian float32, and a token count of the words."""
+        body = request.body
+        inputs = body.get("input") if isinstance(body, dict) else None
+        if isinstance(inputs, str):
+            inputs = [inputs]
+        if not isinstance(body, dict) or not isinstance(body.get("model"), str) or not isinstance(inputs, list):
+            await self._send_error(connection, "openai", _Failure(400, None, "input: Field required"))
+            return
+        size = body.get("dimensions") or 8
+        data = []
+        for index, text in enumerate(inputs):
+            vector = [((len(str(text)) + index + i) % 7) / 7 for i in range(size)]
+            encoded: Any = vector
+            if body.get("encoding_format") == "base64":
+                encoded = base64.b64encode(struct.pack(f"<{size}f", *vector)).decode()
+            data.append({"object": "embedding", "index": index, "embedding": encoded})
+        tokens = sum(len(str(text).split()) for text in inputs)
+        payload = {
+            "object": "list",
+            "data": data,
+            "model": body["model"],
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+        await connection.send_response(200, _headers("openai", next(self._ids)), _dumps(payload))
 
     async def _openai_stream(self, connection: _Connection, request: RecordedRequest, reply: _Reply) -> None:
         options = request.body.get("stream_options")

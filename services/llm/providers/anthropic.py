@@ -11,6 +11,7 @@ import orjson
 from opentelemetry.trace import Tracer
 
 from services.llm.chat import ChatMessage, ChatRequest, Completion, Delta, Finished, ImagePart, StreamEvent
+from services.llm.embeddings import Embeddings, EmbeddingsRequest
 from services.llm.providers.base import ProviderError, ProviderSettings, status_error, usage_from, usage_of
 from services.llm.providers.fences import FenceStripper, strip_fences
 from services.llm.providers.finish import finish_reason
@@ -216,6 +217,9 @@ class AnthropicProvider:
         if fences and (rest := fences.finish()):
             yield Delta(rest)
         yield Finished(finish_reason(reason), usage_of(prompt_tokens, completion_tokens))
+
+    async def embed(self, request: EmbeddingsRequest, upstream_model: str, timeout_s: float) -> Embeddings:
+        raise ProviderError(self.name, "request", f"{self.name} serves no embeddings: use an OpenAI-protocol provider")
 
     async def close(self) -> None:
         await self._client.close()

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from services.llm.chat import ChatRequest, Completion, StreamEvent, Usage
+from services.llm.embeddings import Embeddings, EmbeddingsRequest
 
 # retryable: 5xx, 408, 409, connection errors; the same model may be tried again after a backoff.
 # rate_limited: 429; tried again after Retry-After when it fits the deadline.
@@ -64,6 +65,10 @@ class Provider(Protocol):
 
     def stream(self, request: ChatRequest, upstream_model: str, timeout_s: float) -> AsyncIterator[StreamEvent]:
         """Deltas as they arrive, then exactly one `Finished`; `timeout_s` bounds each wait for data."""
+        ...
+
+    async def embed(self, request: EmbeddingsRequest, upstream_model: str, timeout_s: float) -> Embeddings:
+        """Embeddings of the request's inputs; a provider that has none raises a `request` ProviderError."""
         ...
 
     async def close(self) -> None: ...

@@ -16,6 +16,7 @@ import orjson
 from opentelemetry.trace import Tracer
 
 from services.llm.chat import ChatMessage, ChatRequest, Completion, Delta, Finished, ImagePart, StreamEvent, Usage
+from services.llm.embeddings import Embeddings, EmbeddingsRequest, read_embeddings
 from services.llm.providers.base import ProviderError, ProviderSettings, status_error, usage_from
 from services.llm.providers.direct import Answer, DirectClient, mapped_errors
 from services.llm.providers.finish import finish_reason
@@ -139,6 +140,16 @@ class OpenAICompatibleProvider:
         if reason is None:
             raise ProviderError(self.name, "retryable", f"{self.name} ended the stream without a finish reason")
         yield Finished(finish_reason(reason), usage)
+
+    async def embed(self, request: EmbeddingsRequest, upstream_model: str, timeout_s: float) -> Embeddings:
+        payload = orjson.dumps(request.payload(upstream_model))
+        answer = await self._client.post("/embeddings", payload, timeout_s)
+        if answer.status >= 400:
+            raise self._status_error(answer)
+        try:
+            return read_embeddings(answer.body, len(request.inputs), request.encoding_format)
+        except (orjson.JSONDecodeError, ValueError, TypeError, KeyError, AttributeError) as error:
+            raise ProviderError(self.name, "retryable", f"{self.name} sent malformed embeddings") from error
 
     async def close(self) -> None:
         await self._client.close()

@@ -58,6 +58,11 @@ class LlmServiceStub:
                 request_serializer=spark_dot_llm_dot_v1_dot_llm__pb2.StreamChatCompletionRequest.SerializeToString,
                 response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
                 _registered_method=True)
+        self.CreateEmbeddings = channel.unary_unary(
+                '/spark.llm.v1.LlmService/CreateEmbeddings',
+                request_serializer=spark_dot_llm_dot_v1_dot_llm__pb2.CreateEmbeddingsRequest.SerializeToString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+                _registered_method=True)
         self.GenerateContent = channel.unary_unary(
                 '/spark.llm.v1.LlmService/GenerateContent',
                 request_serializer=spark_dot_llm_dot_v1_dot_llm__pb2.GenerateContentRequest.SerializeToString,
@@ -123,6 +128,19 @@ class LlmServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateEmbeddings(self, request, context):
+        """Answers an OpenAI embeddings request body (`input` a string or a list of
+        strings, `dimensions`, `encoding_format` float or base64) with OpenAI's
+        embedding list. The model is `<provider>/<upstream id>` of an
+        OpenAI-protocol provider with a key, or a bare OpenAI model id
+        (`text-embedding-3-small`). Returns INVALID_ARGUMENT for a malformed
+        body or a provider that serves no embeddings, FAILED_PRECONDITION when
+        the provider has no key.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GenerateContent(self, request, context):
         """Generates a completion for internal callers: the typed twin of
         CreateChatCompletion.
@@ -179,6 +197,11 @@ def add_LlmServiceServicer_to_server(servicer, server):
             'StreamChatCompletion': grpc.unary_stream_rpc_method_handler(
                     servicer.StreamChatCompletion,
                     request_deserializer=spark_dot_llm_dot_v1_dot_llm__pb2.StreamChatCompletionRequest.FromString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
+            ),
+            'CreateEmbeddings': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateEmbeddings,
+                    request_deserializer=spark_dot_llm_dot_v1_dot_llm__pb2.CreateEmbeddingsRequest.FromString,
                     response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
             ),
             'GenerateContent': grpc.unary_unary_rpc_method_handler(
@@ -273,6 +296,33 @@ class LlmService:
             target,
             '/spark.llm.v1.LlmService/StreamChatCompletion',
             spark_dot_llm_dot_v1_dot_llm__pb2.StreamChatCompletionRequest.SerializeToString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateEmbeddings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spark.llm.v1.LlmService/CreateEmbeddings',
+            spark_dot_llm_dot_v1_dot_llm__pb2.CreateEmbeddingsRequest.SerializeToString,
             google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
             options,
             channel_credentials,
