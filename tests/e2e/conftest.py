@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from tests.conftest import FAILED_KEY
+from tests.fakes.providers import FakeProviderThread
 from tests.support.otlp import OtlpReceiver
 from tests.support.redis_server import RedisServer
 from tests.support.suite import RunningSuite
@@ -51,3 +52,11 @@ def receiver() -> Iterator[OtlpReceiver]:
     running = OtlpReceiver()
     yield running
     running.stop()
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeProviderThread]:
+    """The fake LLM provider (OpenAI's and Anthropic's wire formats), one per test module; modules that script
+    it differently define their own."""
+    with FakeProviderThread() as provider:
+        yield provider

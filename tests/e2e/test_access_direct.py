@@ -40,12 +40,6 @@ MODEL = "gpt-4o-mini"
 
 
 @pytest.fixture(scope="module")
-def fake() -> Iterator[FakeProviderThread]:
-    with FakeProviderThread() as provider:
-        yield provider
-
-
-@pytest.fixture(scope="module")
 def suite(
     tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer, fake: FakeProviderThread
 ) -> Iterator[RunningSuite]:

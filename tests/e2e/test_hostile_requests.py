@@ -524,12 +524,6 @@ CASES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeProviderThread]:
-    with FakeProviderThread() as provider:
-        yield provider
-
-
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
 def suite(
     request: pytest.FixtureRequest, fake: FakeProviderThread, tmp_path_factory: pytest.TempPathFactory

@@ -24,12 +24,6 @@ HELLO = [{"role": "user", "content": "Hello there"}]
 
 
 @pytest.fixture(scope="module")
-def fake() -> Iterator[FakeProviderThread]:
-    with FakeProviderThread() as provider:
-        yield provider
-
-
-@pytest.fixture(scope="module")
 def suite(fake: FakeProviderThread, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSuite]:
     env = {**fake.env(), "OPENAI_API_KEY": "sk-test", "ANTHROPIC_API_KEY": "ak-test", "ADMIN_TOKEN": ADMIN}
     running = RunningSuite.start(tmp_path_factory.mktemp("suite-unlisted"), env)

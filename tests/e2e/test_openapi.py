@@ -62,12 +62,6 @@ def test_the_committed_swagger_file_matches_the_protos() -> None:
 
 
 @pytest.fixture(scope="module")
-def fake() -> Iterator[FakeProviderThread]:
-    with FakeProviderThread() as provider:
-        yield provider
-
-
-@pytest.fixture(scope="module")
 def suite(fake: FakeProviderThread, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSuite]:
     env = {
         "ADMIN_TOKEN": TOKEN,
