@@ -32,9 +32,10 @@ from edge.routes import (
 )
 from edge.settings import EdgeSettings, Upstream
 from services.access.gate import API_KEY_OR_ADMIN_TOKEN_REQUIRED, CREDENTIAL_HEADERS
-from services.access.internal import CLIENT_ADDRESS_HEADER, INTERNAL_HEADER, INTERNAL_HEADERS
+from services.access.internal import INTERNAL_HEADERS
 from services.access.methods import method_policies
 from services.common.descriptors import load_pool
+from services.common.identity import CLIENT_ADDRESS_HEADER, INTERNAL_HEADER
 from services.common.routes import http_routes
 
 Json = dict[str, Any]
@@ -614,7 +615,7 @@ def _status_filter(http_status: int) -> Json:
     }
 
 
-def _status_details(code: int, message: str, reason: str = "API_KEY_MISSING") -> str:
+def _status_details(code: int, message: str, reason: str) -> str:
     """A `google.rpc.Status` with the error's ErrorInfo, as gRPC's `grpc-status-details-bin` carries it
     (base64): native gRPC callers get the same rich details from the edge as from a service."""
     info = any_pb2.Any()

@@ -23,7 +23,7 @@ import grpc
 
 from services.access.config import DEVELOPMENT_USER, OPERATOR, GateConfig
 from services.access.gate import Gate, GateSettings
-from services.access.internal import CLIENT_ADDRESS_HEADER, INTERNAL_HEADER, InternalToken
+from services.access.internal import InternalToken
 from services.access.keys import KeyStore
 from services.access.limiter import Limiter
 from services.access.methods import MethodPolicy, method_policies
@@ -33,7 +33,14 @@ from services.access.proofs import AdminProofs
 from services.access.quota import Quota
 from services.access.replies import retry_after
 from services.common.errors import DomainError, Unavailable
-from services.common.identity import ANONYMOUS, CALLER, MAX_CALLER_CHARS, USER_METADATA
+from services.common.identity import (
+    ANONYMOUS,
+    CALLER,
+    CLIENT_ADDRESS_HEADER,
+    INTERNAL_HEADER,
+    MAX_CALLER_CHARS,
+    USER_METADATA,
+)
 from services.common.store import Store, StoreError
 from services.common.transcoding import HTTP_STATUS_HEADER
 

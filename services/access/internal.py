@@ -39,8 +39,6 @@ def read_internal_token(env: EnvReader) -> str | None:
     return token
 
 
-__all__ = ["CLIENT_ADDRESS_HEADER", "INTERNAL_HEADER", "INTERNAL_HEADERS", "InternalToken", "read_internal_token"]
-
 # What clients may not send through the edge.
 INTERNAL_HEADERS = (INTERNAL_HEADER, CLIENT_ADDRESS_HEADER, USER_METADATA)
 

@@ -5,11 +5,6 @@ from __future__ import annotations
 import math
 
 
-def whole_seconds(seconds: float) -> int:
-    """Seconds rounded up, at least 1."""
-    return max(1, math.ceil(seconds))
-
-
 def retry_after(seconds: float) -> str:
-    """A Retry-After value."""
-    return str(whole_seconds(seconds))
+    """A Retry-After value: whole seconds, rounded up, at least 1."""
+    return str(max(1, math.ceil(seconds)))

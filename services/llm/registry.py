@@ -130,11 +130,7 @@ class Registry:
     def embedding_candidates(self, name: str, configured: Collection[str]) -> list[ModelSpec]:
         """The model of an embeddings request: `<provider>/<upstream id>`, or a bare id of OpenAI's own
         (`text-embedding-3-small`). The registry lists chat models only. Raises the caller-facing error."""
-        if len(name) > MAX_NAME_CHARS:
-            problem = f"is longer than {MAX_NAME_CHARS} characters"
-            raise InvalidArgument(
-                f"model {problem}", reason="INVALID_FIELD", violations=(FieldViolation("model", problem),)
-            )
+        _check_length("model", name)
         model = self.unlisted(name) or (self.unlisted(f"{EMBEDDINGS_PROVIDER}/{name}") if "/" not in name else None)
         if model is None:
             raise InvalidArgument(

@@ -17,12 +17,13 @@ from spark.access.v1 import access_pb2, access_pb2_grpc
 from spark.kv.v1 import kv_pb2, kv_pb2_grpc
 
 from services.access.config import read_config as read_access_config
-from services.access.internal import CLIENT_ADDRESS_HEADER, INTERNAL_HEADER, InternalToken
+from services.access.internal import InternalToken
 from services.access.keys import KeyStore
 from services.access.policy import ROUTE_CLASSES
 from services.access.server import build_server as build_access
 from services.access.users import User
 from services.common.errors import ERROR_DOMAIN
+from services.common.identity import CLIENT_ADDRESS_HEADER, INTERNAL_HEADER
 from services.common.server import RunningServer
 from services.common.store import Store
 from services.kv.config import read_config as read_kv_config

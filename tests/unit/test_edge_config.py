@@ -19,11 +19,12 @@ from edge.envoy import HEAD_AS_GET, HEAD_AS_GET_LUA, LONG_TRANSCODER_ERROR, LUA,
 from edge.routes import HTTP_ROUTES, TRANSCODED_SERVICES
 from edge.settings import read_settings
 from services.access.gate import API_KEY_OR_ADMIN_TOKEN_REQUIRED
-from services.access.internal import CLIENT_ADDRESS_HEADER, INTERNAL_HEADER, INTERNAL_HEADERS
+from services.access.internal import INTERNAL_HEADERS
 from services.access.methods import method_policies
 from services.access.policy import DEFAULT_LIMITS_PATH, PolicyError, load_limits
 from services.common.config import ConfigError
 from services.common.descriptors import default_descriptor_path, load_pool
+from services.common.identity import CLIENT_ADDRESS_HEADER, INTERNAL_HEADER
 from tests.support.edge_config import BASE_ENV, EVERYTHING, rendered
 from tests.support.tls import self_signed
 from tools.openapi import edge_route

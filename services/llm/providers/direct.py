@@ -58,12 +58,13 @@ class ProviderSpan:
 
 
 @contextlib.contextmanager
-def provider_span(tracer: Tracer | None, method: str, url: URL) -> Iterator[ProviderSpan]:
+def provider_span(tracer: Tracer | None, method: str, address: str) -> Iterator[ProviderSpan]:
     """One client span per provider call, its context passed on in `traceparent` (the query string, which may
-    carry keys for some providers, stays out of the span)."""
+    carry keys for some providers, stays out of the span). Untraced, the URL is not even parsed."""
     if tracer is None:
         yield ProviderSpan({}, None)
         return
+    url = URL(address)
     attributes: dict[str, str | int] = {
         "http.request.method": method,
         "url.full": str(url.with_query(None)),
@@ -74,6 +75,15 @@ def provider_span(tracer: Tracer | None, method: str, url: URL) -> Iterator[Prov
         carrier: dict[str, str] = {}
         inject(carrier)
         yield ProviderSpan(carrier, span)
+
+
+def let_go(response: aiohttp.ClientResponse) -> None:
+    """Ends a response: read to its end, its connection goes back to the pool; cut short (a cancelled call),
+    the connection is closed, so the provider sees the caller hang up."""
+    if response.content.at_eof():
+        response.release()
+    else:
+        response.close()
 
 
 class DirectClient:
@@ -113,11 +123,10 @@ class DirectClient:
 
     @contextlib.asynccontextmanager
     async def stream(self, path: str, body: bytes, timeout_s: float) -> AsyncIterator[aiohttp.ClientResponse]:
-        """POSTs a JSON body and hands over the unread response (read it within `mapped_errors`). Read to its
-        end, its connection goes back to the pool; left early (a cancelled call), it is closed, so the provider
-        sees the caller hang up."""
+        """POSTs a JSON body and hands over the unread response (read it within `mapped_errors`), let go of
+        when the block ends (`let_go`)."""
         url = f"{self._base}{path}"
-        with provider_span(self._tracer, "POST", URL(url)) as span:
+        with provider_span(self._tracer, "POST", url) as span:
             with mapped_errors(self._provider):
                 response = await self._open().post(
                     url,
@@ -130,10 +139,7 @@ class DirectClient:
             try:
                 yield response
             finally:
-                if response.content.at_eof():
-                    response.release()
-                else:
-                    response.close()
+                let_go(response)
 
     async def close(self) -> None:
         if self._session is not None:

@@ -17,10 +17,9 @@ from typing import Any
 import aiohttp
 import httpx2
 from opentelemetry.trace import Tracer
-from yarl import URL
 
 from services.llm.providers.base import ProviderSettings
-from services.llm.providers.direct import provider_span
+from services.llm.providers.direct import let_go, provider_span
 
 
 @contextlib.contextmanager
@@ -49,12 +48,7 @@ class _ResponseStream(httpx2.AsyncByteStream):
                 yield chunk
 
     async def aclose(self) -> None:
-        # A response read to its end returns its connection to the pool; one cut short closes it, so a
-        # cancelled call hangs up on the provider.
-        if self._response.content.at_eof():
-            self._response.release()
-        else:
-            self._response.close()
+        let_go(self._response)
 
 
 class AiohttpTransport(httpx2.AsyncBaseTransport):
@@ -73,7 +67,7 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
         return self._session
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        with provider_span(self._tracer, request.method, URL(str(request.url))) as span:
+        with provider_span(self._tracer, request.method, str(request.url)) as span:
             request.headers.update(span.carrier)
             response = await self._send(request)
             span.answered(response.status_code)
