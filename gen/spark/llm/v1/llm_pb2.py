@@ -27,7 +27,7 @@ from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 from spark.policy.v1 import policy_pb2 as spark_dot_policy_dot_v1_dot_policy__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16spark/llm/v1/llm.proto\x12\x0cspark.llm.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a\x1cspark/policy/v1/policy.proto\"A\n\x1b\x43reateChatCompletionRequest\x12\"\n\x04\x62ody\x18\x01 \x01(\x0b\x32\x14.google.api.HttpBody\"=\n\x17\x43reateEmbeddingsRequest\x12\"\n\x04\x62ody\x18\x01 \x01(\x0b\x32\x14.google.api.HttpBody\"A\n\x1bStreamChatCompletionRequest\x12\"\n\x04\x62ody\x18\x01 \x01(\x0b\x32\x14.google.api.HttpBody\"A\n\x07Message\x12\x0c\n\x04role\x18\x01 \x01(\t\x12(\n\x05parts\x18\x02 \x03(\x0b\x32\x19.spark.llm.v1.ContentPart\":\n\x0b\x43ontentPart\x12\x0e\n\x04text\x18\x01 \x01(\tH\x00\x12\x13\n\timage_url\x18\x02 \x01(\tH\x00\x42\x06\n\x04kind\"\xc1\x01\n\x16GenerateContentRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\'\n\x08messages\x18\x03 \x03(\x0b\x32\x15.spark.llm.v1.Message\x12\x12\n\nmax_tokens\x18\x04 \x01(\x05\x12\x18\n\x0btemperature\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\x11\n\tjson_mode\x18\x06 \x01(\x08\x42\x0e\n\x0c_temperatureJ\x04\x08\x07\x10\x08R\x06\x63\x61ller\"U\n\x1cStreamGenerateContentRequest\x12\x35\n\x07request\x18\x01 \x01(\x0b\x32$.spark.llm.v1.GenerateContentRequest\"O\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x05\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\x05\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\x05\"\x83\x01\n\x17GenerateContentResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x10\n\x08provider\x18\x03 \x01(\t\x12\x15\n\rfinish_reason\x18\x04 \x01(\t\x12\"\n\x05usage\x18\x05 \x01(\x0b\x32\x13.spark.llm.v1.Usage\"p\n\x1dStreamGenerateContentResponse\x12\x0f\n\x05\x64\x65lta\x18\x01 \x01(\tH\x00\x12\x35\n\x04\x64one\x18\x02 \x01(\x0b\x32%.spark.llm.v1.GenerateContentResponseH\x00\x42\x07\n\x05\x65vent\"\x13\n\x11ListModelsRequest\"F\n\x05Model\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06object\x18\x02 \x01(\t\x12\x0f\n\x07\x63reated\x18\x03 \x01(\x05\x12\x10\n\x08owned_by\x18\x04 \x01(\t\"G\n\x12ListModelsResponse\x12\x0e\n\x06object\x18\x01 \x01(\t\x12!\n\x04\x64\x61ta\x18\x02 \x03(\x0b\x32\x13.spark.llm.v1.Model\"E\n\x0fGetUsageRequest\x12\x11\n\tstart_day\x18\x01 \x01(\t\x12\x0f\n\x07\x65nd_day\x18\x02 \x01(\t\x12\x0e\n\x06\x63\x61ller\x18\x03 \x01(\t\"\xb1\x01\n\x0bUsageRecord\x12\x0b\n\x03\x64\x61y\x18\x01 \x01(\t\x12\x0e\n\x06\x63\x61ller\x18\x02 \x01(\t\x12\x10\n\x08provider\x18\x03 \x01(\t\x12\r\n\x05model\x18\x04 \x01(\t\x12\x10\n\x08requests\x18\x05 \x01(\x03\x12\x15\n\rprompt_tokens\x18\x06 \x01(\x03\x12\x19\n\x11\x63ompletion_tokens\x18\x07 \x01(\x03\x12\x10\n\x08\x63ost_usd\x18\x08 \x01(\x01\x12\x0e\n\x06priced\x18\t \x01(\x08\"V\n\x10GetUsageResponse\x12*\n\x07records\x18\x01 \x03(\x0b\x32\x19.spark.llm.v1.UsageRecord\x12\x16\n\x0etotal_cost_usd\x18\x02 \x01(\x01\"\x16\n\x14ListProvidersRequest\"w\n\x0eProviderStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nconfigured\x18\x02 \x01(\x08\x12\x14\n\x0ckey_variable\x18\x03 \x01(\t\x12\x0f\n\x07\x62reaker\x18\x04 \x01(\t\x12\x1c\n\x14\x63onsecutive_failures\x18\x05 \x01(\x05\"H\n\x15ListProvidersResponse\x12/\n\tproviders\x18\x01 \x03(\x0b\x32\x1c.spark.llm.v1.ProviderStatus2\xed\x07\n\nLlmService\x12\x99\x01\n\x14\x43reateChatCompletion\x12).spark.llm.v1.CreateChatCompletionRequest\x1a\x14.google.api.HttpBody\"@\xb2\xe1\x18\x05\n\x03llm\x82\xd3\xe4\x93\x02\x31\"\x14/v1/chat/completions:\x04\x62odyZ\x13\"\x0b/_spark/llm:\x04\x62ody\x12\x8d\x01\n\x14StreamChatCompletion\x12).spark.llm.v1.StreamChatCompletionRequest\x1a\x14.google.api.HttpBody\"2\xb2\xe1\x18\x05\n\x03llm\x82\xd3\xe4\x93\x02#\"\x1b/v1/chat/completions:stream:\x04\x62ody0\x01\x12v\n\x10\x43reateEmbeddings\x12%.spark.llm.v1.CreateEmbeddingsRequest\x1a\x14.google.api.HttpBody\"%\xb2\xe1\x18\x05\n\x03llm\x82\xd3\xe4\x93\x02\x16\"\x0e/v1/embeddings:\x04\x62ody\x12i\n\x0fGenerateContent\x12$.spark.llm.v1.GenerateContentRequest\x1a%.spark.llm.v1.GenerateContentResponse\"\t\xb2\xe1\x18\x05\n\x03llm\x12}\n\x15StreamGenerateContent\x12*.spark.llm.v1.StreamGenerateContentRequest\x1a+.spark.llm.v1.StreamGenerateContentResponse\"\t\xb2\xe1\x18\x05\n\x03llm0\x01\x12l\n\nListModels\x12\x1f.spark.llm.v1.ListModelsRequest\x1a .spark.llm.v1.ListModelsResponse\"\x1b\xb2\xe1\x18\x05\n\x03llm\x82\xd3\xe4\x93\x02\x0c\x12\n/v1/models\x12i\n\x08GetUsage\x12\x1d.spark.llm.v1.GetUsageRequest\x1a\x1e.spark.llm.v1.GetUsageResponse\"\x1e\xb2\xe1\x18\t\n\x05\x61\x64min\x10\x01\x82\xd3\xe4\x93\x02\x0b\x12\t/v1/usage\x12x\n\rListProviders\x12\".spark.llm.v1.ListProvidersRequest\x1a#.spark.llm.v1.ListProvidersResponse\"\x1e\xb2\xe1\x18\x05\n\x03llm\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/providersb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16spark/llm/v1/llm.proto\x12\x0cspark.llm.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a\x1cspark/policy/v1/policy.proto\"A\n\x1b\x43reateChatCompletionRequest\x12\"\n\x04\x62ody\x18\x01 \x01(\x0b\x32\x14.google.api.HttpBody\"=\n\x17\x43reateEmbeddingsRequest\x12\"\n\x04\x62ody\x18\x01 \x01(\x0b\x32\x14.google.api.HttpBody\"A\n\x1bStreamChatCompletionRequest\x12\"\n\x04\x62ody\x18\x01 \x01(\x0b\x32\x14.google.api.HttpBody\":\n\x14\x43reateMessageRequest\x12\"\n\x04\x62ody\x18\x01 \x01(\x0b\x32\x14.google.api.HttpBody\":\n\x14StreamMessageRequest\x12\"\n\x04\x62ody\x18\x01 \x01(\x0b\x32\x14.google.api.HttpBody\"A\n\x07Message\x12\x0c\n\x04role\x18\x01 \x01(\t\x12(\n\x05parts\x18\x02 \x03(\x0b\x32\x19.spark.llm.v1.ContentPart\":\n\x0b\x43ontentPart\x12\x0e\n\x04text\x18\x01 \x01(\tH\x00\x12\x13\n\timage_url\x18\x02 \x01(\tH\x00\x42\x06\n\x04kind\"\xc1\x01\n\x16GenerateContentRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\'\n\x08messages\x18\x03 \x03(\x0b\x32\x15.spark.llm.v1.Message\x12\x12\n\nmax_tokens\x18\x04 \x01(\x05\x12\x18\n\x0btemperature\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\x11\n\tjson_mode\x18\x06 \x01(\x08\x42\x0e\n\x0c_temperatureJ\x04\x08\x07\x10\x08R\x06\x63\x61ller\"U\n\x1cStreamGenerateContentRequest\x12\x35\n\x07request\x18\x01 \x01(\x0b\x32$.spark.llm.v1.GenerateContentRequest\"O\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x05\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\x05\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\x05\"\x83\x01\n\x17GenerateContentResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x10\n\x08provider\x18\x03 \x01(\t\x12\x15\n\rfinish_reason\x18\x04 \x01(\t\x12\"\n\x05usage\x18\x05 \x01(\x0b\x32\x13.spark.llm.v1.Usage\"p\n\x1dStreamGenerateContentResponse\x12\x0f\n\x05\x64\x65lta\x18\x01 \x01(\tH\x00\x12\x35\n\x04\x64one\x18\x02 \x01(\x0b\x32%.spark.llm.v1.GenerateContentResponseH\x00\x42\x07\n\x05\x65vent\"\x13\n\x11ListModelsRequest\"F\n\x05Model\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06object\x18\x02 \x01(\t\x12\x0f\n\x07\x63reated\x18\x03 \x01(\x05\x12\x10\n\x08owned_by\x18\x04 \x01(\t\"G\n\x12ListModelsResponse\x12\x0e\n\x06object\x18\x01 \x01(\t\x12!\n\x04\x64\x61ta\x18\x02 \x03(\x0b\x32\x13.spark.llm.v1.Model\"E\n\x0fGetUsageRequest\x12\x11\n\tstart_day\x18\x01 \x01(\t\x12\x0f\n\x07\x65nd_day\x18\x02 \x01(\t\x12\x0e\n\x06\x63\x61ller\x18\x03 \x01(\t\"\xb1\x01\n\x0bUsageRecord\x12\x0b\n\x03\x64\x61y\x18\x01 \x01(\t\x12\x0e\n\x06\x63\x61ller\x18\x02 \x01(\t\x12\x10\n\x08provider\x18\x03 \x01(\t\x12\r\n\x05model\x18\x04 \x01(\t\x12\x10\n\x08requests\x18\x05 \x01(\x03\x12\x15\n\rprompt_tokens\x18\x06 \x01(\x03\x12\x19\n\x11\x63ompletion_tokens\x18\x07 \x01(\x03\x12\x10\n\x08\x63ost_usd\x18\x08 \x01(\x01\x12\x0e\n\x06priced\x18\t \x01(\x08\"V\n\x10GetUsageResponse\x12*\n\x07records\x18\x01 \x03(\x0b\x32\x19.spark.llm.v1.UsageRecord\x12\x16\n\x0etotal_cost_usd\x18\x02 \x01(\x01\"\x16\n\x14ListProvidersRequest\"w\n\x0eProviderStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nconfigured\x18\x02 \x01(\x08\x12\x14\n\x0ckey_variable\x18\x03 \x01(\t\x12\x0f\n\x07\x62reaker\x18\x04 \x01(\t\x12\x1c\n\x14\x63onsecutive_failures\x18\x05 \x01(\x05\"H\n\x15ListProvidersResponse\x12/\n\tproviders\x18\x01 \x03(\x0b\x32\x1c.spark.llm.v1.ProviderStatus2\xd6\t\n\nLlmService\x12\x99\x01\n\x14\x43reateChatCompletion\x12).spark.llm.v1.CreateChatCompletionRequest\x1a\x14.google.api.HttpBody\"@\xb2\xe1\x18\x05\n\x03llm\x82\xd3\xe4\x93\x02\x31\"\x14/v1/chat/completions:\x04\x62odyZ\x13\"\x0b/_spark/llm:\x04\x62ody\x12\x8d\x01\n\x14StreamChatCompletion\x12).spark.llm.v1.StreamChatCompletionRequest\x1a\x14.google.api.HttpBody\"2\xb2\xe1\x18\x05\n\x03llm\x82\xd3\xe4\x93\x02#\"\x1b/v1/chat/completions:stream:\x04\x62ody0\x01\x12v\n\x10\x43reateEmbeddings\x12%.spark.llm.v1.CreateEmbeddingsRequest\x1a\x14.google.api.HttpBody\"%\xb2\xe1\x18\x05\n\x03llm\x82\xd3\xe4\x93\x02\x16\"\x0e/v1/embeddings:\x04\x62ody\x12n\n\rCreateMessage\x12\".spark.llm.v1.CreateMessageRequest\x1a\x14.google.api.HttpBody\"#\xb2\xe1\x18\x05\n\x03llm\x82\xd3\xe4\x93\x02\x14\"\x0c/v1/messages:\x04\x62ody\x12w\n\rStreamMessage\x12\".spark.llm.v1.StreamMessageRequest\x1a\x14.google.api.HttpBody\"*\xb2\xe1\x18\x05\n\x03llm\x82\xd3\xe4\x93\x02\x1b\"\x13/v1/messages:stream:\x04\x62ody0\x01\x12i\n\x0fGenerateContent\x12$.spark.llm.v1.GenerateContentRequest\x1a%.spark.llm.v1.GenerateContentResponse\"\t\xb2\xe1\x18\x05\n\x03llm\x12}\n\x15StreamGenerateContent\x12*.spark.llm.v1.StreamGenerateContentRequest\x1a+.spark.llm.v1.StreamGenerateContentResponse\"\t\xb2\xe1\x18\x05\n\x03llm0\x01\x12l\n\nListModels\x12\x1f.spark.llm.v1.ListModelsRequest\x1a .spark.llm.v1.ListModelsResponse\"\x1b\xb2\xe1\x18\x05\n\x03llm\x82\xd3\xe4\x93\x02\x0c\x12\n/v1/models\x12i\n\x08GetUsage\x12\x1d.spark.llm.v1.GetUsageRequest\x1a\x1e.spark.llm.v1.GetUsageResponse\"\x1e\xb2\xe1\x18\t\n\x05\x61\x64min\x10\x01\x82\xd3\xe4\x93\x02\x0b\x12\t/v1/usage\x12x\n\rListProviders\x12\".spark.llm.v1.ListProvidersRequest\x1a#.spark.llm.v1.ListProvidersResponse\"\x1e\xb2\xe1\x18\x05\n\x03llm\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/providersb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,6 +40,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LLMSERVICE'].methods_by_name['StreamChatCompletion']._serialized_options = b'\262\341\030\005\n\003llm\202\323\344\223\002#\"\033/v1/chat/completions:stream:\004body'
   _globals['_LLMSERVICE'].methods_by_name['CreateEmbeddings']._loaded_options = None
   _globals['_LLMSERVICE'].methods_by_name['CreateEmbeddings']._serialized_options = b'\262\341\030\005\n\003llm\202\323\344\223\002\026\"\016/v1/embeddings:\004body'
+  _globals['_LLMSERVICE'].methods_by_name['CreateMessage']._loaded_options = None
+  _globals['_LLMSERVICE'].methods_by_name['CreateMessage']._serialized_options = b'\262\341\030\005\n\003llm\202\323\344\223\002\024\"\014/v1/messages:\004body'
+  _globals['_LLMSERVICE'].methods_by_name['StreamMessage']._loaded_options = None
+  _globals['_LLMSERVICE'].methods_by_name['StreamMessage']._serialized_options = b'\262\341\030\005\n\003llm\202\323\344\223\002\033\"\023/v1/messages:stream:\004body'
   _globals['_LLMSERVICE'].methods_by_name['GenerateContent']._loaded_options = None
   _globals['_LLMSERVICE'].methods_by_name['GenerateContent']._serialized_options = b'\262\341\030\005\n\003llm'
   _globals['_LLMSERVICE'].methods_by_name['StreamGenerateContent']._loaded_options = None
@@ -56,38 +60,42 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CREATEEMBEDDINGSREQUEST']._serialized_end=255
   _globals['_STREAMCHATCOMPLETIONREQUEST']._serialized_start=257
   _globals['_STREAMCHATCOMPLETIONREQUEST']._serialized_end=322
-  _globals['_MESSAGE']._serialized_start=324
-  _globals['_MESSAGE']._serialized_end=389
-  _globals['_CONTENTPART']._serialized_start=391
-  _globals['_CONTENTPART']._serialized_end=449
-  _globals['_GENERATECONTENTREQUEST']._serialized_start=452
-  _globals['_GENERATECONTENTREQUEST']._serialized_end=645
-  _globals['_STREAMGENERATECONTENTREQUEST']._serialized_start=647
-  _globals['_STREAMGENERATECONTENTREQUEST']._serialized_end=732
-  _globals['_USAGE']._serialized_start=734
-  _globals['_USAGE']._serialized_end=813
-  _globals['_GENERATECONTENTRESPONSE']._serialized_start=816
-  _globals['_GENERATECONTENTRESPONSE']._serialized_end=947
-  _globals['_STREAMGENERATECONTENTRESPONSE']._serialized_start=949
-  _globals['_STREAMGENERATECONTENTRESPONSE']._serialized_end=1061
-  _globals['_LISTMODELSREQUEST']._serialized_start=1063
-  _globals['_LISTMODELSREQUEST']._serialized_end=1082
-  _globals['_MODEL']._serialized_start=1084
-  _globals['_MODEL']._serialized_end=1154
-  _globals['_LISTMODELSRESPONSE']._serialized_start=1156
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1227
-  _globals['_GETUSAGEREQUEST']._serialized_start=1229
-  _globals['_GETUSAGEREQUEST']._serialized_end=1298
-  _globals['_USAGERECORD']._serialized_start=1301
-  _globals['_USAGERECORD']._serialized_end=1478
-  _globals['_GETUSAGERESPONSE']._serialized_start=1480
-  _globals['_GETUSAGERESPONSE']._serialized_end=1566
-  _globals['_LISTPROVIDERSREQUEST']._serialized_start=1568
-  _globals['_LISTPROVIDERSREQUEST']._serialized_end=1590
-  _globals['_PROVIDERSTATUS']._serialized_start=1592
-  _globals['_PROVIDERSTATUS']._serialized_end=1711
-  _globals['_LISTPROVIDERSRESPONSE']._serialized_start=1713
-  _globals['_LISTPROVIDERSRESPONSE']._serialized_end=1785
-  _globals['_LLMSERVICE']._serialized_start=1788
-  _globals['_LLMSERVICE']._serialized_end=2793
+  _globals['_CREATEMESSAGEREQUEST']._serialized_start=324
+  _globals['_CREATEMESSAGEREQUEST']._serialized_end=382
+  _globals['_STREAMMESSAGEREQUEST']._serialized_start=384
+  _globals['_STREAMMESSAGEREQUEST']._serialized_end=442
+  _globals['_MESSAGE']._serialized_start=444
+  _globals['_MESSAGE']._serialized_end=509
+  _globals['_CONTENTPART']._serialized_start=511
+  _globals['_CONTENTPART']._serialized_end=569
+  _globals['_GENERATECONTENTREQUEST']._serialized_start=572
+  _globals['_GENERATECONTENTREQUEST']._serialized_end=765
+  _globals['_STREAMGENERATECONTENTREQUEST']._serialized_start=767
+  _globals['_STREAMGENERATECONTENTREQUEST']._serialized_end=852
+  _globals['_USAGE']._serialized_start=854
+  _globals['_USAGE']._serialized_end=933
+  _globals['_GENERATECONTENTRESPONSE']._serialized_start=936
+  _globals['_GENERATECONTENTRESPONSE']._serialized_end=1067
+  _globals['_STREAMGENERATECONTENTRESPONSE']._serialized_start=1069
+  _globals['_STREAMGENERATECONTENTRESPONSE']._serialized_end=1181
+  _globals['_LISTMODELSREQUEST']._serialized_start=1183
+  _globals['_LISTMODELSREQUEST']._serialized_end=1202
+  _globals['_MODEL']._serialized_start=1204
+  _globals['_MODEL']._serialized_end=1274
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1276
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1347
+  _globals['_GETUSAGEREQUEST']._serialized_start=1349
+  _globals['_GETUSAGEREQUEST']._serialized_end=1418
+  _globals['_USAGERECORD']._serialized_start=1421
+  _globals['_USAGERECORD']._serialized_end=1598
+  _globals['_GETUSAGERESPONSE']._serialized_start=1600
+  _globals['_GETUSAGERESPONSE']._serialized_end=1686
+  _globals['_LISTPROVIDERSREQUEST']._serialized_start=1688
+  _globals['_LISTPROVIDERSREQUEST']._serialized_end=1710
+  _globals['_PROVIDERSTATUS']._serialized_start=1712
+  _globals['_PROVIDERSTATUS']._serialized_end=1831
+  _globals['_LISTPROVIDERSRESPONSE']._serialized_start=1833
+  _globals['_LISTPROVIDERSRESPONSE']._serialized_end=1905
+  _globals['_LLMSERVICE']._serialized_start=1908
+  _globals['_LLMSERVICE']._serialized_end=3146
 # @@protoc_insertion_point(module_scope)

@@ -63,6 +63,16 @@ class LlmServiceStub:
                 request_serializer=spark_dot_llm_dot_v1_dot_llm__pb2.CreateEmbeddingsRequest.SerializeToString,
                 response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
                 _registered_method=True)
+        self.CreateMessage = channel.unary_unary(
+                '/spark.llm.v1.LlmService/CreateMessage',
+                request_serializer=spark_dot_llm_dot_v1_dot_llm__pb2.CreateMessageRequest.SerializeToString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+                _registered_method=True)
+        self.StreamMessage = channel.unary_stream(
+                '/spark.llm.v1.LlmService/StreamMessage',
+                request_serializer=spark_dot_llm_dot_v1_dot_llm__pb2.StreamMessageRequest.SerializeToString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+                _registered_method=True)
         self.GenerateContent = channel.unary_unary(
                 '/spark.llm.v1.LlmService/GenerateContent',
                 request_serializer=spark_dot_llm_dot_v1_dot_llm__pb2.GenerateContentRequest.SerializeToString,
@@ -141,6 +151,31 @@ class LlmServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateMessage(self, request, context):
+        """Answers an Anthropic Messages API request body (`POST /v1/messages`) with
+        an Anthropic `message` JSON body, for every model the gateway serves:
+        Anthropic models directly, OpenAI-protocol ones translated (text, images,
+        system, tools, stop reasons, usage). Errors reach HTTP callers in
+        Anthropic's shape (`{"type": "error", "error": {...}}`). Returns
+        INVALID_ARGUMENT when the body asks for a stream: that is StreamMessage
+        (the edge routes such bodies there itself).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StreamMessage(self, request, context):
+        """Answers an Anthropic Messages API request body as Server-Sent Events with
+        Anthropic's event names (`message_start`, `content_block_start`,
+        `content_block_delta`, `content_block_stop`, `message_delta`,
+        `message_stop`); a failure after the first event ends the stream with an
+        `error` event. The edge sends `POST /v1/messages` bodies with
+        `"stream": true` here.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GenerateContent(self, request, context):
         """Generates a completion for internal callers: the typed twin of
         CreateChatCompletion.
@@ -202,6 +237,16 @@ def add_LlmServiceServicer_to_server(servicer, server):
             'CreateEmbeddings': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateEmbeddings,
                     request_deserializer=spark_dot_llm_dot_v1_dot_llm__pb2.CreateEmbeddingsRequest.FromString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
+            ),
+            'CreateMessage': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateMessage,
+                    request_deserializer=spark_dot_llm_dot_v1_dot_llm__pb2.CreateMessageRequest.FromString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
+            ),
+            'StreamMessage': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamMessage,
+                    request_deserializer=spark_dot_llm_dot_v1_dot_llm__pb2.StreamMessageRequest.FromString,
                     response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
             ),
             'GenerateContent': grpc.unary_unary_rpc_method_handler(
@@ -323,6 +368,60 @@ class LlmService:
             target,
             '/spark.llm.v1.LlmService/CreateEmbeddings',
             spark_dot_llm_dot_v1_dot_llm__pb2.CreateEmbeddingsRequest.SerializeToString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateMessage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spark.llm.v1.LlmService/CreateMessage',
+            spark_dot_llm_dot_v1_dot_llm__pb2.CreateMessageRequest.SerializeToString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamMessage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/spark.llm.v1.LlmService/StreamMessage',
+            spark_dot_llm_dot_v1_dot_llm__pb2.StreamMessageRequest.SerializeToString,
             google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
             options,
             channel_credentials,
