@@ -3,8 +3,13 @@
 One asyncio HTTP/1.1 server (stdlib only) answers the OpenAI Chat Completions API, which GitHub
 Models, OpenRouter and Zhipu BigModel speak too, and the Anthropic Messages API, so tests can drive
 the official `openai` and `anthropic` SDKs, or a service built on them, against it. A test scripts
-what the provider does (reply, delays, failures) and asserts what the client sent (`requests`) and
-whether it hung up (`disconnects`).
+what the provider does (reply, tool calls, delays, failures) and asserts what the client sent (`requests`)
+and whether it hung up (`disconnects`).
+
+A request that offers tools is answered with tool calls (`tool_calls`, or one call of the forced or first
+tool), and one whose last message hands tool results back with "Results: " and their texts, so a test can
+follow a whole round trip. Tool definitions and the pairing of calls with results are checked as the real
+APIs check them.
 
     async with running_fake(reply="Hi") as fake:
         client = openai.AsyncOpenAI(base_url=fake.openai_base_url, api_key="k")
@@ -21,11 +26,12 @@ import contextlib
 import email.utils
 import itertools
 import json
+import re
 import struct
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from http import HTTPStatus
 from types import TracebackType
@@ -69,6 +75,11 @@ _T = TypeVar("_T")
 # Events cut off in the middle of their JSON, as a broken proxy or provider sends them.
 _MALFORMED_OPENAI = b'data: {"choices": [{"delta": \n\n'
 _MALFORMED_ANTHROPIC = b'event: content_block_delta\ndata: {"type": "content_block_delta", "delta": \n\n'
+
+# Both APIs hold tool names to this pattern.
+_TOOL_NAME_RULE = "^[a-zA-Z0-9_-]{1,64}$"
+_TOOL_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
+_ANTHROPIC_TOOL_CHOICES = ("auto", "any", "tool", "none")
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,10 +134,13 @@ class FakeProvider:
         delay_s: float = 0.0,
         gap_s: float = 0.0,
         models: tuple[str, ...] = DEFAULT_MODELS,
+        tool_calls: list[tuple[str, str]] | None = None,
+        tool_preamble: str = "",
     ) -> None:
         # The reply text; a stream sends it in deltas of `chunk_chars` characters.
         self.reply = reply
-        # The reply when the request asks for JSON (OpenAI `response_format`, Anthropic `output_config.format`).
+        # The reply when the request asks for JSON (OpenAI `response_format`, Anthropic `output_config.format`),
+        # and the arguments of the one tool call made when `tool_calls` is not set.
         self.json_reply = json_reply
         # Anthropic replies become `json_reply` inside a ```json fence, as Claude tends to answer "reply in JSON".
         self.anthropic_fenced_json = anthropic_fenced_json
@@ -135,6 +149,12 @@ class FakeProvider:
         self.delay_s = delay_s
         self.gap_s = gap_s
         self.models = models
+        # The calls, in order, that answer a request offering tools: (tool name, arguments as JSON text).
+        # Unset or empty: one call of the tool the request forces, else of its first tool, with `json_reply`.
+        # A stream sends the arguments in pieces of `chunk_chars` characters.
+        self.tool_calls = tool_calls
+        # What the model says before its tool calls.
+        self.tool_preamble = tool_preamble
 
         self.requests: list[RecordedRequest] = []
         # Clients that hung up before their response was complete, and an event set on the first
@@ -255,11 +275,15 @@ class FakeProvider:
 
     def _plan(self, request: RecordedRequest) -> _Reply:
         body = request.body
-        text = self._reply_text(request)
         size = max(1, self.chunk_chars)
-        deltas = [text[i : i + size] for i in range(0, len(text), size)]
+        calls = [
+            _ToolCall(name, arguments, _pieces(arguments, size), _tool_input(arguments, request.api))
+            for name, arguments in self._calls_for(request)
+        ]
+        # A tool-call answer is never cut short by max_tokens: a test that wants a cut reply asks for text.
+        deltas = _pieces(self.tool_preamble if calls else self._reply_text(request), size)
         limit = next((v for k in ("max_completion_tokens", "max_tokens") if type(v := body.get(k)) is int), None)
-        truncated = limit is not None and 0 <= limit < len(deltas)
+        truncated = not calls and limit is not None and 0 <= limit < len(deltas)
         return _Reply(
             id=next(self._ids),
             model=body["model"],
@@ -268,10 +292,23 @@ class FakeProvider:
             input_tokens=sum(len(_part_text(part).split()) for part in _content_parts(body)),
             break_after=self._take(self._stream_breaks) if request.stream else None,
             malformed_after=self._take(self._malformed) if request.stream else None,
+            tool_calls=tuple(calls),
         )
+
+    def _calls_for(self, request: RecordedRequest) -> list[tuple[str, str]]:
+        """The tool calls that answer the request: none unless it offers tools and is not handing results back."""
+        body, api = request.body, request.api
+        tools = _offered_tools(body, api)
+        if not tools or _tool_results(body, api) is not None:
+            return []
+        calls = list(self.tool_calls or [(_forced_tool(body, api) or tools[0], self.json_reply)])
+        # As the real models do when parallel calls are turned off: one call at most.
+        return calls[:1] if _one_call_only(body, api) else calls
 
     def _reply_text(self, request: RecordedRequest) -> str:
         body = request.body
+        if (results := _tool_results(body, request.api)) is not None:
+            return "Results: " + " | ".join(results)
         if request.api == "anthropic":
             if self.anthropic_fenced_json:
                 return f"```json\n{self.json_reply}\n```"
@@ -285,18 +322,22 @@ class FakeProvider:
             )
         return self.json_reply if wants_json else self.reply
 
-    async def _send_deltas(
-        self, connection: _Connection, reply: _Reply, frame: Callable[[str], bytes], malformed: bytes
+    async def _send_frames(
+        self, connection: _Connection, reply: _Reply, frames: list[_Frame], malformed: bytes
     ) -> bool:
-        """Sends the deltas `gap_s` apart; False when the script dropped the connection instead of finishing."""
-        for index, text in enumerate(reply.deltas):
-            if index == reply.break_after:
-                break
-            if index == reply.malformed_after:
-                await connection.send_chunk(malformed)
-            if index:
-                await asyncio.sleep(self.gap_s)
-            await connection.send_chunk(frame(text))
+        """Sends the frames, their pieces `gap_s` apart and counted by the scripted failures; False when the
+        script dropped the connection instead of finishing."""
+        pieces = 0
+        for data, is_piece in frames:
+            if is_piece:
+                if pieces == reply.break_after:
+                    break
+                if pieces == reply.malformed_after:
+                    await connection.send_chunk(malformed)
+                if pieces:
+                    await asyncio.sleep(self.gap_s)
+                pieces += 1
+            await connection.send_chunk(data)
         if reply.break_after is None:
             return True
         connection.abort()
@@ -311,9 +352,9 @@ class FakeProvider:
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": "".join(reply.deltas), "refusal": None},
+                    "message": _openai_message(reply),
                     "logprobs": None,
-                    "finish_reason": "length" if reply.truncated else "stop",
+                    "finish_reason": _openai_finish(reply),
                 }
             ],
             "usage": _openai_usage(reply),
@@ -367,15 +408,22 @@ class FakeProvider:
         def choice(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
             return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
 
+        def tool_call(delta: dict[str, Any]) -> bytes:
+            return chunk([choice({"tool_calls": [delta]})])
+
+        # As in a complete message, `content` is null when the model only calls tools.
+        content = None if reply.tool_calls and not reply.deltas else ""
+        frames = [(chunk([choice({"content": text})]), True) for text in reply.deltas]
+        for index, call in enumerate(reply.tool_calls):
+            head = {"index": index, "id": _call_id(reply, index, "openai"), "type": "function"}
+            frames.append((tool_call({**head, "function": {"name": call.name, "arguments": ""}}), False))
+            frames += [(tool_call({"index": index, "function": {"arguments": piece}}), True) for piece in call.pieces]
+
         await connection.start_stream(_headers("openai", reply.id, sse=True))
-        await connection.send_chunk(chunk([choice({"role": "assistant", "content": "", "refusal": None})]))
-
-        def delta(text: str) -> bytes:
-            return chunk([choice({"content": text})])
-
-        if not await self._send_deltas(connection, reply, delta, _MALFORMED_OPENAI):
+        await connection.send_chunk(chunk([choice({"role": "assistant", "content": content, "refusal": None})]))
+        if not await self._send_frames(connection, reply, frames, _MALFORMED_OPENAI):
             return
-        await connection.send_chunk(chunk([choice({}, "length" if reply.truncated else "stop")]))
+        await connection.send_chunk(chunk([choice({}, _openai_finish(reply))]))
         if include_usage:
             await connection.send_chunk(chunk([], _openai_usage(reply)))
         await connection.send_chunk(b"data: [DONE]\n\n")
@@ -387,10 +435,21 @@ class FakeProvider:
             "type": "message",
             "role": "assistant",
             "model": reply.model,
-            "content": [{"type": "text", "text": "".join(reply.deltas)}],
-            "stop_reason": "max_tokens" if reply.truncated else "end_turn",
+            "content": [
+                *([{"type": "text", "text": "".join(reply.deltas)}] if _has_text_block(reply) else []),
+                *(
+                    {
+                        "type": "tool_use",
+                        "id": _call_id(reply, number, "anthropic"),
+                        "name": call.name,
+                        "input": call.input,
+                    }
+                    for number, call in enumerate(reply.tool_calls)
+                ),
+            ],
+            "stop_reason": _anthropic_stop(reply),
             "stop_sequence": None,
-            "usage": {"input_tokens": reply.input_tokens, "output_tokens": len(reply.deltas)},
+            "usage": {"input_tokens": reply.input_tokens, "output_tokens": reply.output_tokens},
         }
         await connection.send_response(200, _headers("anthropic", reply.id), _dumps(payload))
 
@@ -409,21 +468,44 @@ class FakeProvider:
             # The real API reports a provisional output count here and the total in message_delta.
             "usage": {"input_tokens": reply.input_tokens, "output_tokens": 1},
         }
+
+        def block_start(index: int, block: dict[str, Any]) -> bytes:
+            return event({"type": "content_block_start", "index": index, "content_block": block})
+
+        def block_delta(index: int, delta: dict[str, Any]) -> bytes:
+            return event({"type": "content_block_delta", "index": index, "delta": delta})
+
+        def block_stop(index: int) -> bytes:
+            return event({"type": "content_block_stop", "index": index})
+
+        # Each block: its content_block_start, then its deltas. The index counts every block, text included.
+        blocks: list[tuple[bytes, list[_Frame]]] = []
+        if _has_text_block(reply):
+            text_deltas = [(block_delta(0, {"type": "text_delta", "text": text}), True) for text in reply.deltas]
+            blocks.append((block_start(0, {"type": "text", "text": ""}), text_deltas))
+        for number, call in enumerate(reply.tool_calls):
+            index = len(blocks)
+            tool_use = {"type": "tool_use", "id": _call_id(reply, number, "anthropic"), "name": call.name, "input": {}}
+            # The real API opens every tool_use block with an empty piece of JSON.
+            json_deltas = [
+                (block_delta(index, {"type": "input_json_delta", "partial_json": piece}), is_piece)
+                for piece, is_piece in [("", False), *((piece, True) for piece in call.pieces)]
+            ]
+            blocks.append((block_start(index, tool_use), json_deltas))
+        (first_start, frames), *others = blocks
+        for index, (start, deltas) in enumerate(others, 1):
+            frames = [*frames, (block_stop(index - 1), False), (start, False), *deltas]
+
         await connection.start_stream(_headers("anthropic", reply.id, sse=True))
         await connection.send_chunk(event({"type": "message_start", "message": message}))
-        block_start = {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}
-        await connection.send_chunk(event(block_start))
+        await connection.send_chunk(first_start)
         await connection.send_chunk(event({"type": "ping"}))
-
-        def delta(text: str) -> bytes:
-            return event({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}})
-
-        if not await self._send_deltas(connection, reply, delta, _MALFORMED_ANTHROPIC):
+        if not await self._send_frames(connection, reply, frames, _MALFORMED_ANTHROPIC):
             return
-        await connection.send_chunk(event({"type": "content_block_stop", "index": 0}))
-        stop = {"stop_reason": "max_tokens" if reply.truncated else "end_turn", "stop_sequence": None}
+        await connection.send_chunk(block_stop(len(blocks) - 1))
+        stop = {"stop_reason": _anthropic_stop(reply), "stop_sequence": None}
         await connection.send_chunk(
-            event({"type": "message_delta", "delta": stop, "usage": {"output_tokens": len(reply.deltas)}})
+            event({"type": "message_delta", "delta": stop, "usage": {"output_tokens": reply.output_tokens}})
         )
         await connection.send_chunk(event({"type": "message_stop"}))
         await connection.end_stream()
@@ -547,6 +629,8 @@ async def running_fake(
     delay_s: float = 0.0,
     gap_s: float = 0.0,
     models: tuple[str, ...] = DEFAULT_MODELS,
+    tool_calls: list[tuple[str, str]] | None = None,
+    tool_preamble: str = "",
 ) -> AsyncIterator[FakeProvider]:
     """A `FakeProvider` serving on the running loop for the duration of the block."""
     fake = FakeProvider(
@@ -557,6 +641,8 @@ async def running_fake(
         delay_s=delay_s,
         gap_s=gap_s,
         models=models,
+        tool_calls=tool_calls,
+        tool_preamble=tool_preamble,
     )
     async with fake.serving():
         yield fake
@@ -583,6 +669,28 @@ class _Reply:
     break_after: int | None
     # Deltas to send before an event that is not JSON; None for none.
     malformed_after: int | None
+    # The calls made after the text in `deltas` (then the model's preamble); empty for a text answer.
+    tool_calls: tuple[_ToolCall, ...] = ()
+
+    @property
+    def output_tokens(self) -> int:
+        """One token a piece: each delta of text and each piece of tool arguments."""
+        return len(self.deltas) + sum(len(call.pieces) for call in self.tool_calls)
+
+
+@dataclass(frozen=True, slots=True)
+class _ToolCall:
+    name: str
+    # JSON text, as OpenAI sends it; a stream sends it in `pieces`.
+    arguments: str
+    pieces: list[str]
+    # The parsed arguments, as Anthropic sends them; None for OpenAI, where they need not even be JSON.
+    input: dict[str, Any] | None
+
+
+# One event of a stream, and whether it is a piece (a delta of text or of tool arguments): only pieces are
+# paced by `gap_s`, counted by the scripted failures, and billed as output tokens.
+_Frame = tuple[bytes, bool]
 
 
 def _invalid(request: RecordedRequest) -> str | None:
@@ -594,9 +702,292 @@ def _invalid(request: RecordedRequest) -> str | None:
         return "model: Field required"
     if not isinstance(body.get("messages"), list) or not body["messages"]:
         return "messages: Field required"
-    if request.api == "anthropic" and type(body.get("max_tokens")) is not int:
-        return "max_tokens: Field required"
+    if request.api == "anthropic":
+        if type(body.get("max_tokens")) is not int:
+            return "max_tokens: Field required"
+        return _invalid_anthropic_tools(body) or _invalid_anthropic_turns(body["messages"])
+    return _invalid_openai_tools(body) or _invalid_openai_turns(body["messages"])
+
+
+def _invalid_openai_tools(body: dict[str, Any]) -> str | None:
+    tools = body.get("tools")
+    if tools is None:
+        return _invalid_openai_tool_choice(body)
+    if not isinstance(tools, list):
+        return "Invalid type for 'tools': expected an array."
+    if not tools:
+        return "Invalid 'tools': empty array. Expected an array with minimum length 1, but got an empty array instead."
+    problems = (_invalid_openai_tool(tool, f"tools[{index}]") for index, tool in enumerate(tools))
+    return next(filter(None, problems), None) or _invalid_openai_tool_choice(body)
+
+
+def _invalid_openai_tool(tool: Any, where: str) -> str | None:
+    if not isinstance(tool, dict) or "type" not in tool:
+        return f"Missing required parameter: '{where}.type'."
+    if tool["type"] != "function":
+        return f"Invalid value: {json.dumps(tool['type'])}. Supported values are: 'function'."
+    function = tool.get("function")
+    if not isinstance(function, dict):
+        return f"Missing required parameter: '{where}.function'."
+    name = function.get("name")
+    if not isinstance(name, str):
+        return f"Missing required parameter: '{where}.function.name'."
+    if not _TOOL_NAME.fullmatch(name):
+        return (
+            f"Invalid '{where}.function.name': string does not match pattern. "
+            f"Expected a string that matches the pattern '{_TOOL_NAME_RULE}'."
+        )
     return None
+
+
+def _invalid_openai_tool_choice(body: dict[str, Any]) -> str | None:
+    if body.get("tool_choice") is None:
+        return None
+    if not body.get("tools"):
+        return "Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' are specified."
+    forced = _forced_tool(body, "openai")
+    if forced is not None and forced not in _tool_names(body, "openai"):
+        return f"Invalid value for 'tool_choice': function '{forced}' is not one of the 'tools'."
+    return None
+
+
+def _invalid_openai_turns(messages: list[Any]) -> str | None:
+    """Every `tool` message answers a call of the assistant message before it, and every call is answered."""
+    calls: list[Any] | None = None  # the ids of the assistant message that tool messages may answer now
+    unanswered: list[Any] = []
+    for index, message in enumerate(messages):
+        role = message.get("role") if isinstance(message, dict) else None
+        if role == "tool":
+            call_id = message.get("tool_call_id")
+            if not isinstance(call_id, str):
+                return f"Missing required parameter: 'messages.[{index}].tool_call_id'."
+            if calls is None:
+                return (
+                    "Invalid parameter: messages with role 'tool' must be a response to a preceeding message "
+                    "with 'tool_calls'."
+                )
+            if call_id not in calls:
+                return (
+                    f"Invalid parameter: 'tool_call_id' of '{call_id}' not found in 'tool_calls' of previous message."
+                )
+            unanswered = [pending for pending in unanswered if pending != call_id]
+            continue
+        if unanswered:
+            break
+        tool_calls = message.get("tool_calls") if role == "assistant" else None
+        calls = [call.get("id") for call in tool_calls if isinstance(call, dict)] if tool_calls else None
+        unanswered = list(calls or [])
+    if unanswered:
+        return (
+            "An assistant message with 'tool_calls' must be followed by tool messages responding to each "
+            f"'tool_call_id'. The following tool_call_ids did not have response messages: "
+            f"{', '.join(map(str, unanswered))}"
+        )
+    return None
+
+
+def _invalid_anthropic_tools(body: dict[str, Any]) -> str | None:
+    tools = body.get("tools")
+    if tools is None:
+        return _invalid_anthropic_tool_choice(body)
+    if not isinstance(tools, list):
+        return "tools: Input should be a valid list"
+    problems = (_invalid_anthropic_tool(tool, index) for index, tool in enumerate(tools))
+    return next(filter(None, problems), None) or _invalid_anthropic_tool_choice(body)
+
+
+def _invalid_anthropic_tool(tool: Any, index: int) -> str | None:
+    where = f"tools.{index}.custom"
+    if not isinstance(tool, dict):
+        return f"tools.{index}: Input should be a valid dictionary or object to extract fields from"
+    name = tool.get("name")
+    if not isinstance(name, str):
+        return f"{where}.name: Field required"
+    if not _TOOL_NAME.fullmatch(name):
+        return f"{where}.name: String should match pattern '{_TOOL_NAME_RULE}'"
+    if "input_schema" not in tool:
+        return f"{where}.input_schema: Field required"
+    if not isinstance(tool["input_schema"], dict):
+        return f"{where}.input_schema: Input should be a valid dictionary or object to extract fields from"
+    return None
+
+
+def _invalid_anthropic_tool_choice(body: dict[str, Any]) -> str | None:
+    choice = body.get("tool_choice")
+    if choice is None:
+        return None
+    kind = choice.get("type") if isinstance(choice, dict) else None
+    if kind not in _ANTHROPIC_TOOL_CHOICES:
+        expected = ", ".join(f"'{tag}'" for tag in _ANTHROPIC_TOOL_CHOICES)
+        return f"tool_choice: Input tag '{kind}' found using 'type' does not match any of the expected tags: {expected}"
+    if kind != "tool":
+        return None
+    name = choice.get("name")
+    if not isinstance(name, str):
+        return "tool_choice.tool.name: Field required"
+    if name not in _tool_names(body, "anthropic"):
+        return f"tool_choice.tool.name: tool '{name}' is not one of the tools"
+    return None
+
+
+def _invalid_anthropic_turns(messages: list[Any]) -> str | None:
+    """Every `tool_result` answers a `tool_use` of the assistant message just before, and every tool_use is
+    answered in the user message just after.
+
+    Turns need not alternate: the real API joins consecutive turns of one role into one.
+    """
+    uses: list[Any] = []  # the tool_use ids of the message before
+    uses_at = 0
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict):
+            continue
+        blocks = list(enumerate(_as_parts(message.get("content"))))
+        if message.get("role") == "user":
+            answered = []
+            for number, block in blocks:
+                if not _is_tool_result(block):
+                    continue
+                use_id = block.get("tool_use_id")
+                where = f"messages.{index}.content.{number}"
+                if not isinstance(use_id, str):
+                    return f"{where}.tool_result.tool_use_id: Field required"
+                if use_id not in uses:
+                    return (
+                        f"{where}: unexpected `tool_use_id` found in `tool_result` blocks: {use_id}. Each "
+                        "`tool_result` block must have a corresponding `tool_use` block in the previous message."
+                    )
+                answered.append(use_id)
+            if unanswered := [use for use in uses if use not in answered]:
+                return _unanswered_tool_use(uses_at, unanswered)
+            uses = []
+        else:
+            if uses:
+                return _unanswered_tool_use(uses_at, uses)
+            uses = [
+                block.get("id") for _, block in blocks if isinstance(block, dict) and block.get("type") == "tool_use"
+            ]
+            uses_at = index
+    return _unanswered_tool_use(uses_at, uses) if uses else None
+
+
+def _unanswered_tool_use(index: int, uses: list[Any]) -> str:
+    return (
+        f"messages.{index}: `tool_use` ids were found without `tool_result` blocks immediately after: "
+        f"{', '.join(map(str, uses))}. Each `tool_use` block must have a corresponding `tool_result` block "
+        "in the next message."
+    )
+
+
+def _tool_names(body: dict[str, Any], api: Api) -> list[str]:
+    """The names of the request's tools (which `_invalid` has checked)."""
+    tools = body.get("tools") or []
+    return [tool["name"] if api == "anthropic" else tool["function"]["name"] for tool in tools]
+
+
+def _offered_tools(body: dict[str, Any], api: Api) -> list[str]:
+    """The names of the tools the model may call: none when the request's tool choice is none."""
+    choice = body.get("tool_choice")
+    refused = isinstance(choice, dict) and choice.get("type") == "none" if api == "anthropic" else choice == "none"
+    return [] if refused else _tool_names(body, api)
+
+
+def _forced_tool(body: dict[str, Any], api: Api) -> str | None:
+    """The tool the request makes the model call, if it names one."""
+    choice = body.get("tool_choice")
+    if not isinstance(choice, dict):
+        return None
+    if api == "anthropic":
+        return choice.get("name") if choice.get("type") == "tool" else None
+    function = choice.get("function")
+    return function.get("name") if choice.get("type") == "function" and isinstance(function, dict) else None
+
+
+def _one_call_only(body: dict[str, Any], api: Api) -> bool:
+    if api == "anthropic":
+        choice = body.get("tool_choice")
+        return isinstance(choice, dict) and choice.get("disable_parallel_tool_use") is True
+    return body.get("parallel_tool_calls") is False
+
+
+def _tool_results(body: dict[str, Any], api: Api) -> list[str] | None:
+    """The texts of the tool results that the last message hands back, in order; None when it hands back none.
+
+    OpenAI's results are the `tool` messages that end the conversation, Anthropic's the `tool_result` blocks of
+    its last user message.
+    """
+    messages = body["messages"]
+    if api == "anthropic":
+        last = messages[-1]
+        if not isinstance(last, dict) or last.get("role") != "user":
+            return None
+        results = [_text(block.get("content")) for block in _as_parts(last.get("content")) if _is_tool_result(block)]
+    else:
+        trailing = itertools.takewhile(lambda message: _role(message) == "tool", reversed(messages))
+        results = [_text(message.get("content")) for message in trailing][::-1]
+    return results or None
+
+
+def _is_tool_result(block: Any) -> bool:
+    return isinstance(block, dict) and block.get("type") == "tool_result"
+
+
+def _role(message: Any) -> Any:
+    return message.get("role") if isinstance(message, dict) else None
+
+
+def _text(content: Any) -> str:
+    """The text of message content: a string, or the text parts of a list of parts."""
+    return "".join(_part_text(part) for part in _as_parts(content))
+
+
+def _pieces(text: str, size: int) -> list[str]:
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+def _tool_input(arguments: str, api: Api) -> dict[str, Any] | None:
+    """Anthropic's `input`: the scripted arguments as an object; None for OpenAI."""
+    if api != "anthropic":
+        return None
+    parsed = json.loads(arguments)
+    if not isinstance(parsed, dict):
+        raise ValueError(f"Anthropic tool input must be a JSON object, not {arguments!r}")
+    return parsed
+
+
+def _call_id(reply: _Reply, number: int, api: Api) -> str:
+    return f"{'toolu' if api == 'anthropic' else 'call'}_fake{reply.id}_{number}"
+
+
+def _openai_message(reply: _Reply) -> dict[str, Any]:
+    text = "".join(reply.deltas)
+    if not reply.tool_calls:
+        return {"role": "assistant", "content": text, "refusal": None}
+    calls = [
+        {
+            "id": _call_id(reply, number, "openai"),
+            "type": "function",
+            "function": {"name": call.name, "arguments": call.arguments},
+        }
+        for number, call in enumerate(reply.tool_calls)
+    ]
+    return {"role": "assistant", "content": text or None, "tool_calls": calls, "refusal": None}
+
+
+def _openai_finish(reply: _Reply) -> str:
+    if reply.tool_calls:
+        return "tool_calls"
+    return "length" if reply.truncated else "stop"
+
+
+def _anthropic_stop(reply: _Reply) -> str:
+    if reply.tool_calls:
+        return "tool_use"
+    return "max_tokens" if reply.truncated else "end_turn"
+
+
+def _has_text_block(reply: _Reply) -> bool:
+    """Whether an Anthropic reply starts with a text block: always, unless the model only calls tools."""
+    return bool(reply.deltas) or not reply.tool_calls
 
 
 def _content_parts(body: Any) -> Iterator[Any]:
@@ -631,7 +1022,7 @@ def _is_image(part: Any, api: Api) -> bool:
 
 
 def _openai_usage(reply: _Reply) -> dict[str, int]:
-    completion = len(reply.deltas)
+    completion = reply.output_tokens
     return {
         "prompt_tokens": reply.input_tokens,
         "completion_tokens": completion,
