@@ -485,6 +485,565 @@ async def test_anthropic_client_closing_a_stream_is_a_disconnect(
     assert fake.disconnects == 1
 
 
+# Tool calls
+
+OPENAI_TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "The weather in a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+        },
+    },
+    {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object", "properties": {}}}},
+]
+ANTHROPIC_TOOLS = [
+    {
+        "name": "get_weather",
+        "description": "The weather in a city",
+        "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+    {"name": "get_time", "input_schema": {"type": "object", "properties": {}}},
+]
+PARIS, ROME = '{"city": "Paris"}', '{"city": "Rome"}'
+TWO_CALLS = [("get_weather", PARIS), ("get_weather", ROME)]
+
+
+async def test_openai_tool_calls_answer_a_request_offering_tools(fake: FakeProvider, oai: openai.AsyncOpenAI) -> None:
+    fake.tool_calls, fake.tool_preamble = TWO_CALLS, "Checking both"
+    completion = await oai.chat.completions.create(model="gpt-4o-mini", messages=USER, tools=OPENAI_TOOLS)
+
+    choice = completion.choices[0]
+    assert (choice.message.content, choice.finish_reason) == ("Checking both", "tool_calls")
+    assert choice.message.tool_calls is not None
+    assert [
+        (call.id, call.type, call.function.name, call.function.arguments) for call in choice.message.tool_calls
+    ] == [
+        ("call_fake1_0", "function", "get_weather", PARIS),
+        ("call_fake1_1", "function", "get_weather", ROME),
+    ]
+    assert completion.usage is not None
+    # One output token a piece: 4 of the preamble, 5 and 4 of the calls' arguments.
+    assert completion.usage.completion_tokens == 4 + 5 + 4
+    assert fake.requests[0].body["tools"] == OPENAI_TOOLS
+
+
+async def test_openai_tool_call_without_a_preamble_has_null_content(fake: FakeProvider) -> None:
+    body = {"model": "m", "messages": USER, "tools": OPENAI_TOOLS}
+    async with httpx.AsyncClient() as client:
+        response = await client.post(f"{fake.openai_base_url}/chat/completions", json=body)
+
+    # The default: one call of the first tool, with `json_reply` for arguments.
+    assert response.json()["choices"][0]["message"] == {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {"id": "call_fake1_0", "type": "function", "function": {"name": "get_weather", "arguments": '{"ok": true}'}}
+        ],
+        "refusal": None,
+    }
+
+
+async def test_openai_streamed_tool_calls_arrive_in_pieces(fake: FakeProvider, oai: openai.AsyncOpenAI) -> None:
+    fake.tool_calls, fake.chunk_chars = TWO_CALLS, 6
+    stream = await oai.chat.completions.create(
+        model="gpt-4o-mini",
+        messages=USER,
+        tools=OPENAI_TOOLS,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = [chunk async for chunk in stream]
+
+    first, *middle, finish, usage = chunks
+    assert first.choices[0].delta.model_dump(exclude_unset=True) == {
+        "role": "assistant",
+        "content": None,
+        "refusal": None,
+    }
+    deltas = [chunk.choices[0].delta.model_dump(exclude_unset=True) for chunk in middle]
+    # Each call: its id and name with empty arguments, then the arguments in pieces of `chunk_chars`.
+    assert deltas == [
+        {
+            "tool_calls": [
+                {
+                    "index": 0,
+                    "id": "call_fake1_0",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": ""},
+                }
+            ]
+        },
+        *({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]} for piece in ['{"city', '": "Pa', 'ris"}']),
+        {
+            "tool_calls": [
+                {
+                    "index": 1,
+                    "id": "call_fake1_1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": ""},
+                }
+            ]
+        },
+        *({"tool_calls": [{"index": 1, "function": {"arguments": piece}}]} for piece in ['{"city', '": "Ro', 'me"}']),
+    ]
+    assert finish.choices[0].finish_reason == "tool_calls"
+    assert usage.usage is not None
+    assert usage.usage.completion_tokens == 6
+
+
+async def test_openai_stream_helper_puts_the_tool_calls_together(fake: FakeProvider, oai: openai.AsyncOpenAI) -> None:
+    fake.tool_calls, fake.tool_preamble, fake.chunk_chars = TWO_CALLS, "Looking it up", 2
+    strict = [{**tool, "function": {**tool["function"], "strict": True}} for tool in OPENAI_TOOLS]
+    async with oai.chat.completions.stream(model="gpt-4o-mini", messages=USER, tools=strict) as stream:
+        kinds = [event.type async for event in stream]
+        final = await stream.get_final_completion()
+
+    message = final.choices[0].message
+    assert message.content == "Looking it up"
+    assert message.tool_calls is not None
+    assert [(call.id, call.function.name, call.function.parsed_arguments) for call in message.tool_calls] == [
+        ("call_fake1_0", "get_weather", {"city": "Paris"}),
+        ("call_fake1_1", "get_weather", {"city": "Rome"}),
+    ]
+    assert final.choices[0].finish_reason == "tool_calls"
+    assert kinds.count("content.done") == 1
+    assert kinds.count("tool_calls.function.arguments.done") == 2
+
+
+@pytest.mark.parametrize(
+    ("tool_choice", "called"),
+    [
+        ({"type": "function", "function": {"name": "get_time"}}, "get_time"),
+        ("required", "get_weather"),
+        ("auto", "get_weather"),
+        ("none", None),
+    ],
+)
+async def test_openai_tool_choice_picks_the_tool(
+    oai: openai.AsyncOpenAI, tool_choice: object, called: str | None
+) -> None:
+    completion = await oai.chat.completions.create(
+        model="gpt-4o-mini", messages=USER, tools=OPENAI_TOOLS, tool_choice=tool_choice
+    )
+
+    message = completion.choices[0].message
+    if called is None:
+        assert (message.content, message.tool_calls, completion.choices[0].finish_reason) == (
+            DEFAULT_REPLY,
+            None,
+            "stop",
+        )
+    else:
+        assert message.tool_calls is not None
+        assert [(call.function.name, call.function.arguments) for call in message.tool_calls] == [
+            (called, DEFAULT_JSON_REPLY)
+        ]
+
+
+async def test_openai_parallel_tool_calls_off_makes_one_call(fake: FakeProvider, oai: openai.AsyncOpenAI) -> None:
+    fake.tool_calls = TWO_CALLS
+    completion = await oai.chat.completions.create(
+        model="gpt-4o-mini", messages=USER, tools=OPENAI_TOOLS, parallel_tool_calls=False
+    )
+
+    assert completion.choices[0].message.tool_calls is not None
+    assert [call.function.arguments for call in completion.choices[0].message.tool_calls] == [PARIS]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_openai_tool_results_round_trip(fake: FakeProvider, oai: openai.AsyncOpenAI, stream: bool) -> None:
+    fake.tool_calls = TWO_CALLS
+    first = await oai.chat.completions.create(model="gpt-4o-mini", messages=USER, tools=OPENAI_TOOLS)
+    calls = first.choices[0].message.tool_calls
+    assert calls is not None
+    messages = [
+        *USER,
+        {"role": "assistant", "content": None, "tool_calls": [call.model_dump() for call in calls]},
+        {"role": "tool", "tool_call_id": calls[0].id, "content": "12C and rain"},
+        {"role": "tool", "tool_call_id": calls[1].id, "content": [{"type": "text", "text": "25C and sun"}]},
+    ]
+
+    if stream:
+        chunks = await oai.chat.completions.create(
+            model="gpt-4o-mini", messages=messages, tools=OPENAI_TOOLS, stream=True
+        )
+        text = "".join([chunk.choices[0].delta.content or "" async for chunk in chunks])
+    else:
+        second = await oai.chat.completions.create(model="gpt-4o-mini", messages=messages, tools=OPENAI_TOOLS)
+        assert (second.choices[0].message.tool_calls, second.choices[0].finish_reason) == (None, "stop")
+        text = second.choices[0].message.content or ""
+
+    assert text == "Results: 12C and rain | 25C and sun"
+
+
+_ASSISTANT_CALL = {
+    "role": "assistant",
+    "content": None,
+    "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": PARIS}}],
+}
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"tools": []}, "Invalid 'tools': empty array."),
+        ({"tools": [{"function": {"name": "f"}}]}, "Missing required parameter: 'tools[0].type'."),
+        ({"tools": [{"type": "function"}]}, "Missing required parameter: 'tools[0].function'."),
+        ({"tools": [{"type": "funcion", "function": {"name": "f"}}]}, 'Invalid value: "funcion".'),
+        ({"tools": [{"type": "function", "function": {}}]}, "Missing required parameter: 'tools[0].function.name'."),
+        (
+            {"tools": [OPENAI_TOOLS[0], {"type": "function", "function": {"name": "get time"}}]},
+            "Invalid 'tools[1].function.name': string does not match pattern. Expected a string that matches the "
+            "pattern '^[a-zA-Z0-9_-]{1,64}$'.",
+        ),
+        ({"tools": [{"type": "function", "function": {"name": "f" * 65}}]}, "string does not match pattern"),
+        ({"tool_choice": "auto"}, "'tool_choice' is only allowed when 'tools' are specified."),
+        (
+            {"tools": OPENAI_TOOLS, "tool_choice": {"type": "function", "function": {"name": "get_news"}}},
+            "function 'get_news' is not one of the 'tools'.",
+        ),
+        (
+            {"messages": [*USER, {"role": "tool", "tool_call_id": "call_1", "content": "12C"}]},
+            "Invalid parameter: messages with role 'tool' must be a response to a preceeding message with "
+            "'tool_calls'.",
+        ),
+        (
+            {"messages": [*USER, _ASSISTANT_CALL, {"role": "tool", "tool_call_id": "call_2", "content": "12C"}]},
+            "Invalid parameter: 'tool_call_id' of 'call_2' not found in 'tool_calls' of previous message.",
+        ),
+        (
+            {"messages": [*USER, _ASSISTANT_CALL, {"role": "tool", "content": "12C"}]},
+            "Missing required parameter: 'messages.[2].tool_call_id'.",
+        ),
+        (
+            {"messages": [*USER, _ASSISTANT_CALL, *USER]},
+            "An assistant message with 'tool_calls' must be followed by tool messages responding to each "
+            "'tool_call_id'. The following tool_call_ids did not have response messages: call_1",
+        ),
+        ({"messages": [*USER, _ASSISTANT_CALL]}, "did not have response messages: call_1"),
+        (
+            {
+                "messages": [
+                    *USER,
+                    _ASSISTANT_CALL,
+                    {"role": "tool", "tool_call_id": "call_1", "content": "12C"},
+                    {"role": "tool", "tool_call_id": "call_1", "content": "12C"},
+                    {"role": "assistant", "content": "It is 12C"},
+                    {"role": "tool", "tool_call_id": "call_1", "content": "12C"},
+                ]
+            },
+            "must be a response to a preceeding message with 'tool_calls'",
+        ),
+    ],
+)
+async def test_openai_refuses_tool_requests_as_the_api_does(
+    fake: FakeProvider, oai: openai.AsyncOpenAI, changes: dict[str, object], message: str
+) -> None:
+    body: dict[str, object] = {"model": "gpt-4o-mini", "messages": USER, **changes}
+
+    with pytest.raises(openai.BadRequestError) as raised:
+        await oai.chat.completions.create(**body)
+
+    assert isinstance(raised.value.body, dict)
+    assert message in raised.value.body["message"]
+    assert raised.value.body["type"] == "invalid_request_error"
+
+
+async def test_anthropic_tool_use_blocks_answer_a_request_offering_tools(
+    fake: FakeProvider, claude: anthropic.AsyncAnthropic
+) -> None:
+    fake.tool_calls, fake.tool_preamble = TWO_CALLS, "Checking both"
+    message = await claude.messages.create(
+        model="claude-haiku-4-5", max_tokens=64, messages=USER, tools=ANTHROPIC_TOOLS
+    )
+
+    assert [block.type for block in message.content] == ["text", "tool_use", "tool_use"]
+    assert message.content[0].type == "text"
+    assert message.content[0].text == "Checking both"
+    uses = [block for block in message.content if block.type == "tool_use"]
+    assert [(block.id, block.name, block.input) for block in uses] == [
+        ("toolu_fake1_0", "get_weather", {"city": "Paris"}),
+        ("toolu_fake1_1", "get_weather", {"city": "Rome"}),
+    ]
+    assert (message.stop_reason, message.usage.output_tokens) == ("tool_use", 4 + 5 + 4)
+
+
+async def test_anthropic_raw_stream_of_tool_use_blocks(fake: FakeProvider, claude: anthropic.AsyncAnthropic) -> None:
+    fake.tool_calls, fake.tool_preamble, fake.chunk_chars = TWO_CALLS, "Hmm", 6
+    stream = await claude.messages.create(
+        model="claude-haiku-4-5", max_tokens=64, messages=USER, tools=ANTHROPIC_TOOLS, stream=True
+    )
+    events = [event.model_dump(exclude_unset=True) async for event in stream]
+
+    def tool_use(index: int, number: int, pieces: list[str]) -> list[dict[str, object]]:
+        block = {"type": "tool_use", "id": f"toolu_fake1_{number}", "name": "get_weather", "input": {}}
+        return [
+            {"type": "content_block_start", "index": index, "content_block": block},
+            *(
+                {
+                    "type": "content_block_delta",
+                    "index": index,
+                    "delta": {"type": "input_json_delta", "partial_json": piece},
+                }
+                for piece in ["", *pieces]
+            ),
+            {"type": "content_block_stop", "index": index},
+        ]
+
+    assert events[0]["type"] == "message_start"
+    # The index counts every block, the text block included.
+    assert events[1:-2] == [
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hmm"}},
+        {"type": "content_block_stop", "index": 0},
+        *tool_use(1, 0, ['{"city', '": "Pa', 'ris"}']),
+        *tool_use(2, 1, ['{"city', '": "Ro', 'me"}']),
+    ]
+    assert events[-2] == {
+        "type": "message_delta",
+        "delta": {"stop_reason": "tool_use", "stop_sequence": None},
+        "usage": {"output_tokens": 7},
+    }
+
+
+async def test_anthropic_stream_helper_gives_the_tool_input_as_a_dict(
+    fake: FakeProvider, claude: anthropic.AsyncAnthropic
+) -> None:
+    fake.tool_calls, fake.chunk_chars = [("get_weather", '{"city": "Paris", "days": [1, 2, 3]}')], 1
+    async with claude.messages.stream(
+        model="claude-haiku-4-5", max_tokens=64, messages=USER, tools=ANTHROPIC_TOOLS
+    ) as stream:
+        snapshots = [event.snapshot async for event in stream if event.type == "input_json"]
+        final = await stream.get_final_message()
+
+    # The empty opening piece, then each one-character piece grows the input the helper parses as it goes.
+    assert len(snapshots) == 1 + len('{"city": "Paris", "days": [1, 2, 3]}')
+    assert (snapshots[0], snapshots[-1]) == ({}, {"city": "Paris", "days": [1, 2, 3]})
+    [block] = final.content
+    assert block.type == "tool_use"
+    assert (block.id, block.name, block.input) == ("toolu_fake1_0", "get_weather", {"city": "Paris", "days": [1, 2, 3]})
+    assert final.stop_reason == "tool_use"
+
+
+@pytest.mark.parametrize(
+    ("tool_choice", "called"),
+    [
+        ({"type": "tool", "name": "get_time"}, "get_time"),
+        ({"type": "any"}, "get_weather"),
+        ({"type": "auto"}, "get_weather"),
+        ({"type": "none"}, None),
+    ],
+)
+async def test_anthropic_tool_choice_picks_the_tool(
+    claude: anthropic.AsyncAnthropic, tool_choice: dict[str, str], called: str | None
+) -> None:
+    message = await claude.messages.create(
+        model="claude-haiku-4-5",
+        max_tokens=64,
+        messages=USER,
+        tools=ANTHROPIC_TOOLS,
+        tool_choice=tool_choice,
+    )
+
+    if called is None:
+        assert message.content[0].type == "text"
+        assert (message.content[0].text, message.stop_reason) == (DEFAULT_REPLY, "end_turn")
+    else:
+        assert [
+            (block.type, getattr(block, "name", None), getattr(block, "input", None)) for block in message.content
+        ] == [("tool_use", called, {"ok": True})]
+
+
+async def test_anthropic_disable_parallel_tool_use_makes_one_call(
+    fake: FakeProvider, claude: anthropic.AsyncAnthropic
+) -> None:
+    fake.tool_calls = TWO_CALLS
+    message = await claude.messages.create(
+        model="claude-haiku-4-5",
+        max_tokens=64,
+        messages=USER,
+        tools=ANTHROPIC_TOOLS,
+        tool_choice={"type": "auto", "disable_parallel_tool_use": True},
+    )
+
+    assert [getattr(block, "input", None) for block in message.content] == [{"city": "Paris"}]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_anthropic_tool_results_round_trip(
+    fake: FakeProvider, claude: anthropic.AsyncAnthropic, stream: bool
+) -> None:
+    fake.tool_calls, fake.tool_preamble = TWO_CALLS, "Checking"
+    first = await claude.messages.create(model="claude-haiku-4-5", max_tokens=64, messages=USER, tools=ANTHROPIC_TOOLS)
+    ids = [block.id for block in first.content if block.type == "tool_use"]
+    results = [
+        {"type": "tool_result", "tool_use_id": ids[0], "content": "12C and rain"},
+        {"type": "tool_result", "tool_use_id": ids[1], "content": [{"type": "text", "text": "25C and sun"}]},
+        {"type": "text", "text": "Summarise"},
+    ]
+    messages = [
+        *USER,
+        {"role": "assistant", "content": [block.model_dump(exclude_none=True) for block in first.content]},
+        {"role": "user", "content": results},
+    ]
+
+    if stream:
+        async with claude.messages.stream(
+            model="claude-haiku-4-5", max_tokens=64, messages=messages, tools=ANTHROPIC_TOOLS
+        ) as events:
+            final = await events.get_final_message()
+    else:
+        final = await claude.messages.create(
+            model="claude-haiku-4-5", max_tokens=64, messages=messages, tools=ANTHROPIC_TOOLS
+        )
+
+    assert [block.type for block in final.content] == ["text"]
+    assert final.content[0].type == "text"
+    assert (final.content[0].text, final.stop_reason) == ("Results: 12C and rain | 25C and sun", "end_turn")
+
+
+async def test_anthropic_turns_of_one_role_in_a_row_are_accepted(claude: anthropic.AsyncAnthropic) -> None:
+    """The real API joins consecutive turns of one role into one turn instead of refusing them."""
+    messages = [*USER, {"role": "user", "content": "and tomorrow?"}]
+    message = await claude.messages.create(model="claude-haiku-4-5", max_tokens=64, messages=messages)
+
+    assert message.stop_reason == "end_turn"
+
+
+_TOOL_USE = {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"tools": [{"input_schema": {"type": "object"}}]}, "tools.0.custom.name: Field required"),
+        (
+            {"tools": [ANTHROPIC_TOOLS[0], {"name": "get time", "input_schema": {"type": "object"}}]},
+            "tools.1.custom.name: String should match pattern '^[a-zA-Z0-9_-]{1,64}$'",
+        ),
+        ({"tools": [{"name": "get_time"}]}, "tools.0.custom.input_schema: Field required"),
+        ({"tools": [{"name": "get_time", "input_schema": "object"}]}, "tools.0.custom.input_schema: Input should be"),
+        (
+            {"tools": ANTHROPIC_TOOLS, "tool_choice": {"type": "function"}},
+            "tool_choice: Input tag 'function' found using 'type' does not match any of the expected tags: "
+            "'auto', 'any', 'tool', 'none'",
+        ),
+        ({"tools": ANTHROPIC_TOOLS, "tool_choice": {"type": "tool"}}, "tool_choice.tool.name: Field required"),
+        (
+            {"tools": ANTHROPIC_TOOLS, "tool_choice": {"type": "tool", "name": "get_news"}},
+            "tool 'get_news' is not one of the tools",
+        ),
+        (
+            {
+                "tools": ANTHROPIC_TOOLS,
+                "messages": [
+                    *USER,
+                    {"role": "assistant", "content": [_TOOL_USE]},
+                    {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_2", "content": "12C"}]},
+                ],
+            },
+            "messages.2.content.0: unexpected `tool_use_id` found in `tool_result` blocks: toolu_2. Each "
+            "`tool_result` block must have a corresponding `tool_use` block in the previous message.",
+        ),
+        (
+            {
+                "tools": ANTHROPIC_TOOLS,
+                "messages": [{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1"}]}],
+            },
+            "messages.0.content.0: unexpected `tool_use_id`",
+        ),
+        (
+            {"tools": ANTHROPIC_TOOLS, "messages": [*USER, {"role": "assistant", "content": [_TOOL_USE]}, *USER]},
+            "messages.1: `tool_use` ids were found without `tool_result` blocks immediately after: toolu_1. Each "
+            "`tool_use` block must have a corresponding `tool_result` block in the next message.",
+        ),
+        (
+            {
+                "tools": ANTHROPIC_TOOLS,
+                "messages": [
+                    *USER,
+                    {"role": "assistant", "content": [_TOOL_USE, {**_TOOL_USE, "id": "toolu_2"}]},
+                    {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_2", "content": "12C"}]},
+                ],
+            },
+            "immediately after: toolu_1.",
+        ),
+        (
+            {"tools": ANTHROPIC_TOOLS, "messages": [*USER, {"role": "assistant", "content": [_TOOL_USE]}]},
+            "messages.1: `tool_use` ids were found without `tool_result` blocks immediately after: toolu_1.",
+        ),
+    ],
+)
+async def test_anthropic_refuses_tool_requests_as_the_api_does(
+    claude: anthropic.AsyncAnthropic, changes: dict[str, object], message: str
+) -> None:
+    body: dict[str, object] = {"model": "claude-haiku-4-5", "max_tokens": 64, "messages": USER, **changes}
+
+    with pytest.raises(anthropic.BadRequestError) as raised:
+        await claude.messages.create(**body)
+
+    assert isinstance(raised.value.body, dict)
+    assert raised.value.body["error"]["type"] == "invalid_request_error"
+    assert message in raised.value.body["error"]["message"]
+
+
+async def test_mid_stream_failure_counts_argument_pieces(fake: FakeProvider, oai: openai.AsyncOpenAI) -> None:
+    fake.tool_calls, fake.tool_preamble = TWO_CALLS, "Hmm"
+    fake.fail_mid_stream(after_deltas=3)
+    stream = await oai.chat.completions.create(model="gpt-4o-mini", messages=USER, tools=OPENAI_TOOLS, stream=True)
+    received: list[dict[str, object]] = []
+
+    with pytest.raises(openai.APIConnectionError):
+        async for chunk in stream:
+            received.append(chunk.choices[0].delta.model_dump(exclude_unset=True))
+
+    # The role chunk, one piece of text, the first call's head (not a piece) and two pieces of its arguments.
+    assert [delta.get("content") for delta in received[:2]] == ["", "Hmm"]
+    assert [call["function"] for delta in received[2:] for call in delta["tool_calls"]] == [
+        {"name": "get_weather", "arguments": ""},
+        {"arguments": '{"ci'},
+        {"arguments": 'ty":'},
+    ]
+
+
+async def test_malformed_event_and_gap_between_argument_pieces(fake: FakeProvider) -> None:
+    fake.tool_calls, fake.chunk_chars, fake.gap_s = [("get_time", "{}")], 1, 0.05
+    fake.malformed_stream(after_deltas=1)
+    body = {"model": "m", "max_tokens": 10, "messages": USER, "tools": ANTHROPIC_TOOLS, "stream": True}
+    async with httpx.AsyncClient() as client:
+        started = time.monotonic()
+        response = await client.post(
+            f"{fake.anthropic_base_url}/v1/messages", json=body, headers={"anthropic-version": "2023-06-01"}
+        )
+        elapsed = time.monotonic() - started
+
+    frames = [frame for frame in response.text.split("\n\n") if frame]
+    deltas = [frame.split("\ndata: ")[1] for frame in frames if frame.startswith("event: content_block_delta")]
+    # The empty opening piece, "{", the broken event, "}".
+    assert deltas[2] == '{"type": "content_block_delta", "delta": '
+    assert [json.loads(data)["delta"] for data in deltas[:2] + deltas[3:]] == [
+        {"type": "input_json_delta", "partial_json": piece} for piece in ["", "{", "}"]
+    ]
+    assert frames[-1].startswith("event: message_stop")
+    assert elapsed >= 0.05
+
+
+async def test_scripted_anthropic_arguments_that_are_no_object_fail_the_test() -> None:
+    with pytest.raises(AssertionError, match="the fake provider failed") as raised:
+        async with (
+            running_fake(tool_calls=[("get_weather", "[1, 2]")]) as fake,
+            anthropic.AsyncAnthropic(base_url=fake.anthropic_base_url, api_key="k", max_retries=0) as client,
+        ):
+            with pytest.raises(anthropic.APIConnectionError):
+                await client.messages.create(
+                    model="claude-haiku-4-5", max_tokens=64, messages=USER, tools=ANTHROPIC_TOOLS
+                )
+
+    assert "must be a JSON object" in str(raised.value.__cause__)
+
+
 # The HTTP layer
 
 
