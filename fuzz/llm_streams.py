@@ -156,7 +156,7 @@ def _run(body: bytes, content_type: str, work: Awaitable[Any]) -> Any:
 def _check_round_trip(text: str) -> None:
     writer = ChunkWriter("chatcmpl-1", 1, "model", include_usage=True)
     deltas = text.split("\x00")
-    body = writer.role() + b"".join(writer.delta(delta) for delta in deltas) + writer.finish("length", Usage(3, 4))
+    body = writer.start() + b"".join(writer.delta(delta) for delta in deltas) + writer.finish("length", Usage(3, 4))
     result = _run(body, "text/event-stream", _stream(_OPENAI.stream, _REQUEST))
     assert result is not None, body
     texts, finished = result

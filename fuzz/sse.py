@@ -69,7 +69,7 @@ def _check_writers(data: bytes) -> None:
     text = data.decode("utf-8", "replace")
     writer = ChunkWriter("chatcmpl-1", 1, text[:16], include_usage=False)
     deltas = text.split("\x00")
-    body = writer.role() + b"".join(writer.delta(delta) for delta in deltas) + writer.finish("stop", None)
+    body = writer.start() + b"".join(writer.delta(delta) for delta in deltas) + writer.finish("stop", None)
     chunks = [orjson.loads(event) for event in read(body + b"data: {}\n\n")]
     assert [chunk["choices"][0]["delta"].get("content") for chunk in chunks] == ["", *deltas, None]
     assert chunks[-1]["choices"][0]["finish_reason"] == "stop"

@@ -156,22 +156,30 @@ class ErrorContract:
     http_status: int
     # OpenAI's error `type`: on the OpenAI-compatible routes and in every stream's error event.
     openai_type: str
+    # Anthropic's error `type`: in the error event of a Messages API stream.
+    anthropic_type: str
 
 
 ERROR_CONTRACT: dict[type[DomainError], ErrorContract] = {
-    InvalidArgument: ErrorContract(grpc.StatusCode.INVALID_ARGUMENT, 400, "invalid_request_error"),
-    NotFound: ErrorContract(grpc.StatusCode.NOT_FOUND, 404, "not_found_error"),
-    AlreadyExists: ErrorContract(grpc.StatusCode.ALREADY_EXISTS, 409, "invalid_request_error"),
-    Aborted: ErrorContract(grpc.StatusCode.ABORTED, 409, "invalid_request_error"),
-    FailedPrecondition: ErrorContract(grpc.StatusCode.FAILED_PRECONDITION, 400, "invalid_request_error"),
-    Unauthenticated: ErrorContract(grpc.StatusCode.UNAUTHENTICATED, 401, "authentication_error"),
-    PermissionDenied: ErrorContract(grpc.StatusCode.PERMISSION_DENIED, 403, "permission_error"),
-    ResourceExhausted: ErrorContract(grpc.StatusCode.RESOURCE_EXHAUSTED, 429, "rate_limit_error"),
-    Unavailable: ErrorContract(grpc.StatusCode.UNAVAILABLE, 503, "server_error"),
-    DeadlineExceeded: ErrorContract(grpc.StatusCode.DEADLINE_EXCEEDED, 504, "timeout"),
+    InvalidArgument: ErrorContract(
+        grpc.StatusCode.INVALID_ARGUMENT, 400, "invalid_request_error", "invalid_request_error"
+    ),
+    NotFound: ErrorContract(grpc.StatusCode.NOT_FOUND, 404, "not_found_error", "not_found_error"),
+    AlreadyExists: ErrorContract(grpc.StatusCode.ALREADY_EXISTS, 409, "invalid_request_error", "invalid_request_error"),
+    Aborted: ErrorContract(grpc.StatusCode.ABORTED, 409, "invalid_request_error", "invalid_request_error"),
+    FailedPrecondition: ErrorContract(
+        grpc.StatusCode.FAILED_PRECONDITION, 400, "invalid_request_error", "invalid_request_error"
+    ),
+    Unauthenticated: ErrorContract(
+        grpc.StatusCode.UNAUTHENTICATED, 401, "authentication_error", "authentication_error"
+    ),
+    PermissionDenied: ErrorContract(grpc.StatusCode.PERMISSION_DENIED, 403, "permission_error", "permission_error"),
+    ResourceExhausted: ErrorContract(grpc.StatusCode.RESOURCE_EXHAUSTED, 429, "rate_limit_error", "rate_limit_error"),
+    Unavailable: ErrorContract(grpc.StatusCode.UNAVAILABLE, 503, "server_error", "overloaded_error"),
+    DeadlineExceeded: ErrorContract(grpc.StatusCode.DEADLINE_EXCEEDED, 504, "timeout", "timeout_error"),
 }
 # An error of no kind above: a bug, answered as INTERNAL.
-UNKNOWN_CONTRACT = ErrorContract(grpc.StatusCode.UNKNOWN, 500, "server_error")
+UNKNOWN_CONTRACT = ErrorContract(grpc.StatusCode.UNKNOWN, 500, "server_error", "api_error")
 STATUS_BY_ERROR: dict[type[DomainError], grpc.StatusCode] = {kind: row.code for kind, row in ERROR_CONTRACT.items()}
 
 

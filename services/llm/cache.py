@@ -16,7 +16,7 @@ from typing import Literal
 import orjson
 
 from services.common.store import Set, Store, StoreError
-from services.llm.chat import ChatRequest, Completion, Served, Usage
+from services.llm.chat import ChatRequest, Completion, Served, ToolCall, Usage
 from services.llm.providers.finish import finish_reason
 
 logger = logging.getLogger(__name__)
@@ -64,7 +64,8 @@ class ResponseCache:
             return None
         raw = orjson.loads(entry.value)
         usage = Usage(*raw["usage"]) if raw["usage"] else None
-        completion = Completion(raw["text"], finish_reason(raw["finish_reason"]), usage)
+        calls = tuple(ToolCall(*call) for call in raw.get("tool_calls") or ())
+        completion = Completion(raw["text"], finish_reason(raw["finish_reason"]), usage, calls)
         return CachedAnswer(completion, Served(raw["model"], raw["provider"], raw["upstream"], cached=True))
 
     async def put(self, key: str, completion: Completion, served: Served) -> None:
@@ -73,6 +74,7 @@ class ResponseCache:
             "text": completion.text,
             "finish_reason": completion.finish_reason,
             "usage": [usage.prompt_tokens, usage.completion_tokens] if usage else None,
+            "tool_calls": [[call.id, call.name, call.arguments] for call in completion.tool_calls],
             "model": served.model,
             "provider": served.provider,
             "upstream": served.upstream_model,

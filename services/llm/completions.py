@@ -12,7 +12,17 @@ from dataclasses import dataclass
 
 from services.llm.budget import CHARS_PER_TOKEN, Estimate, TokenBudget, estimate
 from services.llm.cache import CachedAnswer, CacheMode, ResponseCache
-from services.llm.chat import ChatRequest, Completion, Delta, Finished, Served, StreamEvent, Usage
+from services.llm.chat import (
+    ChatRequest,
+    Completion,
+    Delta,
+    Finished,
+    Served,
+    StreamEvent,
+    ToolCallDelta,
+    ToolCalls,
+    Usage,
+)
 from services.llm.embeddings import Embeddings, EmbeddingsRequest
 from services.llm.gateway import Gateway
 from services.llm.guard import GuardLimits, guard, injection_refusal
@@ -82,7 +92,7 @@ class Completions:
         spent = 0
         try:
             completion, served = await self._gateway.complete(plan.request, timeout_s)
-            spent = plan.estimate.spent(completion.usage, len(completion.text))
+            spent = plan.estimate.spent(completion.usage, _chars(completion))
         finally:
             await self._budget.reconcile(reservation, spent)
         self._ledger.record(caller, served, completion.usage)
@@ -112,12 +122,13 @@ class Completions:
         if plan.cached is not None:
             self._ledger.record(caller, plan.cached.served, None)
             yield plan.cached.served
-            yield Delta(plan.cached.completion.text)
-            yield Finished(plan.cached.completion.finish_reason, plan.cached.completion.usage)
+            for replay in replayed(plan.cached.completion):
+                yield replay
             return
         reservation = await self._budget.reserve(caller, plan.estimate.total)
         served: Served | None = None
         text: list[str] = []
+        calls = ToolCalls()
         usage: Usage | None = None
         try:
             async for event in self._gateway.stream(plan.request, timeout_s):
@@ -125,13 +136,32 @@ class Completions:
                     served = event
                 elif isinstance(event, Delta):
                     text.append(event.text)
+                elif isinstance(event, ToolCallDelta):
+                    calls.add(event)
                 elif served is not None:
                     usage = event.usage
                     self._ledger.record(caller, served, event.usage)
                     if plan.cache_key is not None and event.finish_reason != "content_filter":
-                        completion = Completion("".join(text), event.finish_reason, event.usage)
+                        completion = Completion("".join(text), event.finish_reason, event.usage, calls.calls())
                         await self._cache.put(plan.cache_key, completion, served)
                 yield event
         finally:
-            spent = 0 if served is None else plan.estimate.spent(usage, sum(map(len, text)))
+            chars = sum(map(len, text)) + calls.chars
+            spent = 0 if served is None else plan.estimate.spent(usage, chars)
             await self._budget.reconcile(reservation, spent)
+
+
+def _chars(completion: Completion) -> int:
+    """The characters a completion generated: its text and its calls."""
+    return len(completion.text) + sum(len(call.name) + len(call.arguments) for call in completion.tool_calls)
+
+
+def replayed(completion: Completion) -> list[StreamEvent]:
+    """A whole completion as the events of a stream: its text, each call in one piece, the finish."""
+    events: list[StreamEvent] = [Delta(completion.text)] if completion.text or not completion.tool_calls else []
+    events += [
+        ToolCallDelta(index, call.arguments, id=call.id, name=call.name)
+        for index, call in enumerate(completion.tool_calls)
+    ]
+    events.append(Finished(completion.finish_reason, completion.usage))
+    return events

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from services.common.transcoding import json_object
-from services.llm.openai_wire import Violations
+from services.llm.violations import Violations
 
 MAX_INPUTS = 2048
 MAX_INPUT_CHARS = 32_768

@@ -21,11 +21,12 @@ from typing import TypeVar
 
 from services.common.errors import DeadlineExceeded, DomainError, InvalidArgument, ResourceExhausted, Unavailable
 from services.llm.breaker import Breaker, Permit
-from services.llm.chat import ChatRequest, Completion, Served, StreamEvent
+from services.llm.chat import ChatRequest, Completion, Delta, Finished, Served, StreamEvent
 from services.llm.embeddings import Embeddings, EmbeddingsRequest
 from services.llm.metrics import LlmMetrics
 from services.llm.providers.base import Provider, ProviderError
 from services.llm.registry import ModelSpec, Registry
+from services.llm.structured import answer_problem
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +82,12 @@ class Gateway:
         deadline = time.monotonic() + timeout_s
 
         async def call(provider: Provider, spec: ModelSpec, remaining_s: float) -> Completion:
-            return await provider.complete(_for_model(request, spec), spec.upstream, remaining_s)
+            completion = await provider.complete(_for_model(request, spec), spec.upstream, remaining_s)
+            if not completion.tool_calls and (
+                problem := answer_problem(request, completion.text, completion.finish_reason)
+            ):
+                raise ProviderError(spec.provider, "output", f"{spec.name}: {problem}")
+            return completion
 
         return await self._first_success(self.candidates(request), deadline, call)
 
@@ -119,10 +125,22 @@ class Gateway:
             first, served = await self._first_success(self.candidates(request), deadline, call)
             events = opened[-1]
             yield served
-            yield first
+            # A JSON answer is checked when it is whole; its text so far, to check.
+            text: list[str] | None = [] if request.json_mode else None
             try:
-                async for event in events:
+                event: StreamEvent | None = first
+                while event is not None:
+                    if text is not None and isinstance(event, Delta):
+                        text.append(event.text)
+                    elif (
+                        text is not None
+                        and isinstance(event, Finished)
+                        and (problem := answer_problem(request, "".join(text), event.finish_reason))
+                    ):
+                        error = Unavailable(f"{served.model}: {problem}", reason="MODEL_OUTPUT_INVALID")
+                        raise MidStreamError(error)
                     yield event
+                    event = await anext(events, None)
             except ProviderError as error:
                 self._metrics.upstream_failure(served.provider, served.model, error.kind)
                 self._breakers[served.provider].record(Permit(trial=False), not error.counts_against_provider)
@@ -167,7 +185,7 @@ class Gateway:
                     return result, Served(spec.name, spec.provider, spec.upstream, skipped=tuple(skipped))
                 if last.kind == "request":
                     raise InvalidArgument(last.message, reason="PROVIDER_REJECTED_REQUEST")
-                if last.kind == "credentials":
+                if last.kind in ("credentials", "output"):
                     break
                 delay = last.retry_after_s
                 if delay is None:
@@ -207,4 +225,6 @@ def _final_error(last: ProviderError | None, open_breakers: list[Breaker]) -> Do
         return ResourceExhausted(last.message, reason="PROVIDER_RATE_LIMITED", retry_after_s=last.retry_after_s)
     if last.kind == "timeout":
         return _deadline_error(last)
+    if last.kind == "output":
+        return Unavailable(last.message, reason="MODEL_OUTPUT_INVALID")
     return Unavailable(last.message, reason="PROVIDER_UNAVAILABLE")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any, Protocol
 
 import grpc
 from google.api import httpbody_pb2
@@ -17,10 +17,23 @@ from services.common.errors import DomainError, InvalidArgument
 from services.common.identity import current_caller
 from services.common.keepalive import with_keepalives
 from services.common.transcoding import metadata_value
-from services.llm import openai_wire
+from services.llm import anthropic_wire, openai_wire
 from services.llm.breaker import Breaker
 from services.llm.cache import CACHE_HEADER, cache_mode
-from services.llm.chat import ChatMessage, ChatRequest, Completion, Delta, Finished, ImagePart, Part, Served, TextPart
+from services.llm.chat import (
+    ChatMessage,
+    ChatRequest,
+    Completion,
+    Delta,
+    Finished,
+    FinishReason,
+    ImagePart,
+    Part,
+    Served,
+    TextPart,
+    ToolCallDelta,
+    Usage,
+)
 from services.llm.completions import Completions, Plan
 from services.llm.embeddings import embeddings_body, parse_embeddings_body
 from services.llm.gateway import MidStreamError
@@ -32,6 +45,15 @@ Context = grpc.aio.ServicerContext[Any, Any]
 JSON = "application/json"
 SSE = "text/event-stream"
 _ROLES = {"system": "system", "user": "user", "assistant": "assistant"}
+
+
+class StreamWriter(Protocol):
+    """Frames one streamed answer in a wire format's Server-Sent Events."""
+
+    def start(self) -> bytes: ...
+    def delta(self, text: str) -> bytes: ...
+    def tool_call(self, piece: ToolCallDelta) -> bytes: ...
+    def finish(self, reason: FinishReason, usage: Usage | None) -> bytes: ...
 
 
 class LlmServicer(llm_pb2_grpc.LlmServiceServicer):
@@ -95,23 +117,61 @@ class LlmServicer(llm_pb2_grpc.LlmServiceServicer):
         self, request: llm_pb2.StreamChatCompletionRequest, context: Context
     ) -> AsyncIterator[httpbody_pb2.HttpBody]:
         parsed = openai_wire.parse_body(request.body.data)
-        plan = await self._plan(parsed.request, context)
-        events = self._completions.stream(plan, current_caller(), self._timeout(context))
         completion_id, created = _completion_id(), int(time.time())
-        writer: openai_wire.ChunkWriter | None = None
+
+        def writer(served: Served) -> StreamWriter:
+            return openai_wire.ChunkWriter(completion_id, created, served.model, include_usage=parsed.include_usage)
+
+        async for frame in self._sse(parsed.request, context, writer, sse.error_event):
+            yield frame
+
+    async def CreateMessage(self, request: llm_pb2.CreateMessageRequest, context: Context) -> httpbody_pb2.HttpBody:
+        parsed = anthropic_wire.parse_messages_body(request.body.data)
+        if parsed.stream:
+            raise InvalidArgument(
+                '"stream": true needs the streaming method (StreamMessage)', reason="STREAM_NOT_EXPECTED"
+            )
+        plan = await self._plan(parsed.request, context)
+        completion, served = await self._completions.complete(plan, current_caller(), self._timeout(context))
+        await self._send_headers(context, plan, served)
+        body = anthropic_wire.message_body(anthropic_wire.message_id(), served.model, completion)
+        return httpbody_pb2.HttpBody(content_type=JSON, data=body)
+
+    async def StreamMessage(
+        self, request: llm_pb2.StreamMessageRequest, context: Context
+    ) -> AsyncIterator[httpbody_pb2.HttpBody]:
+        parsed = anthropic_wire.parse_messages_body(request.body.data)
+        message = anthropic_wire.message_id()
+
+        def writer(served: Served) -> StreamWriter:
+            return anthropic_wire.EventWriter(message, served.model)
+
+        async for frame in self._sse(parsed.request, context, writer, anthropic_wire.error_event):
+            yield frame
+
+    async def _sse(
+        self,
+        request: ChatRequest,
+        context: Context,
+        writer_for: Callable[[Served], StreamWriter],
+        error_event: Callable[[DomainError], bytes],
+    ) -> AsyncIterator[httpbody_pb2.HttpBody]:
+        """A completion as Server-Sent Events in the writer's format: keepalive comments while the model is
+        silent, and a failure after the stream began as the format's error event."""
+        plan = await self._plan(request, context)
+        events = self._completions.stream(plan, current_caller(), self._timeout(context))
+        writer: StreamWriter | None = None
         started = False
-        # The role chunk rides with the next frame: one gRPC write fewer before the first token.
-        role = b""
+        # The opening frame rides with the next one: one gRPC write fewer before the first token.
+        opening = b""
         try:
             async for event in with_keepalives(events, self._keepalive_s):
                 if not started and (event is None or isinstance(event, Served)):
                     await self._send_headers(context, plan, event)
                     started = True
                 if isinstance(event, Served):
-                    writer = openai_wire.ChunkWriter(
-                        completion_id, created, event.model, include_usage=parsed.include_usage
-                    )
-                    role = writer.role()
+                    writer = writer_for(event)
+                    opening = writer.start()
                     continue
                 if event is None:
                     frame = sse.KEEPALIVE
@@ -119,15 +179,17 @@ class LlmServicer(llm_pb2_grpc.LlmServiceServicer):
                     continue
                 elif isinstance(event, Delta):
                     frame = writer.delta(event.text)
+                elif isinstance(event, ToolCallDelta):
+                    frame = writer.tool_call(event)
                 else:
                     frame = writer.finish(event.finish_reason, event.usage)
-                yield httpbody_pb2.HttpBody(content_type=SSE, data=role + frame)
-                role = b""
+                yield httpbody_pb2.HttpBody(content_type=SSE, data=opening + frame)
+                opening = b""
         except (DomainError, MidStreamError) as error:
             cause = error.cause if isinstance(error, MidStreamError) else error
             if not started:
                 raise cause from None
-            yield httpbody_pb2.HttpBody(content_type=SSE, data=sse.error_event(cause))
+            yield httpbody_pb2.HttpBody(content_type=SSE, data=error_event(cause))
 
     async def CreateEmbeddings(
         self, request: llm_pb2.CreateEmbeddingsRequest, context: Context

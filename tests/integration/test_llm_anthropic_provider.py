@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -10,7 +11,18 @@ import anthropic
 import httpx2
 import pytest
 
-from services.llm.chat import ChatMessage, ChatRequest, Delta, Finished, ImagePart, StreamEvent, TextPart, Usage
+from services.llm.chat import (
+    ChatMessage,
+    ChatRequest,
+    Delta,
+    Finished,
+    ImagePart,
+    StreamEvent,
+    TextPart,
+    Tool,
+    ToolChoice,
+    Usage,
+)
 from services.llm.providers.anthropic import AnthropicProvider
 from services.llm.providers.base import ProviderError, ProviderSettings
 from tests.fakes.providers import DEFAULT_JSON_REPLY, DEFAULT_REPLY, FakeProvider, running_fake
@@ -20,6 +32,9 @@ MODEL = "claude-haiku-4-5"
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
 HELLO = ChatRequest(model="", messages=(ChatMessage("system", "Be brief"), ChatMessage("user", "Say hello")))
 JSON_REQUEST = ChatRequest(model="", messages=(ChatMessage("user", "Give me JSON"),), json_mode=True)
+WEATHER = Tool("get_weather", {"type": "object", "properties": {"city": {"type": "string"}}})
+# JSON next to the caller's own tools (here, ones it may not call) is asked for in words.
+JSON_NEXT_TO_TOOLS = dataclasses.replace(JSON_REQUEST, tools=(WEATHER,), tool_choice=ToolChoice("none"))
 
 
 @pytest.fixture
@@ -88,11 +103,11 @@ async def test_a_stream(fake: FakeProvider, claude: AnthropicProvider) -> None:
     assert fake.requests[-1].stream
 
 
-async def test_json_mode_completion_is_bare_json() -> None:
+async def test_json_mode_next_to_tools_is_bare_json() -> None:
     async with running_fake(anthropic_fenced_json=True) as fake:
         claude = provider_for(fake)
         try:
-            completion = await claude.complete(JSON_REQUEST, MODEL, 10)
+            completion = await claude.complete(JSON_NEXT_TO_TOOLS, MODEL, 10)
         finally:
             await claude.close()
 
@@ -101,11 +116,11 @@ async def test_json_mode_completion_is_bare_json() -> None:
     assert "JSON" in fake.requests[-1].body["system"]
 
 
-async def test_json_mode_stream_is_bare_json() -> None:
+async def test_json_mode_stream_next_to_tools_is_bare_json() -> None:
     async with running_fake(anthropic_fenced_json=True, chunk_chars=3) as fake:
         claude = provider_for(fake)
         try:
-            events = await collect(claude.stream(JSON_REQUEST, MODEL, 10))
+            events = await collect(claude.stream(JSON_NEXT_TO_TOOLS, MODEL, 10))
         finally:
             await claude.close()
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from services.llm.chat import ChatMessage, ChatRequest, ImagePart, TextPart
-from services.llm.providers.anthropic import JSON_INSTRUCTION, image_block, request_payload
+from services.llm.chat import ChatMessage, ChatRequest, ImagePart, TextPart, Tool
+from services.llm.providers.anthropic import ANSWER_TOOL, JSON_INSTRUCTION, image_block, request_payload
 
 MODEL = "claude-haiku-4-5"
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
@@ -115,10 +115,16 @@ def test_top_p_is_sent_only_without_a_temperature() -> None:
     assert (payload["temperature"], "top_p" in payload) == (0.2, False)
 
 
-def test_json_mode_asks_for_bare_json_in_the_system_prompt() -> None:
-    with_system = request_payload(chat(ChatMessage("system", "Be brief."), user("Hi"), json_mode=True), MODEL, 4096)
-    alone = request_payload(chat(user("Hi"), json_mode=True), MODEL, 4096)
+def test_json_mode_is_a_forced_answer_tool_and_in_words_next_to_the_callers_tools() -> None:
+    alone = request_payload(chat(ChatMessage("system", "Be brief."), user("Hi"), json_mode=True), MODEL, 4096)
+    weather = Tool("get_weather", {"type": "object", "properties": {"city": {"type": "string"}}})
+    with_tools = request_payload(chat(user("Hi"), json_mode=True, tools=(weather,)), MODEL, 4096)
 
-    assert with_system["system"] == f"Be brief.\n\n{JSON_INSTRUCTION}"
-    assert alone["system"] == JSON_INSTRUCTION
-    assert "output_config" not in alone
+    assert alone["system"] == "Be brief."
+    assert alone["tools"] == [
+        {"name": ANSWER_TOOL, "description": alone["tools"][0]["description"], "input_schema": {"type": "object"}}
+    ]
+    assert alone["tool_choice"] == {"type": "tool", "name": ANSWER_TOOL}
+    assert with_tools["system"] == JSON_INSTRUCTION
+    assert with_tools["tools"] == [{"name": "get_weather", "input_schema": weather.parameters}]
+    assert "tool_choice" not in with_tools

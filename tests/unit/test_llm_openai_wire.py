@@ -83,7 +83,8 @@ def test_content_parts_images_stream_flags_and_developer_role() -> None:
         ({"messages": [{"role": "user", "content": "x"}], "tools": []}, "tools"),
         ({"messages": [{"role": "user", "content": "x"}], "temprature": 1}, "temprature"),
         ({"messages": []}, "messages"),
-        ({"messages": [{"role": "tool", "content": "x"}]}, "messages[0].role"),
+        ({"messages": [{"role": "function", "content": "x"}]}, "messages[0].role"),
+        ({"messages": [{"role": "tool", "content": "x"}]}, "messages[0].tool_call_id"),
         ({"messages": [{"role": "user", "content": 5}]}, "messages[0].content"),
         ({"messages": [{"role": "user", "content": "x"}], "temperature": 3}, "temperature"),
         ({"messages": [{"role": "user", "content": "x"}], "max_tokens": 0}, "max_tokens"),
@@ -136,7 +137,7 @@ def test_completion_body_is_openais_shape() -> None:
 
 def test_chunks_end_with_finish_usage_and_done() -> None:
     writer = ChunkWriter("chatcmpl-2", 1, "m", include_usage=True)
-    frames = (writer.role() + writer.delta("Hel") + writer.finish("length", Usage(2, 5))).decode()
+    frames = (writer.start() + writer.delta("Hel") + writer.finish("length", Usage(2, 5))).decode()
     events = [e.removeprefix("data: ") for e in frames.split("\n\n") if e]
     assert events[-1] == "[DONE]"
     chunks = [json.loads(e) for e in events[:-1]]

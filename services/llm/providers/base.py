@@ -16,7 +16,8 @@ from services.llm.embeddings import Embeddings, EmbeddingsRequest
 # timeout: the per-request timeout passed.
 # credentials: 401/403; the configured key is wrong, so only another provider can help.
 # request: any other 4xx; the request itself is wrong, so nothing can help.
-FailureKind = Literal["retryable", "rate_limited", "timeout", "credentials", "request"]
+# output: the model answered, but not as promised (JSON that breaks the caller's schema); a fallback may do better.
+FailureKind = Literal["retryable", "rate_limited", "timeout", "credentials", "request", "output"]
 
 # Longest Retry-After honoured from a provider; a longer wait moves on to the next model.
 MAX_RETRY_AFTER_S = 60.0

@@ -15,8 +15,21 @@ import openai
 import orjson
 from opentelemetry.trace import Tracer
 
-from services.llm.chat import ChatMessage, ChatRequest, Completion, Delta, Finished, ImagePart, StreamEvent, Usage
+from services.llm.chat import (
+    ChatMessage,
+    ChatRequest,
+    Completion,
+    Delta,
+    Finished,
+    ImagePart,
+    StreamEvent,
+    Tool,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
 from services.llm.embeddings import Embeddings, EmbeddingsRequest, read_embeddings
+from services.llm.openai_wire import tool_call_payload
 from services.llm.providers.base import ProviderError, ProviderSettings, status_error, usage_from
 from services.llm.providers.direct import Answer, DirectClient, mapped_errors
 from services.llm.providers.finish import finish_reason
@@ -27,6 +40,11 @@ Json = dict[str, Any]
 
 def message_payload(message: ChatMessage) -> Json:
     """One message in OpenAI's wire shape."""
+    if message.tool_calls:
+        calls = [tool_call_payload(call) for call in message.tool_calls]
+        return {"role": message.role, "content": message.text or None, "tool_calls": calls}
+    if message.role == "tool":
+        return {"role": "tool", "tool_call_id": message.tool_call_id, "content": message.text}
     if isinstance(message.content, str):
         return {"role": message.role, "content": message.content}
     parts: list[Json] = []
@@ -55,9 +73,71 @@ def request_payload(request: ChatRequest, upstream_model: str) -> Json:
     payload.update({key: value for key, value in optional.items() if value is not None})
     if request.stop:
         payload["stop"] = list(request.stop)
-    if request.json_mode:
+    if (schema := request.json_schema) is not None:
+        spec: Json = {"name": schema.name, "schema": schema.schema}
+        spec.update(
+            {
+                key: value
+                for key, value in (("strict", schema.strict), ("description", schema.description))
+                if value is not None
+            }
+        )
+        payload["response_format"] = {"type": "json_schema", "json_schema": spec}
+    elif request.json_mode:
         payload["response_format"] = {"type": "json_object"}
+    if request.tools:
+        payload["tools"] = [_tool_payload(tool) for tool in request.tools]
+    if (choice := request.tool_choice) is not None:
+        payload["tool_choice"] = (
+            {"type": "function", "function": {"name": choice.name}} if choice.mode == "function" else choice.mode
+        )
+    if request.parallel_tool_calls is not None:
+        payload["parallel_tool_calls"] = request.parallel_tool_calls
     return payload
+
+
+def _tool_payload(tool: Tool) -> Json:
+    function: Json = {"name": tool.name, "parameters": tool.parameters}
+    if tool.description is not None:
+        function["description"] = tool.description
+    if tool.strict is not None:
+        function["strict"] = tool.strict
+    return {"type": "function", "function": function}
+
+
+def _tool_calls(raw: object) -> tuple[ToolCall, ...]:
+    """A completion message's `tool_calls`; TypeError when they are not the protocol's."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise TypeError("tool_calls is not a list")
+    calls = []
+    for item in raw:
+        function = item["function"]
+        arguments = function.get("arguments") or ""
+        if not all(isinstance(value, str) for value in (item["id"], function["name"], arguments)):
+            raise TypeError("a tool call's id, name or arguments is not a string")
+        calls.append(ToolCall(item["id"], function["name"], arguments))
+    return tuple(calls)
+
+
+def _tool_call_deltas(raw: object) -> list[ToolCallDelta]:
+    """A streamed chunk's `delta.tool_calls` pieces; TypeError when they are not the protocol's."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise TypeError("delta tool_calls is not a list")
+    deltas = []
+    for item in raw:
+        function = item.get("function") or {}
+        index, call_id, name = item["index"], item.get("id"), function.get("name")
+        arguments = function.get("arguments") or ""
+        if type(index) is not int or not isinstance(arguments, str):
+            raise TypeError("a tool call delta's index or arguments has the wrong type")
+        if not all(value is None or isinstance(value, str) for value in (call_id, name)):
+            raise TypeError("a tool call delta's id or name is not a string")
+        deltas.append(ToolCallDelta(index, arguments, id=call_id, name=name))
+    return deltas
 
 
 def sdk_headers(api_key: str, base_url: str) -> dict[str, str]:
@@ -99,8 +179,9 @@ class OpenAICompatibleProvider:
             text = choice["message"].get("content") or ""
             if not isinstance(text, str):
                 raise TypeError("content is not a string")
+            calls = _tool_calls(choice["message"].get("tool_calls"))
             usage = usage_from(body.get("usage"), "prompt_tokens", "completion_tokens")
-            return Completion(text, finish_reason(choice.get("finish_reason")), usage)
+            return Completion(text, finish_reason(choice.get("finish_reason")), usage, calls)
         except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError) as error:
             raise ProviderError(self.name, "retryable", f"{self.name} sent a malformed completion") from error
 
@@ -126,14 +207,17 @@ class OpenAICompatibleProvider:
                         if (raw_usage := chunk.get("usage")) is not None:
                             usage = usage_from(raw_usage, "prompt_tokens", "completion_tokens")
                         for choice in chunk.get("choices") or ():
-                            text = (choice.get("delta") or {}).get("content") or ""
+                            delta = choice.get("delta") or {}
+                            text = delta.get("content") or ""
                             if not isinstance(text, str):
                                 raise TypeError("delta content is not a string")
                             if text:
                                 yield Delta(text)
+                            for piece in _tool_call_deltas(delta.get("tool_calls")):
+                                yield piece
                             if choice.get("finish_reason"):
                                 reason = choice["finish_reason"]
-            except (ValueError, TypeError, AttributeError) as error:
+            except (ValueError, TypeError, AttributeError, KeyError) as error:
                 raise ProviderError(
                     self.name, "retryable", f"{self.name} sent a malformed response: {error}"
                 ) from error
