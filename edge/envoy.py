@@ -103,8 +103,7 @@ CORS_EXPOSED_HEADERS = (
 # a service's status may refine a failure's only with another error (413 for a
 # 400), never turn it into a 2xx or 3xx.
 STATUS_LUA = """
-function envoy_on_response(handle)
-  local headers = handle:headers()
+local function set_status(headers)
   local status = headers:get("x-http-status")
   if status ~= nil then
     headers:remove("x-http-status")
@@ -116,75 +115,18 @@ function envoy_on_response(handle)
 end
 """
 
-# Sends a JSON body whose top-level "stream" member is true to STREAM_PATH. A scanner that skips strings
-# and tracks nesting, so a "stream" key inside a message or a nested object does not count; its searches
-# jump over string contents (base64 images) at C speed.
-STREAM_SWITCH_LUA = """
-local function string_end(body, from)
-  while true do
-    local at = string.find(body, '["\\\\]', from)
-    if at == nil then return nil end
-    if string.byte(body, at) == 92 then from = at + 2 else return at end
-  end
-end
-
-local function asks_for_stream(body)
-  local depth, from = 0, 1
-  while true do
-    local at = string.find(body, '[{}%[%]"]', from)
-    if at == nil then return false end
-    local c = string.byte(body, at)
-    if c == 34 then
-      local close = string_end(body, at + 1)
-      if close == nil then return false end
-      if depth == 1 and string.sub(body, at + 1, close - 1) == "stream" then
-        local value = string.match(body, "^%s*:%s*(%a+)", close + 1)
-        if value == "true" then return true end
-      end
-      from = close + 1
-    else
-      if c == 123 or c == 91 then depth = depth + 1 else depth = depth - 1 end
-      from = at + 1
-    end
-  end
-end
-
-function envoy_on_request(handle)
-  local body = handle:body()
-  if body == nil or body:length() == 0 then return end
-  if asks_for_stream(body:getBytes(0, body:length())) then
-    handle:headers():replace(":path", "STREAM_PATH")
-  end
-end
-"""
-
-# Answers HEAD (monitors and link checkers send it) as GET, whose rules are the only ones the transcoder
-# knows, and empties the answer's body chunk by chunk as it passes, keeping GET's content-length: Envoy
-# drops the body of its own replies to HEAD, not of a transcoded one, as the request it sees is a GET.
-# Run by its own filter, which keeps the route cache: the main Lua filter clears it on a header change, and
-# the GET route found again would take over the response side (its own Lua, or none), body and all.
-HEAD_AS_GET_LUA = """
-function envoy_on_request(handle)
-  handle:headers():replace(":method", "GET")
-end
-
+# Every route's response side: the status, then (RESHAPE: on a route with an API's error shape) the error.
+RESPONSE_LUA = """
 function envoy_on_response(handle)
-  for chunk in handle:bodyChunks() do
-    chunk:setBytes("")
-  end
+  local headers = handle:headers()
+  set_status(headers)
+  RESHAPE
 end
 """
 
-# Refuses a request body that is not JSON (RFC 8259) before the transcoder reads it: the transcoder's parser
-# takes single quotes, unquoted keys and trailing commas, and an empty body as an empty message. A scanner
-# with a stack of open containers (no recursion, so any depth) whose searches run at C speed.
-JSON_CHECK_LUA = r"""
+# The scanner of JSON strings (RFC 8259) that the Lua pieces reading JSON share; they come after it.
+JSON_STRING_LUA = r"""
 local find, byte, sub = string.find, string.byte, string.sub
-
-local function skip_space(s, i)
-  local _, last = find(s, "^[ \t\r\n]*", i)
-  return last + 1
-end
 
 -- The position after the string that opens at i, or nil.
 local function string_end(s, i)
@@ -205,6 +147,183 @@ local function string_end(s, i)
       return nil
     end
   end
+end
+"""
+
+# Sends a JSON body whose top-level "stream" member is true to STREAM_PATH. A scanner that skips strings
+# and tracks nesting, so a "stream" key inside a message or a nested object does not count; its searches
+# jump over string contents (base64 images) at C speed. After JSON_STRING_LUA.
+STREAM_SWITCH_LUA = """
+local function asks_for_stream(body)
+  local depth, from = 0, 1
+  while true do
+    local at = find(body, '[{}%[%]"]', from)
+    if at == nil then return false end
+    local c = byte(body, at)
+    if c == 34 then
+      local after = string_end(body, at)
+      if after == nil then return false end
+      if depth == 1 and sub(body, at, after - 1) == '"stream"' then
+        local value = string.match(body, "^%s*:%s*(%a+)", after)
+        if value == "true" then return true end
+      end
+      from = after
+    else
+      if c == 123 or c == 91 then depth = depth + 1 else depth = depth - 1 end
+      from = at + 1
+    end
+  end
+end
+
+function envoy_on_request(handle)
+  local body = handle:body()
+  if body == nil or body:length() == 0 then return end
+  if asks_for_stream(body:getBytes(0, body:length())) then
+    handle:headers():replace(":path", "STREAM_PATH")
+  end
+end
+"""
+
+# Gives a failed call its route's API error shape (HttpRoute.error_format). The transcoder made the body
+# from the service's gRPC status in the suite's shape (`{"code", "message", "details"}`, keys in any
+# order); the message is carried over as the JSON string it is, escapes and all. Only an error is buffered:
+# success bodies and streams pass as they come. Envoy's own replies have the API's shape already (see
+# _local_reply_config) and are left alone, as are the headers (Retry-After, X-RateLimit-*); Lua's setBytes
+# sets content-length. After JSON_STRING_LUA, and one of API_ERROR_LUA.
+ERROR_SHAPE_LUA = """
+local ERROR_TYPES, CLIENT_ERROR, SERVER_ERROR = TYPE_TABLE, "CLIENT_TYPE", "SERVER_TYPE"
+
+-- The suite error body's message, first ErrorInfo reason and first BadRequest field, each the JSON string
+-- it is there (a missing message is empty, the others nil); nil alone if a string in it is not JSON.
+local function suite_error(s)
+  local depth, from, key, detail = 0, 1, nil, ""
+  local message, reason, field
+  while true do
+    local at = find(s, '[{}%[%]"]', from)
+    if at == nil then return message or '""', reason, field end
+    local c = byte(s, at)
+    if c == 34 then
+      local after = string_end(s, at)
+      if after == nil then return nil end
+      local literal = sub(s, at, after - 1)
+      if find(s, "^%s*:", after) then
+        key = literal
+      else
+        if depth == 1 and key == '"message"' then
+          message = literal
+        elseif depth == 3 and key == '"@type"' then
+          detail = literal
+        elseif depth == 3 and key == '"reason"' and reason == nil and find(detail, 'ErrorInfo"$') then
+          reason = literal
+        elseif depth == 5 and key == '"field"' and field == nil and find(detail, 'BadRequest"$') then
+          field = literal
+        end
+        key = nil
+      end
+      from = after
+    else
+      if c == 123 or c == 91 then
+        depth = depth + 1
+        if depth == 3 then detail = "" end
+      else
+        depth = depth - 1
+      end
+      key = nil
+      from = at + 1
+    end
+  end
+end
+
+local function reshape_error(handle, headers)
+  local status = tonumber(headers:get(":status"))
+  if status == nil or status < 400 then return end
+  if find(headers:get("content-type") or "", "application/json", 1, true) ~= 1 then return end
+  local body = handle:body()
+  if body == nil or body:length() < 8 or body:getBytes(0, 8) ~= '{"code":' then return end
+  local message, reason, field = suite_error(body:getBytes(0, body:length()))
+  if message == nil then return end
+  local kind = ERROR_TYPES[status] or (status >= 500 and SERVER_ERROR or CLIENT_ERROR)
+  body:setBytes(api_error(kind, message, reason, field))
+end
+"""
+
+# Each API's error body from its type and the suite error's message, reason and field (JSON strings).
+API_ERROR_LUA = {
+    # OpenAI's `code` is a short snake_case word: the ErrorInfo reason, lowercased.
+    "openai": """
+local function api_error(kind, message, reason, field)
+  return '{"error":{"message":' .. message .. ',"type":"' .. kind .. '","param":' .. (field or "null")
+    .. ',"code":' .. (reason and string.lower(reason) or "null") .. '}}'
+end
+""",
+    "anthropic": """
+local function api_error(kind, message)
+  return '{"type":"error","error":{"type":"' .. kind .. '","message":' .. message .. '}}'
+end
+""",
+}
+
+# An API's error `type` by HTTP status; the statuses not named take its (4xx, 5xx) default.
+ERROR_TYPES: dict[str, dict[int, str]] = {
+    "openai": {
+        400: "invalid_request_error",
+        401: "authentication_error",
+        403: "permission_error",
+        404: "not_found_error",
+        409: "conflict_error",
+        413: "invalid_request_error",
+        422: "invalid_request_error",
+        429: "rate_limit_error",
+        504: "timeout",
+    },
+    "anthropic": {
+        400: "invalid_request_error",
+        401: "authentication_error",
+        403: "permission_error",
+        404: "not_found_error",
+        413: "request_too_large",
+        429: "rate_limit_error",
+        503: "overloaded_error",
+        504: "timeout_error",
+    },
+}
+DEFAULT_ERROR_TYPES: dict[str, tuple[str, str]] = {
+    "openai": ("invalid_request_error", "server_error"),
+    "anthropic": ("invalid_request_error", "api_error"),
+}
+
+
+def error_type(error_format: str, http_status: int) -> str:
+    """The `type` of an error with this HTTP status in an API's shape."""
+    client, server = DEFAULT_ERROR_TYPES[error_format]
+    return ERROR_TYPES[error_format].get(http_status, server if http_status >= 500 else client)
+
+
+# Answers HEAD (monitors and link checkers send it) as GET, whose rules are the only ones the transcoder
+# knows, and empties the answer's body chunk by chunk as it passes, keeping GET's content-length: Envoy
+# drops the body of its own replies to HEAD, not of a transcoded one, as the request it sees is a GET.
+# Run by its own filter, which keeps the route cache: the main Lua filter clears it on a header change, and
+# the GET route found again would take over the response side (its own Lua, or none), body and all.
+HEAD_AS_GET_LUA = """
+function envoy_on_request(handle)
+  handle:headers():replace(":method", "GET")
+end
+
+function envoy_on_response(handle)
+  for chunk in handle:bodyChunks() do
+    chunk:setBytes("")
+  end
+end
+"""
+
+# Refuses a request body that is not JSON (RFC 8259) before the transcoder reads it: the transcoder's parser
+# takes single quotes, unquoted keys and trailing commas, and an empty body as an empty message. A scanner
+# with a stack of open containers (no recursion, so any depth) whose searches run at C speed. After
+# JSON_STRING_LUA.
+JSON_CHECK_REQUEST_LUA = r"""
+local function skip_space(s, i)
+  local _, last = find(s, "^[ \t\r\n]*", i)
+  return last + 1
 end
 
 local function digits_end(s, i)
@@ -314,6 +433,9 @@ function envoy_on_request(handle)
 end
 """
 
+# The whole check, on its own.
+JSON_CHECK_LUA = JSON_STRING_LUA + JSON_CHECK_REQUEST_LUA
+
 # The transcoder's own errors repeat what they refuse ('id: invalid value "<40 KB>"', 'Could not resolve
 # <path> to a method'), and Envoy cannot cut %LOCAL_REPLY_BODY% short: past this many bytes of path or body,
 # such an answer says what failed without the value.
@@ -414,14 +536,30 @@ def _filter_config(config: Json | None = None, *, disabled: bool = False) -> Jso
 def _route_lua(route: HttpRoute, *, head: bool = False) -> str:
     """The route's Lua source: on the request side the stream switch or the JSON check (neither for a HEAD
     twin, which has no body), and on the response side the status (any call may be refused with a status
-    the transcoder does not make, e.g. 428 for a missing nonce)."""
+    the transcoder does not make, e.g. 428 for a missing nonce), then the error's shape."""
     parts = []
     if not head and route.stream_path is not None:
         parts.append(STREAM_SWITCH_LUA.replace("STREAM_PATH", route.stream_path))
     elif not head and route.json_body is not None:
-        parts.append(JSON_CHECK_LUA.replace("BODY_REQUIRED", str(route.json_body == "required").lower()))
+        parts.append(JSON_CHECK_REQUEST_LUA.replace("BODY_REQUIRED", str(route.json_body == "required").lower()))
+    reshape = route.error_format != "suite"
+    if reshape:
+        parts.append(_error_shape_lua(route.error_format))
+    if parts:
+        parts.insert(0, JSON_STRING_LUA)
     parts.append(STATUS_LUA)
+    parts.append(RESPONSE_LUA.replace("RESHAPE", "reshape_error(handle, headers)" if reshape else ""))
     return "".join(parts)
+
+
+def _error_shape_lua(error_format: str) -> str:
+    types = ", ".join(f'[{status}] = "{kind}"' for status, kind in sorted(ERROR_TYPES[error_format].items()))
+    client, server = DEFAULT_ERROR_TYPES[error_format]
+    return API_ERROR_LUA[error_format] + (
+        ERROR_SHAPE_LUA.replace("TYPE_TABLE", "{" + types + "}")
+        .replace("CLIENT_TYPE", client)
+        .replace("SERVER_TYPE", server)
+    )
 
 
 def _lua_per_route(source: str) -> Json:
@@ -637,8 +775,61 @@ def _cel_filter(expression: str) -> Json:
     }
 
 
+def _status_at_least(http_status: int) -> Json:
+    return {
+        "status_code_filter": {
+            "comparison": {
+                "op": "GE",
+                "value": {"default_value": http_status, "runtime_key": f"edge.reply_from_{http_status}"},
+            }
+        }
+    }
+
+
+def _regex_literal(text: str) -> str:
+    """A route path as an RE2 pattern that matches it alone (CEL strings would need a backslash escaped)."""
+    return "".join(c if c.isalnum() or c in "/_-:" else f"[{c}]" for c in text)
+
+
+def _api_paths(error_format: str) -> str:
+    """A CEL expression: whether the request's path, as the client sent it (the transcoder keeps it when it
+    makes the path a gRPC method's), is one of the routes' with this error format (edge/routes.py)."""
+    patterns = []
+    routes: list[HttpRoute | DirectReply] = [*HTTP_ROUTES, *DIRECT_REPLIES]
+    for route in routes:
+        if route.error_format != error_format:
+            continue
+        if "path" in route.match:
+            patterns.append(_regex_literal(str(route.match["path"])))
+        else:
+            patterns.append(_regex_literal(str(route.match["path_separated_prefix"])) + "(/.*)?")
+    path = "('x-envoy-original-path' in request.headers ? request.headers['x-envoy-original-path'] : request.path)"
+    return f"{path}.matches('^({'|'.join(patterns)})([?].*)?$')"
+
+
+def _reply_format(error_format: str, http_status: int, grpc_code: int | str, reason: str) -> Json:
+    """The JSON of Envoy's own reply in an error shape."""
+    if error_format == "suite":
+        return {"json_format": _error_body(grpc_code, "%LOCAL_REPLY_BODY%", reason), "content_type": JSON_CONTENT_TYPE}
+    return _api_reply_format(error_format, error_type(error_format, http_status), reason)
+
+
+def _api_reply_format(error_format: str, kind: str, reason: str) -> Json:
+    """The JSON of Envoy's own reply in an API's shape: `reason` is OpenAI's `code`, lowercased as the route's
+    Lua lowercases a service's ErrorInfo reason (a command operator prints lowercase words already)."""
+    if error_format == "openai":
+        code = reason if reason.startswith("%") else reason.lower()
+        body: Json = {"error": {"message": "%LOCAL_REPLY_BODY%", "type": kind, "param": None, "code": code}}
+    else:
+        body = {"type": "error", "error": {"type": kind, "message": "%LOCAL_REPLY_BODY%"}}
+    return {"json_format": body, "content_type": JSON_CONTENT_TYPE}
+
+
 def _local_reply_config() -> Json:
-    """Envoy's own replies (no route, 413, upstream down, timeouts) as JSON in the services' error shape."""
+    """Envoy's own replies (no route, 413, upstream down, timeouts) as JSON in the services' error shape, or on
+    a route with an API's error shape (HttpRoute.error_format), in that. The mappers pick the shape by path, as
+    some of these replies pass no route's Lua: the credential check's and the connection manager's own come
+    before it, and a direct reply has none. Those that do pass it are left alone there (ERROR_SHAPE_LUA)."""
     # Native gRPC callers get a text body. A transcoded request also has a gRPC content type by the time the
     # transcoder rejects its body (e.g. 413), so it is told apart by the original path the transcoder keeps.
     native_grpc: list[Json] = [
@@ -666,65 +857,74 @@ def _local_reply_config() -> Json:
         ],
         "body_format_override": text_body,
     }
-    no_credential_mapper = {
-        "filter": no_credential,
-        "status_code": 401,
-        "body": {"inline_string": API_KEY_OR_ADMIN_TOKEN_REQUIRED},
-        "body_format_override": {
-            "json_format": _error_body(UNAUTHENTICATED, "%LOCAL_REPLY_BODY%", "API_KEY_MISSING"),
-            "content_type": JSON_CONTENT_TYPE,
-        },
+    details = "%RESPONSE_CODE_DETAILS%"
+    unrepeated = {
+        "inline_string": "the request's method, path, query or body does not fit this route; "
+        "the value at fault is too long to repeat here"
     }
-    # Path normalisation refuses an encoded NUL with an empty body; say why.
-    nul_mapper = {
-        "filter": {
-            "and_filter": {
-                "filters": [
-                    _status_filter(400),
-                    {"header_filter": {"header": {"name": ":path", "string_match": {"contains": "%00"}}}},
-                ]
-            }
-        },
-        "body": {"inline_string": "the path holds an encoded NUL (%00), which no key or name may contain"},
-        "body_format_override": {
-            "json_format": _error_body(3, "%LOCAL_REPLY_BODY%", "%RESPONSE_CODE_DETAILS%"),
-            "content_type": JSON_CONTENT_TYPE,
-        },
-    }
-    long_transcoder_error = _cel_filter(LONG_TRANSCODER_ERROR)
-    unrepeated_mappers = [
-        {
-            "filter": {"and_filter": {"filters": [_status_filter(http_status), long_transcoder_error]}},
-            "body": {
-                "inline_string": "the request's method, path, query or body does not fit this route; "
-                "the value at fault is too long to repeat here"
-            },
-            "body_format_override": {
-                "json_format": _error_body(
-                    GRPC_CODE_BY_HTTP[http_status], "%LOCAL_REPLY_BODY%", "%RESPONSE_CODE_DETAILS%"
-                ),
-                "content_type": JSON_CONTENT_TYPE,
-            },
-        }
-        for http_status in (400, 404)
+    # Each kind of reply: what picks it, its HTTP status, its gRPC code and reason, and what the mapper sets.
+    replies: list[tuple[list[Json], int, int, str, Json]] = [
+        (
+            [no_credential],
+            401,
+            UNAUTHENTICATED,
+            "API_KEY_MISSING",
+            {"status_code": 401, "body": {"inline_string": API_KEY_OR_ADMIN_TOKEN_REQUIRED}},
+        ),
+        # Path normalisation refuses an encoded NUL with an empty body; say why.
+        (
+            [
+                _status_filter(400),
+                {"header_filter": {"header": {"name": ":path", "string_match": {"contains": "%00"}}}},
+            ],
+            400,
+            3,
+            details,
+            {"body": {"inline_string": "the path holds an encoded NUL (%00), which no key or name may contain"}},
+        ),
+        *(
+            (
+                [_status_filter(status), _cel_filter(LONG_TRANSCODER_ERROR)],
+                status,
+                GRPC_CODE_BY_HTTP[status],
+                details,
+                {"body": unrepeated},
+            )
+            for status in (400, 404)
+        ),
+        *(([_status_filter(status)], status, code, details, {}) for status, code in GRPC_CODE_BY_HTTP.items()),
     ]
-    mappers = [grpc_no_credential_mapper, no_credential_mapper, grpc_mapper, nul_mapper, *unrepeated_mappers]
-    for http_status, grpc_code in GRPC_CODE_BY_HTTP.items():
+    mappers = [grpc_no_credential_mapper, grpc_mapper]
+    for error_format in ("openai", "anthropic"):
+        on_path = _cel_filter(_api_paths(error_format))
+        for filters, http_status, _, reason, sets in replies:
+            mappers.append(
+                {
+                    "filter": {"and_filter": {"filters": [*filters, on_path]}},
+                    **sets,
+                    "body_format_override": _reply_format(error_format, http_status, 0, reason),
+                }
+            )
+        # Any other error status, by its class.
+        client, server = DEFAULT_ERROR_TYPES[error_format]
+        for http_status, kind in ((500, server), (400, client)):
+            mappers.append(
+                {
+                    "filter": {"and_filter": {"filters": [_status_at_least(http_status), on_path]}},
+                    "body_format_override": _api_reply_format(error_format, kind, details),
+                }
+            )
+    for filters, http_status, grpc_code, reason, sets in replies:
         mappers.append(
             {
-                "filter": _status_filter(http_status),
-                "body_format_override": {
-                    "json_format": _error_body(grpc_code, "%LOCAL_REPLY_BODY%", "%RESPONSE_CODE_DETAILS%"),
-                    "content_type": JSON_CONTENT_TYPE,
-                },
+                "filter": filters[0] if len(filters) == 1 else {"and_filter": {"filters": filters}},
+                **sets,
+                "body_format_override": _reply_format("suite", http_status, grpc_code, reason),
             }
         )
     return {
         "mappers": mappers,
-        "body_format": {
-            "json_format": _error_body("%RESPONSE_CODE%", "%LOCAL_REPLY_BODY%", "%RESPONSE_CODE_DETAILS%"),
-            "content_type": JSON_CONTENT_TYPE,
-        },
+        "body_format": _reply_format("suite", 0, "%RESPONSE_CODE%", details),
     }
 
 

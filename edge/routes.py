@@ -10,6 +10,12 @@ check themselves (services/access/checkpoint.py).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
+
+# The shape of a route's error bodies: the suite's `{"code", "message", "details"}`, or the API's own that its
+# SDKs read (`body["error"]`), OpenAI's or Anthropic's.
+ErrorFormat = Literal["suite", "openai", "anthropic"]
+ERROR_FORMATS: tuple[ErrorFormat, ...] = ("suite", "openai", "anthropic")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +47,8 @@ class HttpRoute:
     # message), so the edge checks POST, PUT and PATCH bodies first: "optional" lets an empty body through
     # (the service names the fields it needs), "required" refuses it too.
     json_body: str | None = None
+    # The shape of its error bodies (the edge reshapes the suite's; see edge/envoy.py, ERROR_SHAPE_LUA).
+    error_format: ErrorFormat = "suite"
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +59,7 @@ class DirectReply:
     match: dict[str, object]
     status: int
     message: str
+    error_format: ErrorFormat = "suite"
 
 
 HTTP_ROUTES: tuple[HttpRoute, ...] = (
@@ -104,11 +113,39 @@ HTTP_ROUTES: tuple[HttpRoute, ...] = (
         body_limit="llm",
         timeout_s=600.0,
         stream_path="/v1/chat/completions:stream",
+        error_format="openai",
     ),
-    HttpRoute("llm-chat-stream", {"path": "/v1/chat/completions:stream"}, "llm", body_limit="llm", streaming=True),
+    HttpRoute(
+        "llm-chat-stream",
+        {"path": "/v1/chat/completions:stream"},
+        "llm",
+        body_limit="llm",
+        streaming=True,
+        error_format="openai",
+    ),
+    # The Spark runtime reads the suite's shape.
     HttpRoute("spark-llm", {"path": "/_spark/llm"}, "llm", body_limit="llm", timeout_s=600.0),
-    HttpRoute("llm-embeddings", {"path": "/v1/embeddings"}, "llm", body_limit="llm", timeout_s=600.0),
-    HttpRoute("llm-models", {"path": "/v1/models"}, "llm", snake_case=True, idempotent=True),
+    HttpRoute(
+        "llm-embeddings", {"path": "/v1/embeddings"}, "llm", body_limit="llm", timeout_s=600.0, error_format="openai"
+    ),
+    HttpRoute("llm-models", {"path": "/v1/models"}, "llm", snake_case=True, idempotent=True, error_format="openai"),
+    HttpRoute(
+        "llm-messages",
+        {"path": "/v1/messages"},
+        "llm",
+        body_limit="llm",
+        timeout_s=600.0,
+        stream_path="/v1/messages:stream",
+        error_format="anthropic",
+    ),
+    HttpRoute(
+        "llm-messages-stream",
+        {"path": "/v1/messages:stream"},
+        "llm",
+        body_limit="llm",
+        streaming=True,
+        error_format="anthropic",
+    ),
     HttpRoute("llm-usage", {"path": "/v1/usage"}, "llm", snake_case=True, idempotent=True),
     HttpRoute("llm-providers", {"path": "/v1/providers"}, "llm", snake_case=True, idempotent=True),
     # 413 for an oversized image comes through `x-http-status`.
@@ -138,6 +175,7 @@ DIRECT_REPLIES: tuple[DirectReply, ...] = (
         {"path_separated_prefix": "/v1/responses"},
         400,
         "the Responses API (/v1/responses) is not supported by this gateway: use POST /v1/chat/completions",
+        error_format="openai",
     ),
 )
 
