@@ -292,7 +292,7 @@ def parse_messages_body(data: bytes) -> ParsedMessages:
         problems.add("model", "must be a model name")
         model = ""
     max_tokens = problems.integer(body, "max_tokens", 1)
-    if max_tokens is None and "max_tokens" not in body:
+    if body.get("max_tokens") is None:
         problems.add("max_tokens", "is required")
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
