@@ -137,26 +137,66 @@ _ANY_JSON: Json = {"description": "Any JSON value."}
 
 KV_VALUE: Json = {"description": "The value's JSON text: any JSON value, stored and returned byte for byte."}
 
+TOOL_NAME: Json = {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}
+TOOL_CALL: Json = {
+    "type": "object",
+    "required": ["id", "type", "function"],
+    "additionalProperties": False,
+    "properties": {
+        "id": {"type": "string", "minLength": 1, "maxLength": 256},
+        "type": {"type": "string", "enum": ["function"]},
+        "function": {
+            "type": "object",
+            "required": ["name", "arguments"],
+            "additionalProperties": False,
+            "properties": {"name": TOOL_NAME, "arguments": {"type": "string", "description": "A JSON object's text."}},
+        },
+    },
+}
+
 CHAT_MESSAGE: Json = {
     "type": "object",
     "required": ["role", "content"],
     "additionalProperties": False,
     "properties": {
-        "role": {"type": "string", "enum": ["system", "developer", "user", "assistant"]},
+        "role": {"type": "string", "enum": ["system", "developer", "user", "assistant", "tool"]},
         "content": {
             "type": "string",
             "description": (
                 'The text, or an array of parts: `{"type": "text", "text": ...}` and '
-                '`{"type": "image_url", "image_url": {"url": "<http(s) or data:image URL>", "detail": ...}}`.'
+                '`{"type": "image_url", "image_url": {"url": "<http(s) or data:image URL>", "detail": ...}}`; '
+                "null for an assistant message that only calls tools."
             ),
         },
         "name": _TEXT,
+        "tool_calls": {"type": "array", "minItems": 1, "maxItems": 128, "items": TOOL_CALL},
+        "tool_call_id": {"type": "string", "minLength": 1, "maxLength": 256, "description": "A tool message's call."},
+    },
+}
+
+CHAT_TOOL: Json = {
+    "type": "object",
+    "required": ["type", "function"],
+    "additionalProperties": False,
+    "properties": {
+        "type": {"type": "string", "enum": ["function"]},
+        "function": {
+            "type": "object",
+            "required": ["name"],
+            "additionalProperties": False,
+            "properties": {
+                "name": TOOL_NAME,
+                "description": {"type": "string", "maxLength": 16384},
+                "parameters": {"type": "object", "description": "The arguments' JSON Schema."},
+                "strict": {"type": "boolean"},
+            },
+        },
     },
 }
 
 CHAT_REQUEST: Json = {
     "type": "object",
-    "description": "OpenAI's chat-completions request; unknown and unsupported fields (tools, logprobs) are refused.",
+    "description": "OpenAI's chat-completions request; unknown and unsupported fields (audio, logprobs) are refused.",
     "required": ["messages"],
     "additionalProperties": False,
     "properties": {
@@ -170,7 +210,28 @@ CHAT_REQUEST: Json = {
         "response_format": {
             "type": "object",
             "required": ["type"],
-            "properties": {"type": {"type": "string", "enum": ["text", "json_object", "json_schema"]}},
+            "description": (
+                "`json_object`: the answer is a JSON object; `json_schema` (`json_schema: {name, schema, strict}`): "
+                "the answer is valid against the schema, or the request fails with 503 MODEL_OUTPUT_INVALID."
+            ),
+            "properties": {
+                "type": {"type": "string", "enum": ["text", "json_object", "json_schema"]},
+                "json_schema": {
+                    "type": "object",
+                    "required": ["name"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "name": TOOL_NAME,
+                        "schema": {"type": "object"},
+                        "strict": {"type": "boolean"},
+                        "description": _TEXT,
+                    },
+                },
+            },
+        },
+        "tools": {"type": "array", "minItems": 1, "maxItems": 128, "items": CHAT_TOOL},
+        "tool_choice": {
+            "description": '`"auto"`, `"none"`, `"required"` or `{"type": "function", "function": {"name": ...}}`.'
         },
         "seed": {"type": "integer"},
         "presence_penalty": {"type": "number", "minimum": -2, "maximum": 2},
@@ -213,7 +274,14 @@ CHAT_COMPLETION: Json = {
                 "type": "object",
                 "properties": {
                     "index": {"type": "integer"},
-                    "message": {"type": "object", "properties": {"role": _TEXT, "content": _TEXT}},
+                    "message": {
+                        "type": "object",
+                        "properties": {
+                            "role": _TEXT,
+                            "content": {"type": "string", "description": "Null when the answer only calls tools."},
+                            "tool_calls": {"type": "array", "items": TOOL_CALL},
+                        },
+                    },
                     "finish_reason": _TEXT,
                 },
             },
@@ -320,6 +388,98 @@ PROMPTS_EXPORT: Json = {
 }
 
 # No type: Swagger 2.0 has no schema for an event stream, and a string would not describe its events.
+ANTHROPIC_BLOCKS: Json = {
+    "description": (
+        "A string, or an array of content blocks: `text`, `image` (a `base64` or `url` source) and `tool_result` "
+        "in user turns; `text` and `tool_use` in assistant turns."
+    )
+}
+
+MESSAGES_REQUEST: Json = {
+    "type": "object",
+    "description": (
+        "Anthropic's Messages API request, for every model the gateway serves; unknown and unsupported fields "
+        "(thinking, top_k, server tools) are refused."
+    ),
+    "required": ["model", "max_tokens", "messages"],
+    "additionalProperties": False,
+    "properties": {
+        "model": {"type": "string", "minLength": 1},
+        "max_tokens": {"type": "integer", "minimum": 1},
+        "messages": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "required": ["role", "content"],
+                "additionalProperties": False,
+                "properties": {"role": {"type": "string", "enum": ["user", "assistant"]}, "content": ANTHROPIC_BLOCKS},
+            },
+        },
+        "system": {"description": "A string or an array of text blocks."},
+        "temperature": {"type": "number", "minimum": 0, "maximum": 1},
+        "top_p": {"type": "number", "minimum": 0, "maximum": 1},
+        "stop_sequences": {"type": "array", "maxItems": 4, "items": {"type": "string", "minLength": 1}},
+        "stream": {"type": "boolean", "description": "True answers Server-Sent Events with Anthropic's event names."},
+        "metadata": {"type": "object", "additionalProperties": False, "properties": {"user_id": _TEXT}},
+        "tools": {
+            "type": "array",
+            "maxItems": 128,
+            "items": {
+                "type": "object",
+                "required": ["name", "input_schema"],
+                "additionalProperties": False,
+                "properties": {
+                    "type": {"type": "string", "enum": ["custom"]},
+                    "name": TOOL_NAME,
+                    "description": {"type": "string", "maxLength": 16384},
+                    "input_schema": {"type": "object"},
+                },
+            },
+        },
+        "tool_choice": {
+            "type": "object",
+            "required": ["type"],
+            "properties": {
+                "type": {"type": "string", "enum": ["auto", "any", "tool", "none"]},
+                "name": TOOL_NAME,
+                "disable_parallel_tool_use": {"type": "boolean"},
+            },
+        },
+        "output_config": {
+            "type": "object",
+            "description": 'Structured output: `{"format": {"type": "json_schema", "schema": {...}}}`.',
+        },
+        "service_tier": {"type": "string", "enum": ["auto", "standard_only"]},
+    },
+}
+
+MESSAGE: Json = {
+    "type": "object",
+    "description": "Anthropic's `message` object (Server-Sent Events when the body asks for a stream).",
+    "required": ["id", "type", "role", "model", "content", "stop_reason", "usage"],
+    "properties": {
+        "id": _TEXT,
+        "type": {"type": "string", "enum": ["message"]},
+        "role": {"type": "string", "enum": ["assistant"]},
+        "model": _TEXT,
+        "content": {"type": "array", "items": {"type": "object", "description": "A `text` or `tool_use` block."}},
+        "stop_reason": {"type": "string", "enum": ["end_turn", "max_tokens", "tool_use", "refusal"]},
+        "stop_sequence": {"type": "string"},
+        "usage": {
+            "type": "object",
+            "properties": {"input_tokens": {"type": "integer"}, "output_tokens": {"type": "integer"}},
+        },
+    },
+}
+
+ANTHROPIC_EVENT_STREAM: Json = {
+    "description": (
+        "Server-Sent Events with Anthropic's names: `message_start`, `content_block_start`, "
+        "`content_block_delta`, `content_block_stop`, `message_delta`, `message_stop`; a failure as an `error` event."
+    )
+}
+
 EVENT_STREAM: Json = {
     "description": "Server-Sent Events: `data: {json}` blocks, then `data: [DONE]`; an error as a last `data:` event."
 }
@@ -339,6 +499,8 @@ RAW_REQUESTS: dict[str, RawBody] = {
     "spark.llm.v1.LlmService.CreateChatCompletion": RawBody(CHAT_REQUEST),
     "spark.llm.v1.LlmService.StreamChatCompletion": RawBody(CHAT_REQUEST),
     "spark.llm.v1.LlmService.CreateEmbeddings": RawBody(EMBEDDINGS_REQUEST),
+    "spark.llm.v1.LlmService.CreateMessage": RawBody(MESSAGES_REQUEST),
+    "spark.llm.v1.LlmService.StreamMessage": RawBody(MESSAGES_REQUEST),
     "spark.vision.v1.VisionService.Analyze": RawBody(VISION_REQUEST),
     "spark.vision.v1.VisionService.StreamAnalyze": RawBody(VISION_REQUEST),
     "spark.prompts.v1.PromptsService.RestorePrompts": RawBody(PROMPTS_EXPORT),
@@ -359,6 +521,8 @@ RAW_RESPONSES: dict[str, RawBody] = {
     "spark.llm.v1.LlmService.CreateChatCompletion": RawBody(CHAT_COMPLETION, (JSON_TYPE, SSE_TYPE)),
     "spark.llm.v1.LlmService.StreamChatCompletion": RawBody(EVENT_STREAM, (SSE_TYPE, JSON_TYPE)),
     "spark.llm.v1.LlmService.CreateEmbeddings": RawBody(EMBEDDINGS),
+    "spark.llm.v1.LlmService.CreateMessage": RawBody(MESSAGE, (JSON_TYPE, SSE_TYPE)),
+    "spark.llm.v1.LlmService.StreamMessage": RawBody(ANTHROPIC_EVENT_STREAM, (SSE_TYPE, JSON_TYPE)),
     "spark.prompts.v1.PromptsService.ExportPrompts": RawBody(PROMPTS_EXPORT),
     "spark.vision.v1.VisionService.StreamAnalyze": RawBody(EVENT_STREAM, (SSE_TYPE, JSON_TYPE)),
 }
