@@ -15,8 +15,17 @@ from spark.meta.v1 import meta_pb2
 from spark.prompts.v1 import prompts_pb2
 from spark.vision.v1 import vision_pb2
 
-from edge.envoy import HEAD_AS_GET, HEAD_AS_GET_LUA, LONG_TRANSCODER_ERROR, LUA, RBAC
-from edge.routes import HTTP_ROUTES, TRANSCODED_SERVICES
+from edge.envoy import (
+    HEAD_AS_GET,
+    HEAD_AS_GET_LUA,
+    JSON_CHECK_LUA,
+    JSON_STRING_LUA,
+    LONG_TRANSCODER_ERROR,
+    LUA,
+    RBAC,
+    error_type,
+)
+from edge.routes import DIRECT_REPLIES, HTTP_ROUTES, TRANSCODED_SERVICES
 from edge.settings import read_settings
 from services.access.gate import API_KEY_OR_ADMIN_TOKEN_REQUIRED
 from services.access.internal import INTERNAL_HEADERS
@@ -318,3 +327,162 @@ def test_every_json_body_the_transcoder_reads_is_checked_at_the_edge() -> None:
     for name in checked:
         source = routes[name]["typed_per_filter_config"][LUA]["config"]["source_code"]["inline_string"]
         assert "is_json" in source, name
+
+
+def _lua(route: dict[str, Any]) -> str:
+    return str(route["typed_per_filter_config"][LUA]["config"]["source_code"]["inline_string"])
+
+
+def test_the_openai_and_anthropic_routes_answer_errors_in_their_apis_shape() -> None:
+    formats = {route.name: route.error_format for route in (*HTTP_ROUTES, *DIRECT_REPLIES)}
+    assert {name for name, shape in formats.items() if shape == "openai"} == {
+        "llm-chat",
+        "llm-chat-stream",
+        "llm-embeddings",
+        "llm-models",
+        "openai-responses",
+    }
+    assert {name for name, shape in formats.items() if shape == "anthropic"} == {"llm-messages", "llm-messages-stream"}
+    # The Spark runtime's route and the suite's own LLM routes keep the suite's shape.
+    assert formats["spark-llm"] == formats["llm-usage"] == formats["llm-providers"] == "suite"
+    assert formats["prompts"] == formats["spark-kv"] == "suite"
+
+
+def test_the_messages_routes_are_served_as_chat_is() -> None:
+    routes = _routes(rendered({"SPARK_EDGE_UPSTREAMS": EVERYTHING, "SPARK_EDGE_MAX_LLM_BODY_BYTES": "5000000"}))
+    transcoder = "envoy.filters.http.grpc_json_transcoder"
+    for unary, stream, stream_path in (
+        ("llm-chat", "llm-chat-stream", "/v1/chat/completions:stream"),
+        ("llm-messages", "llm-messages-stream", "/v1/messages:stream"),
+    ):
+        assert routes[unary]["route"]["timeout"] == "600s"
+        assert routes[unary]["request_body_buffer_limit"] == 5_000_000
+        assert f'replace(":path", "{stream_path}")' in _lua(routes[unary])
+        assert routes[stream]["match"] == {"path": stream_path}
+        assert (routes[stream]["route"]["timeout"], routes[stream]["route"]["idle_timeout"]) == ("0s", "0s")
+        for name in (unary, stream):
+            assert routes[name]["typed_per_filter_config"][transcoder]["max_request_body_size"] == 5_000_000
+    assert routes["llm-messages"]["match"] == {"path": "/v1/messages"}
+
+
+def test_the_routes_lua_reshapes_errors_only_where_the_api_has_its_own_shape() -> None:
+    routes = _routes(rendered({"SPARK_EDGE_UPSTREAMS": EVERYTHING}))
+    shapes = {route.name: route.error_format for route in HTTP_ROUTES}
+    for name, route in routes.items():
+        if LUA not in route.get("typed_per_filter_config", {}):
+            continue
+        source = _lua(route)
+        shape = shapes[name.removesuffix("-head")]
+        # The status first (a service may refine a 400 into a 413), then the shape.
+        assert source.count("function envoy_on_response") == 1 and "set_status(headers)" in source, name
+        assert ("reshape_error(handle, headers)" in source) == (shape != "suite"), name
+        # One JSON string scanner, shared, wherever a piece reads JSON.
+        assert source.count("local function string_end") == (1 if "find(" in source else 0), name
+        if shape == "openai":
+            assert '"param":' in source and '[429] = "rate_limit_error"' in source, name
+        if shape == "anthropic":
+            assert '{"type":"error","error":' in source and '[413] = "request_too_large"' in source, name
+    assert JSON_CHECK_LUA.startswith(JSON_STRING_LUA)
+    # Envoy answers the Responses API itself, so the shape is the local-reply mappers' alone.
+    assert LUA not in routes["openai-responses"].get("typed_per_filter_config", {})
+
+
+@pytest.mark.parametrize(
+    ("status", "openai", "anthropic"),
+    [
+        (400, "invalid_request_error", "invalid_request_error"),
+        (401, "authentication_error", "authentication_error"),
+        (403, "permission_error", "permission_error"),
+        (404, "not_found_error", "not_found_error"),
+        (409, "conflict_error", "invalid_request_error"),
+        (413, "invalid_request_error", "request_too_large"),
+        (422, "invalid_request_error", "invalid_request_error"),
+        (429, "rate_limit_error", "rate_limit_error"),
+        (500, "server_error", "api_error"),
+        (501, "server_error", "api_error"),
+        (503, "server_error", "overloaded_error"),
+        (504, "timeout", "timeout_error"),
+    ],
+)
+def test_each_status_has_the_error_type_its_api_uses(status: int, openai: str, anthropic: str) -> None:
+    assert (error_type("openai", status), error_type("anthropic", status)) == (openai, anthropic)
+
+
+def test_envoys_own_replies_take_the_apis_shape_on_its_paths_and_native_grpc_keeps_its_own() -> None:
+    manager = _manager(rendered({"SPARK_EDGE_UPSTREAMS": EVERYTHING, "SPARK_ACCESS_MODE": "keys"}))
+    mappers = manager["local_reply_config"]["mappers"]
+
+    def expressions(mapper: dict[str, Any]) -> list[str]:
+        return [
+            f["extension_filter"]["typed_config"]["expression"] for f in _filters(mapper) if "extension_filter" in f
+        ]
+
+    def shape(mapper: dict[str, Any]) -> str:
+        body = mapper["body_format_override"]
+        if "text_format_source" in body:
+            return "text"
+        return "anthropic" if body["json_format"].get("type") == "error" else next(iter(body["json_format"]))
+
+    # Native gRPC callers first: their status and a text body, whatever the path.
+    assert [shape(m) for m in mappers[:2]] == ["text", "text"]
+    shapes = [shape(m) for m in mappers[2:]]
+    assert shapes == sorted(shapes, key=["error", "anthropic", "code"].index), "API shapes before the suite's"
+    paths = {
+        "error": [e for m in mappers if shape(m) == "error" for e in expressions(m) if "matches(" in e],
+        "anthropic": [e for m in mappers if shape(m) == "anthropic" for e in expressions(m) if "matches(" in e],
+    }
+    assert len(set(paths["error"])) == len(set(paths["anthropic"])) == 1
+    assert len(paths["error"]) == shapes.count("error") and len(paths["anthropic"]) == shapes.count("anthropic")
+    openai_paths, anthropic_paths = paths["error"][0], paths["anthropic"][0]
+    assert "x-envoy-original-path" in openai_paths, "the path the client sent, not the gRPC method's"
+    for path in ("/v1/chat/completions", "/v1/chat/completions:stream", "/v1/embeddings", "/v1/models"):
+        assert f"|{path}|" in openai_paths.replace("^(", "|").replace(")(", "|"), path
+    assert "/v1/responses(/.*)?" in openai_paths
+    assert "^(/v1/messages|/v1/messages:stream)([?].*)?$" in anthropic_paths
+    # Each kind of reply in each shape: the credential check's 401 with the services' words and reason.
+    refusals = [m for m in mappers if m.get("status_code") == 401]
+    assert [shape(m) for m in refusals] == ["error", "anthropic", "code"]
+    assert refusals[0]["body_format_override"]["json_format"] == {
+        "error": {
+            "message": "%LOCAL_REPLY_BODY%",
+            "type": "authentication_error",
+            "param": None,
+            "code": "api_key_missing",
+        }
+    }
+    assert refusals[1]["body_format_override"]["json_format"] == {
+        "type": "error",
+        "error": {"type": "authentication_error", "message": "%LOCAL_REPLY_BODY%"},
+    }
+    # Envoy's 413 (the transcoder's or a buffer's limit) in each shape, by its status alone.
+    too_large = [m for m in mappers if _filters(m)[0] == _status(413, "EQ") and "body" not in m]
+    assert [m["body_format_override"]["json_format"] for m in too_large] == [
+        {"error": {"message": "%LOCAL_REPLY_BODY%", "type": "invalid_request_error", "param": None, "code": DETAILS}},
+        {"type": "error", "error": {"type": "request_too_large", "message": "%LOCAL_REPLY_BODY%"}},
+        {"code": 8, "message": "%LOCAL_REPLY_BODY%", "details": [{**EDGE_INFO, "reason": DETAILS}]},
+    ]
+    # Any other error status by its class, in each API's shape.
+    for at_least, openai_type, anthropic_type in (
+        (500, "server_error", "api_error"),
+        (400, "invalid_request_error", "invalid_request_error"),
+    ):
+        classed = [m for m in mappers if _filters(m)[0] == _status(at_least, "GE")]
+        assert [m["body_format_override"]["json_format"]["error"]["type"] for m in classed] == [
+            openai_type,
+            anthropic_type,
+        ]
+
+
+DETAILS = "%RESPONSE_CODE_DETAILS%"
+EDGE_INFO = {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "domain": "edge.spark"}
+
+
+def _filters(mapper: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(mapper["filter"].get("and_filter", {}).get("filters", [mapper["filter"]]))
+
+
+def _status(http_status: int, op: str) -> dict[str, Any]:
+    key = f"edge.reply_{http_status}" if op == "EQ" else f"edge.reply_from_{http_status}"
+    return {
+        "status_code_filter": {"comparison": {"op": op, "value": {"default_value": http_status, "runtime_key": key}}}
+    }
