@@ -28,6 +28,24 @@ def chat_body(model: str = MODEL) -> bytes:
 
 CHAT_BODY: Final = chat_body()
 
+_WEATHER_SCHEMA: Final = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+
+
+def tool_body(model: str = MODEL) -> bytes:
+    """A chat completion that offers one tool, as agent frameworks send every call (the fake answers it with a
+    call)."""
+    body = json.loads(chat_body(model))
+    function = {"name": "get_weather", "description": "The weather in a city", "parameters": _WEATHER_SCHEMA}
+    body["tools"] = [{"type": "function", "function": function}]
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def messages_tool_body(model: str) -> bytes:
+    """The same request in the Anthropic Messages API's shape (/v1/messages)."""
+    tool = {"name": "get_weather", "description": "The weather in a city", "input_schema": _WEATHER_SCHEMA}
+    body = {"model": model, "max_tokens": 256, "messages": [{"role": "user", "content": "Say hello"}], "tools": [tool]}
+    return json.dumps(body, separators=(",", ":")).encode()
+
 
 def measure_chat(
     url: str,

@@ -29,7 +29,7 @@ from typing import Any, Final
 
 import httpx
 
-from benchmarks.chat_load import chat_body, measure_chat
+from benchmarks.chat_load import chat_body, measure_chat, messages_tool_body, tool_body
 from benchmarks.fake_provider import READY_PREFIX
 from benchmarks.harness import (
     BenchError,
@@ -63,6 +63,8 @@ TARGET_PORTKEY_FACTOR: Final = 2.0
 TARGET_LITELLM_FACTOR: Final = 15.0
 TARGET_ADDED_P50_MS: Final = 3.0
 _START_TIMEOUT_S: Final = 30.0
+# An Anthropic model of the registry: the fake speaks its protocol too, so OpenAI bodies to it are translated.
+ANTHROPIC_MODEL: Final = "claude-haiku-4-5"
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,10 +121,18 @@ def fake_provider(
 
 
 def _load(
-    name: str, url: str, headers: Mapping[str, str], pids: Mapping[str, int], *, connections: int, duration_s: float
+    name: str,
+    url: str,
+    headers: Mapping[str, str],
+    pids: Mapping[str, int],
+    *,
+    connections: int,
+    duration_s: float,
+    body: bytes | None = None,
 ) -> Row:
     meter = CpuMeter(pids)
-    result: LoadResult = measure_chat(url, headers=headers, connections=connections, duration_s=duration_s)
+    load: dict[str, Any] = {} if body is None else {"body": body}
+    result: LoadResult = measure_chat(url, headers=headers, connections=connections, duration_s=duration_s, **load)
     cpu = meter.read()
     return Row(name, connections, result.rps, result.p50_ms, result.p99_ms, result.errors, cpu, rss_mib(pids))
 
@@ -171,8 +181,28 @@ def _suite(work_dir: Path, provider_url: str, workers: int) -> Suite:
             "SPARK_LLM_WORKERS": str(workers),
             "OPENAI_BASE_URL": provider_url,
             "OPENAI_API_KEY": "sk-bench",
+            "ANTHROPIC_BASE_URL": provider_url.removesuffix("/v1"),
+            "ANTHROPIC_API_KEY": "ak-bench",
         },
     )
+
+
+def _tool_rows(base_url: str, headers: Mapping[str, str], pids: Mapping[str, int], duration_s: float) -> list[Row]:
+    """What tools and translation cost next to the plain completion above, at 16 connections: a tool call passed
+    through to an OpenAI-protocol model, a plain completion and a tool call translated for an Anthropic model,
+    and the same tool call asked for through the Messages API."""
+    chat, messages = f"{base_url}/v1/chat/completions", f"{base_url}/v1/messages"
+    variants = (
+        ("llm x1: tool call, passed through (gpt-4o-mini)", chat, tool_body()),
+        (f"llm x1: plain, translated ({ANTHROPIC_MODEL})", chat, chat_body(ANTHROPIC_MODEL)),
+        (f"llm x1: tool call, translated ({ANTHROPIC_MODEL})", chat, tool_body(ANTHROPIC_MODEL)),
+        (f"llm x1: /v1/messages tool call ({ANTHROPIC_MODEL})", messages, messages_tool_body(ANTHROPIC_MODEL)),
+        ("llm x1: /v1/messages tool call, translated (gpt-4o-mini)", messages, messages_tool_body("gpt-4o-mini")),
+    )
+    return [
+        _load(name, url, headers, pids, connections=CONNECTIONS, duration_s=duration_s, body=body)
+        for name, url, body in variants
+    ]
 
 
 def _peer_rows(provider_url: str, duration_s: float, problems: list[str]) -> list[Row]:
@@ -213,6 +243,8 @@ def run(duration_s: float, work_dir: Path, *, peers: bool) -> dict[str, Any]:
                 rows += _both(name, edge, headers, pids, duration_s)
                 rows.append(idle)
                 ttfts.append(_ttft_row(name, measure_ttft(edge, requests=TTFT_REQUESTS)))
+                if workers == 1:
+                    rows += _tool_rows(suite.url, headers, pids, duration_s)
                 suite.check_alive()
         if peers:
             rows += _peer_rows(provider_url, duration_s, problems)
