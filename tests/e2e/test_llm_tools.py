@@ -257,3 +257,27 @@ def test_messages_share_the_cache_and_usage_of_chat_completions(suite: RunningSu
     while _requests(suite, "gpt-4o-mini") < before + 2 and time.monotonic() < deadline:
         time.sleep(0.2)
     assert _requests(suite, "gpt-4o-mini") == before + 2
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_a_tool_call_answer_is_cached_whole(sdk: openai.OpenAI, fake: FakeProviderThread, model: str) -> None:
+    fake.tool_calls = TWO_CALLS
+    question = [{"role": "user", "content": f"Cacheable weather question for {model}"}]
+    sent = len(fake.requests)
+
+    answers = [
+        sdk.chat.completions.with_raw_response.create(
+            model=model,
+            messages=question,  # type: ignore[arg-type]
+            tools=[WEATHER_TOOL],  # type: ignore[list-item]
+            temperature=0,
+        )
+        for _ in range(2)
+    ]
+
+    assert [raw.headers["x-cache"] for raw in answers] == ["miss", "hit"]
+    first, second = (raw.parse().choices[0] for raw in answers)
+    assert second.finish_reason == first.finish_reason == "tool_calls"
+    assert _arguments(second.message.tool_calls) == _arguments(first.message.tool_calls)
+    assert [call.id for call in second.message.tool_calls or ()] == [call.id for call in first.message.tool_calls or ()]
+    assert len(fake.requests) == sent + 1
