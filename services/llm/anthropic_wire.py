@@ -386,7 +386,7 @@ class EventWriter:
         # Call index -> its block index.
         self._call_blocks: dict[int, int] = {}
 
-    def start(self) -> bytes:
+    def start(self, *, calls_first: bool = False) -> bytes:
         message: dict[str, Any] = {
             "id": self._message,
             "type": "message",

@@ -425,15 +425,24 @@ class ChunkWriter:
     """Frames one streamed completion as OpenAI `chat.completion.chunk` SSE events."""
 
     def __init__(self, completion_id: str, created: int, model: str, *, include_usage: bool) -> None:
-        self._head = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model}
+        self._head: dict[str, Any] = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+        }
+        # Asked for usage, every chunk has the field, null but in the last one (as OpenAI sends them).
+        if include_usage:
+            self._head["usage"] = None
         self._include_usage = include_usage
 
     def _event(self, choices: list[dict[str, Any]], **extra: Any) -> bytes:
         return sse.event({**self._head, "choices": choices, **extra})
 
-    def start(self) -> bytes:
-        """The first chunk: the assistant's role."""
-        return self._event([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
+    def start(self, *, calls_first: bool = False) -> bytes:
+        """The first chunk: the assistant's role, with null content when the answer opens with a tool call."""
+        delta = {"role": "assistant", "content": None if calls_first else ""}
+        return self._event([{"index": 0, "delta": delta, "finish_reason": None}])
 
     def delta(self, text: str) -> bytes:
         return self._event([{"index": 0, "delta": {"content": text}, "finish_reason": None}])

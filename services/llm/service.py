@@ -50,7 +50,7 @@ _ROLES = {"system": "system", "user": "user", "assistant": "assistant"}
 class StreamWriter(Protocol):
     """Frames one streamed answer in a wire format's Server-Sent Events."""
 
-    def start(self) -> bytes: ...
+    def start(self, *, calls_first: bool = False) -> bytes: ...
     def delta(self, text: str) -> bytes: ...
     def tool_call(self, piece: ToolCallDelta) -> bytes: ...
     def finish(self, reason: FinishReason, usage: Usage | None) -> bytes: ...
@@ -161,9 +161,7 @@ class LlmServicer(llm_pb2_grpc.LlmServiceServicer):
         plan = await self._plan(request, context)
         events = self._completions.stream(plan, current_caller(), self._timeout(context))
         writer: StreamWriter | None = None
-        started = False
-        # The opening frame rides with the next one: one gRPC write fewer before the first token.
-        opening = b""
+        started = opened = False
         try:
             async for event in with_keepalives(events, self._keepalive_s):
                 if not started and (event is None or isinstance(event, Served)):
@@ -171,20 +169,23 @@ class LlmServicer(llm_pb2_grpc.LlmServiceServicer):
                     started = True
                 if isinstance(event, Served):
                     writer = writer_for(event)
-                    opening = writer.start()
                     continue
                 if event is None:
                     frame = sse.KEEPALIVE
                 elif writer is None:
                     continue
-                elif isinstance(event, Delta):
-                    frame = writer.delta(event.text)
-                elif isinstance(event, ToolCallDelta):
-                    frame = writer.tool_call(event)
                 else:
-                    frame = writer.finish(event.finish_reason, event.usage)
-                yield httpbody_pb2.HttpBody(content_type=SSE, data=opening + frame)
-                opening = b""
+                    frame = b""
+                    # The opening frame rides with the first one: one gRPC write fewer before the first token.
+                    if not opened:
+                        frame, opened = writer.start(calls_first=isinstance(event, ToolCallDelta)), True
+                    if isinstance(event, Delta):
+                        frame += writer.delta(event.text)
+                    elif isinstance(event, ToolCallDelta):
+                        frame += writer.tool_call(event)
+                    else:
+                        frame += writer.finish(event.finish_reason, event.usage)
+                yield httpbody_pb2.HttpBody(content_type=SSE, data=frame)
         except (DomainError, MidStreamError) as error:
             cause = error.cause if isinstance(error, MidStreamError) else error
             if not started:
