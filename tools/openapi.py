@@ -75,6 +75,8 @@ OUTPUT = protogen.ROOT / "docs" / "openapi" / "spark.swagger.json"
 PLUGIN = "protoc-gen-swagger"
 REF = "#/definitions/"
 ERROR = "ErrorBody"
+OPENAI_ERROR = "OpenAIErrorBody"
+ANTHROPIC_ERROR = "AnthropicErrorBody"
 JSON_TYPE = "application/json"
 SSE_TYPE = "text/event-stream"
 HTTP_BODY = "google.api.HttpBody"
@@ -113,6 +115,40 @@ ERROR_SCHEMA: Json = {
         },
     },
 }
+
+OPENAI_ERROR_SCHEMA: Json = {
+    "type": "object",
+    "description": "An error on the OpenAI-compatible routes, in OpenAI's shape (the official SDKs read it).",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["message", "type"],
+            "properties": {
+                "message": {"type": "string"},
+                "type": {"type": "string", "description": "invalid_request_error, authentication_error, ..."},
+                "param": {"type": "string", "x-nullable": True, "description": "The first field at fault."},
+                "code": {"type": "string", "x-nullable": True, "description": "The reason, in lower case."},
+            },
+        }
+    },
+}
+
+ANTHROPIC_ERROR_SCHEMA: Json = {
+    "type": "object",
+    "description": "An error on /v1/messages, in Anthropic's shape (the official SDK reads it).",
+    "required": ["type", "error"],
+    "properties": {
+        "type": {"type": "string", "enum": ["error"]},
+        "error": {
+            "type": "object",
+            "required": ["type", "message"],
+            "properties": {"type": {"type": "string"}, "message": {"type": "string"}},
+        },
+    },
+}
+# The error body's definition for each route's error format (edge/routes.py).
+ERROR_BODIES: dict[str, str] = {"suite": ERROR, "openai": OPENAI_ERROR, "anthropic": ANTHROPIC_ERROR}
 
 SECURITY_DEFINITIONS: Json = {
     "AdminToken": {"type": "apiKey", "in": "header", "name": "X-Admin-Token", "description": "The `ADMIN_TOKEN`."},
@@ -803,10 +839,9 @@ def _body_field_type(index: ProtoIndex, binding: Binding) -> str:
     return field.type_name.lstrip(".")
 
 
-def _error_responses() -> Json:
-    return {
-        str(status): {"description": text, "schema": {"$ref": REF + ERROR}} for status, text in ERROR_RESPONSES.items()
-    }
+def _error_responses(route: HttpRoute) -> Json:
+    schema = {"$ref": REF + ERROR_BODIES[route.error_format]}
+    return {str(status): {"description": text, "schema": schema} for status, text in ERROR_RESPONSES.items()}
 
 
 def _operation(index: ProtoIndex, binding: Binding, route: HttpRoute, operation: Json) -> Json:
@@ -840,7 +875,7 @@ def _operation(index: ProtoIndex, binding: Binding, route: HttpRoute, operation:
     elif success.get("schema", {}).get("$ref") == REF + HTTP_BODY:
         raise SystemExit(f"{binding.rpc} answers a raw body: describe it in RAW_RESPONSES")
     responses[SUCCESS_STATUS.get(binding.rpc, "200")] = success
-    responses.update(_error_responses())
+    responses.update(_error_responses(route))
     responses.update(EXTRA_RESPONSES.get(binding.rpc, {}))
     if binding.admin:
         operation["security"] = ADMIN_SECURITY
@@ -925,6 +960,8 @@ def build(work_dir: Path) -> Json:
                     raise SystemExit(f"{verb.upper()} {path} is bound by two RPCs")
                 paths.setdefault(path, {})[verb] = _operation(index, binding, routes[binding], operation)
     definitions[ERROR] = [ERROR_SCHEMA]
+    definitions[OPENAI_ERROR] = [OPENAI_ERROR_SCHEMA]
+    definitions[ANTHROPIC_ERROR] = [ANTHROPIC_ERROR_SCHEMA]
     return {
         "swagger": "2.0",
         "info": {
