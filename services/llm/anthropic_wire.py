@@ -112,8 +112,8 @@ def _tool_use(block: dict[str, Any], where: str) -> ToolCall:
         refuse(f"{where}.id", f"must be a string of 1 to {tools.MAX_TOOL_ID_CHARS} characters")
     if not tools.valid_name(block.get("name")):
         refuse(f"{where}.name", tools.NAME_RULE)
-    if not isinstance(block.get("input"), dict):
-        refuse(f"{where}.input", "must be an object")
+    if not isinstance(block.get("input"), dict) or tools.too_deep(block["input"]):
+        refuse(f"{where}.input", f"must be an object of at most {tools.MAX_DEPTH} levels")
     return ToolCall(block["id"], block["name"], tools.arguments_text(block["input"]))
 
 
@@ -214,8 +214,10 @@ def _tool(raw: Any, where: str) -> Tool:
     ):
         refuse(f"{where}.description", f"must be a string of at most {tools.MAX_DESCRIPTION_CHARS} characters")
     schema = raw.get("input_schema")
-    if not isinstance(schema, dict) or schema.get("type") != "object":
-        refuse(f"{where}.input_schema", 'must be a JSON Schema of "type": "object"')
+    if not isinstance(schema, dict) or schema.get("type") != "object" or tools.too_deep(schema):
+        refuse(
+            f"{where}.input_schema", f'must be a JSON Schema of "type": "object" of at most {tools.MAX_DEPTH} levels'
+        )
     return Tool(raw["name"], schema, description)
 
 
@@ -244,7 +246,7 @@ def _tool_choice(raw: Any, offered: tuple[Tool, ...], problems: Violations) -> t
         if not offered:
             refuse("tool_choice", "is only allowed when tools are given")
         name = raw.get("name", "")
-        if mode == "function" and name not in {tool.name for tool in offered}:
+        if mode == "function" and (not isinstance(name, str) or name not in {tool.name for tool in offered}):
             refuse("tool_choice.name", "must name one of the tools")
         disable = raw.get("disable_parallel_tool_use")
         if disable is not None and not isinstance(disable, bool):

@@ -229,8 +229,8 @@ def _tool(raw: Any, where: str, problems: Violations) -> Tool | None:
         ):
             refuse(f"{where}.function.description", f"must be a string of at most {tools.MAX_DESCRIPTION_CHARS}")
         parameters = function.get("parameters", {"type": "object", "properties": {}})
-        if not isinstance(parameters, dict):
-            refuse(f"{where}.function.parameters", "must be a JSON Schema object")
+        if not isinstance(parameters, dict) or tools.too_deep(parameters):
+            refuse(f"{where}.function.parameters", f"must be a JSON Schema object of at most {tools.MAX_DEPTH} levels")
         strict = function.get("strict")
         if strict is not None and not isinstance(strict, bool):
             refuse(f"{where}.function.strict", "must be a boolean")

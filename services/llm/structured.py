@@ -14,6 +14,7 @@ from typing import Any
 import jsonschema_rs
 import orjson
 
+from services.llm import tools
 from services.llm.chat import ChatRequest, FinishReason
 
 # The schema that JSON mode (`json_object`) stands for: any object.
@@ -21,7 +22,7 @@ OPEN_OBJECT: dict[str, Any] = {"type": "object"}
 _SHOWN_ERROR_CHARS = 300
 # Deeper schemas are refused before compiling: the validator recurses natively, and a stack overflow there
 # would end the process rather than the request.
-MAX_SCHEMA_DEPTH = 64
+MAX_SCHEMA_DEPTH = tools.MAX_DEPTH
 
 
 @functools.lru_cache(maxsize=256)
@@ -31,7 +32,7 @@ def _compiled(schema_json: bytes) -> Any:
 
 def compile_schema(schema: dict[str, Any]) -> Any:
     """The schema's validator; ValueError, in words for the caller, when it is no JSON Schema."""
-    if _depth(schema) > MAX_SCHEMA_DEPTH:
+    if tools.too_deep(schema):
         raise ValueError(f"is nested deeper than {MAX_SCHEMA_DEPTH} levels")
     try:
         return _compiled(orjson.dumps(schema, option=orjson.OPT_SORT_KEYS))
@@ -57,20 +58,6 @@ def answer_problem(request: ChatRequest, text: str, finish_reason: FinishReason)
         return None
     where = "/".join(str(step) for step in error.instance_path) or "the top level"
     return f"the model's answer does not match the schema at {where}: {_first_line(error.message)}"
-
-
-def _depth(value: Any) -> int:
-    """How deeply objects and arrays nest in a JSON value, without recursion."""
-    deepest = 0
-    pending = [(value, 1)]
-    while pending:
-        item, level = pending.pop()
-        if isinstance(item, dict | list):
-            deepest = max(deepest, level)
-            if level <= MAX_SCHEMA_DEPTH:
-                children = item.values() if isinstance(item, dict) else item
-                pending.extend((child, level + 1) for child in children)
-    return deepest
 
 
 def _first_line(text: str) -> str:

@@ -34,6 +34,7 @@ from services.llm.providers.base import ProviderError, ProviderSettings, status_
 from services.llm.providers.direct import Answer, DirectClient, mapped_errors
 from services.llm.providers.finish import finish_reason
 from services.llm.providers.sse import sse_data, sse_lines
+from services.llm.tools import MAX_TOOL_CALLS
 
 Json = dict[str, Any]
 
@@ -132,8 +133,8 @@ def _tool_call_deltas(raw: object) -> list[ToolCallDelta]:
         function = item.get("function") or {}
         index, call_id, name = item["index"], item.get("id"), function.get("name")
         arguments = function.get("arguments") or ""
-        if type(index) is not int or not isinstance(arguments, str):
-            raise TypeError("a tool call delta's index or arguments has the wrong type")
+        if type(index) is not int or not 0 <= index < MAX_TOOL_CALLS or not isinstance(arguments, str):
+            raise TypeError("a tool call delta's index or arguments is not the protocol's")
         if not all(value is None or isinstance(value, str) for value in (call_id, name)):
             raise TypeError("a tool call delta's id or name is not a string")
         deltas.append(ToolCallDelta(index, arguments, id=call_id, name=name))
