@@ -742,14 +742,11 @@ def _route_config(settings: EdgeSettings) -> Json:
     return {"name": "edge", "virtual_hosts": [virtual_host], "max_direct_response_body_size_bytes": 4096}
 
 
-def _status_filter(http_status: int) -> Json:
+def _status_filter(http_status: int, op: str = "EQ") -> Json:
+    """A local-reply mapper's filter on the status: equal to it ("EQ"), or at least it ("GE")."""
+    key = f"edge.reply_{http_status}" if op == "EQ" else f"edge.reply_from_{http_status}"
     return {
-        "status_code_filter": {
-            "comparison": {
-                "op": "EQ",
-                "value": {"default_value": http_status, "runtime_key": f"edge.reply_{http_status}"},
-            }
-        }
+        "status_code_filter": {"comparison": {"op": op, "value": {"default_value": http_status, "runtime_key": key}}}
     }
 
 
@@ -771,17 +768,6 @@ def _cel_filter(expression: str) -> Json:
                 "@type": TYPE + "envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter",
                 "expression": expression,
             },
-        }
-    }
-
-
-def _status_at_least(http_status: int) -> Json:
-    return {
-        "status_code_filter": {
-            "comparison": {
-                "op": "GE",
-                "value": {"default_value": http_status, "runtime_key": f"edge.reply_from_{http_status}"},
-            }
         }
     }
 
@@ -910,7 +896,7 @@ def _local_reply_config() -> Json:
         for http_status, kind in ((500, server), (400, client)):
             mappers.append(
                 {
-                    "filter": {"and_filter": {"filters": [_status_at_least(http_status), on_path]}},
+                    "filter": {"and_filter": {"filters": [_status_filter(http_status, "GE"), on_path]}},
                     "body_format_override": _api_reply_format(error_format, kind, details),
                 }
             )
