@@ -27,6 +27,7 @@ from edge.routes import (
     HTTP_ROUTES,
     TRANSCODED_SERVICES,
     DirectReply,
+    ErrorFormat,
     HttpRoute,
     route_for_path,
 )
@@ -293,7 +294,7 @@ DEFAULT_ERROR_TYPES: dict[str, tuple[str, str]] = {
 }
 
 
-def error_type(error_format: str, http_status: int) -> str:
+def error_type(error_format: ErrorFormat, http_status: int) -> str:
     """The `type` of an error with this HTTP status in an API's shape."""
     client, server = DEFAULT_ERROR_TYPES[error_format]
     return ERROR_TYPES[error_format].get(http_status, server if http_status >= 500 else client)
@@ -552,7 +553,7 @@ def _route_lua(route: HttpRoute, *, head: bool = False) -> str:
     return "".join(parts)
 
 
-def _error_shape_lua(error_format: str) -> str:
+def _error_shape_lua(error_format: ErrorFormat) -> str:
     types = ", ".join(f'[{status}] = "{kind}"' for status, kind in sorted(ERROR_TYPES[error_format].items()))
     client, server = DEFAULT_ERROR_TYPES[error_format]
     return API_ERROR_LUA[error_format] + (
@@ -777,7 +778,7 @@ def _regex_literal(text: str) -> str:
     return "".join(c if c.isalnum() or c in "/_-:" else f"[{c}]" for c in text)
 
 
-def _api_paths(error_format: str) -> str:
+def _api_paths(error_format: ErrorFormat) -> str:
     """A CEL expression: whether the request's path, as the client sent it (the transcoder keeps it when it
     makes the path a gRPC method's), is one of the routes' with this error format (edge/routes.py)."""
     patterns = []
@@ -793,14 +794,14 @@ def _api_paths(error_format: str) -> str:
     return f"{path}.matches('^({'|'.join(patterns)})([?].*)?$')"
 
 
-def _reply_format(error_format: str, http_status: int, grpc_code: int | str, reason: str) -> Json:
+def _reply_format(error_format: ErrorFormat, http_status: int, grpc_code: int | str, reason: str) -> Json:
     """The JSON of Envoy's own reply in an error shape."""
     if error_format == "suite":
         return {"json_format": _error_body(grpc_code, "%LOCAL_REPLY_BODY%", reason), "content_type": JSON_CONTENT_TYPE}
     return _api_reply_format(error_format, error_type(error_format, http_status), reason)
 
 
-def _api_reply_format(error_format: str, kind: str, reason: str) -> Json:
+def _api_reply_format(error_format: ErrorFormat, kind: str, reason: str) -> Json:
     """The JSON of Envoy's own reply in an API's shape: `reason` is OpenAI's `code`, lowercased as the route's
     Lua lowercases a service's ErrorInfo reason (a command operator prints lowercase words already)."""
     if error_format == "openai":
@@ -881,7 +882,8 @@ def _local_reply_config() -> Json:
         *(([_status_filter(status)], status, code, details, {}) for status, code in GRPC_CODE_BY_HTTP.items()),
     ]
     mappers = [grpc_no_credential_mapper, grpc_mapper]
-    for error_format in ("openai", "anthropic"):
+    api_formats: tuple[ErrorFormat, ...] = ("openai", "anthropic")
+    for error_format in api_formats:
         on_path = _cel_filter(_api_paths(error_format))
         for filters, http_status, _, reason, sets in replies:
             mappers.append(

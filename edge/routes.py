@@ -15,7 +15,6 @@ from typing import Literal
 # The shape of a route's error bodies: the suite's `{"code", "message", "details"}`, or the API's own that its
 # SDKs read (`body["error"]`), OpenAI's or Anthropic's.
 ErrorFormat = Literal["suite", "openai", "anthropic"]
-ERROR_FORMATS: tuple[ErrorFormat, ...] = ("suite", "openai", "anthropic")
 
 
 @dataclass(frozen=True, slots=True)
