@@ -18,6 +18,7 @@ TARGETS = (
     "images",
     "kv_values",
     "llm_streams",
+    "messages_body",
     "multipart",
     "prompts",
     "sse",
