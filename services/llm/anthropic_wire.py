@@ -128,10 +128,16 @@ def _tool_result(block: dict[str, Any], where: str) -> ChatMessage:
         content = "".join(_text(item, f"{where}.content[{i}]") for i, item in enumerate(content))
     if not isinstance(content, str):
         refuse(f"{where}.content", "must be a string or an array of text blocks")
+    if block.get("is_error") not in (None, True, False):
+        refuse(f"{where}.is_error", "must be a boolean")
     if block.get("is_error") is True:
         # OpenAI's tool messages have no error flag: the text says it.
         content = f"Error: {content}"
     return ChatMessage("tool", content, tool_call_id=block["tool_use_id"])
+
+
+def _empty_text(item: object) -> bool:
+    return _is_text(item) and isinstance(item, dict) and item.get("text") == ""
 
 
 def _is_text(item: object) -> bool:
@@ -147,6 +153,9 @@ def _turn(raw: dict[str, Any], where: str) -> list[ChatMessage]:
     if role not in ("user", "assistant"):
         refuse(f"{where}.role", "must be user or assistant")
     content = raw.get("content")
+    # Anthropic refuses a turn with nothing in it; so does the gateway, for every provider.
+    if content == "" or (isinstance(content, list) and all(_empty_text(block) for block in content)):
+        refuse(f"{where}.content", "must not be empty")
     if isinstance(content, str):
         return [ChatMessage(role, content)]
     if not isinstance(content, list):
@@ -242,7 +251,13 @@ def _tool_choice(raw: Any, offered: tuple[Tool, ...], problems: Violations) -> t
         mode = _TOOL_MODES.get(str(raw.get("type"))) if isinstance(raw, dict) else None
         if mode is None or not isinstance(raw, dict):
             refuse("tool_choice", 'must be {"type": "auto" | "any" | "tool" | "none", ...}')
-        _fields(raw, {"type", "name", "disable_parallel_tool_use"}, "tool_choice")
+        _fields(
+            raw,
+            {"type", "name", "disable_parallel_tool_use"}
+            if mode == "function"
+            else {"type", "disable_parallel_tool_use"},
+            "tool_choice",
+        )
         if not offered:
             refuse("tool_choice", "is only allowed when tools are given")
         name = raw.get("name", "")

@@ -192,8 +192,12 @@ def _message(item: dict[str, Any], where: str, problems: Violations) -> ChatMess
         content = "" if raw_content is None and calls else _content(raw_content, f"{where}.content", problems)
         if content is None:
             return None
-        if role == "tool" and not isinstance(content, str) and any(isinstance(p, ImagePart) for p in content):
-            refuse(f"{where}.content", "a tool result must be text")
+        if (
+            role in ("tool", "assistant")
+            and not isinstance(content, str)
+            and any(isinstance(p, ImagePart) for p in content)
+        ):
+            refuse(f"{where}.content", f"a {role} message's content must be text")
         return ChatMessage(role, content, tool_calls=calls, tool_call_id=item.get("tool_call_id") or "")
     return None
 

@@ -296,3 +296,25 @@ def test_a_failure_mid_stream_is_an_anthropic_error_event() -> None:
         "error",
         {"type": "error", "error": {"type": "overloaded_error", "message": "openai broke off"}},
     )
+
+
+@pytest.mark.parametrize(
+    "turn",
+    [
+        {"role": "user", "content": ""},
+        {"role": "user", "content": []},
+        {"role": "assistant", "content": [{"type": "text", "text": ""}]},
+    ],
+)
+def test_an_empty_turn_is_refused(turn: dict[str, Any]) -> None:
+    assert _violations(messages=[USER, turn]) == ["messages[1].content"]
+
+
+def test_lax_tool_fields_are_refused() -> None:
+    result = {"type": "tool_result", "tool_use_id": "toolu_1", "content": "x", "is_error": "yes"}
+    assert "messages[2].content[0].is_error" in _violations(
+        messages=[USER, CALLED, {"role": "user", "content": [result]}]
+    )
+    assert "tool_choice.name" in _violations(
+        messages=[USER], tools=[WEATHER], tool_choice={"type": "auto", "name": "x"}
+    )
