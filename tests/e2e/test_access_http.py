@@ -27,11 +27,12 @@ import pytest
 from spark.access.v1 import access_pb2, access_pb2_grpc
 
 from edge.routes import TRANSCODED_SERVICES
+from services.access.gate import API_KEY_OR_ADMIN_TOKEN_REQUIRED
 from services.access.policy import ROUTE_CLASSES
 from services.common.descriptors import default_descriptor_path
 from services.common.routes import http_routes, load_descriptor_pool
 from tests.support import raw_http
-from tests.support.http import in_threads, json_error, wait_for
+from tests.support.http import api_error, error_shape, in_threads, json_error, wait_for
 from tests.support.redis_server import RedisServer
 from tests.support.suite import RunningSuite
 from tests.support.tools import venv_tool
@@ -108,18 +109,38 @@ def concrete(template: str) -> str:
     return re.sub(r"\{[^}]+\}", "1", template)
 
 
-def test_no_route_in_the_descriptor_set_is_reachable_without_a_key(edge: httpx.Client) -> None:
+def test_no_route_in_the_descriptor_set_is_reachable_without_a_key(keyed: RunningSuite, edge: httpx.Client) -> None:
     routes = http_routes(load_descriptor_pool(default_descriptor_path()), TRANSCODED_SERVICES)
     assert len(routes) > 30
+    agent = f"no-key-{uuid.uuid4().hex}"
+    refusals = []
     for route in routes:
         path = concrete(route.path)
-        response = edge.request(route.method, path, content=b"{}")
+        response = edge.request(route.method, path, content=b"{}", headers={"user-agent": agent})
         if path in PUBLIC_PATHS:
             assert response.status_code == 200, (route, response.text)
         else:
-            # No credential at all: refused at the edge, admin routes included, before the body is read.
-            body = refused(response, 401, "API_KEY_MISSING")
-            assert body["details"][0]["domain"] == "edge.spark", body
+            # No credential at all: refused at the edge, admin routes included, before the body is read; in
+            # the route's error shape, whose reason Anthropic's has no place for.
+            error = api_error(response, 401, API_KEY_OR_ADMIN_TOKEN_REQUIRED)
+            assert error.reason == ("API_KEY_MISSING" if error.shape != "anthropic" else None), (route, error)
+            if error.shape == "suite":
+                assert error.body["details"][0]["domain"] == "edge.spark", error.body
+            for name, value in SECURITY_HEADERS.items():
+                assert response.headers[name] == value, (route, name)
+            refusals.append((route.method, path))
+    assert {"openai", "anthropic", "suite"} <= {error_shape(path) for _, path in refusals}
+    # Each refusal is the edge's own (its credential check's), whatever shape the body has: the edge's log
+    # names the check, and no service saw the request.
+    access_log = Path(keyed.env["SPARK_EDGE_ACCESS_LOG"])
+
+    def logged() -> list[dict[str, Any]]:
+        lines = access_log.read_text(encoding="utf-8").splitlines()
+        return [entry for line in lines if agent in line and (entry := json.loads(line))["status"] == 401]
+
+    assert wait_for(lambda: len(logged()) >= len(refusals)), (len(logged()), len(refusals))
+    assert sorted((e["method"], e["path"]) for e in logged()) == sorted(refusals)
+    assert all(e["details"].startswith("rbac_access_denied") for e in logged()), logged()
     # A path no route knows reaches no service: Envoy answers 404 itself.
     assert edge.get("/no/such/route").status_code == 404
 

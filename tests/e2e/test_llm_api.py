@@ -15,6 +15,7 @@ import pytest
 
 from tests.conftest import FAILED_KEY
 from tests.fakes.providers import DEFAULT_REPLY, FakeProviderThread
+from tests.support.http import api_error
 from tests.support.suite import RunningSuite
 
 pytestmark = pytest.mark.e2e
@@ -129,6 +130,4 @@ def test_a_list_of_inputs_with_dimensions_as_floats(sdk: openai.OpenAI, fake: Fa
     ],
 )
 def test_bad_embeddings_requests_are_a_400_naming_the_field(suite: RunningSuite, body: Any, text: str) -> None:
-    response = httpx.post(f"{suite.base_url}/v1/embeddings", json=body, timeout=10)
-    assert response.status_code == 400, response.text
-    assert text in response.json()["message"]
+    api_error(httpx.post(f"{suite.base_url}/v1/embeddings", json=body, timeout=10), 400, text)
