@@ -31,7 +31,6 @@ from services.access.metrics import AccessMetrics
 from services.access.nonces import NonceBook
 from services.access.proofs import AdminProofs
 from services.access.quota import Quota
-from services.access.replies import retry_after
 from services.common.errors import DomainError, Unavailable
 from services.common.identity import (
     ANONYMOUS,
@@ -41,6 +40,7 @@ from services.common.identity import (
     MAX_CALLER_CHARS,
     USER_METADATA,
 )
+from services.common.retry import retry_after
 from services.common.store import Store, StoreError
 from services.common.transcoding import HTTP_STATUS_HEADER
 

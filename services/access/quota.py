@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from services.access.limiter import Decision, Limiter
 from services.access.policy import ClassLimit, Limits
-from services.access.replies import retry_after
 from services.common.errors import ResourceExhausted
+from services.common.retry import retry_after
 
 
 @dataclass(frozen=True, slots=True)

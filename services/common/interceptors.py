@@ -4,6 +4,7 @@ statuses and records metrics."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import time
@@ -25,6 +26,7 @@ from services.common.errors import (
     to_rpc_status,
 )
 from services.common.metrics import ServiceMetrics
+from services.common.retry import retry_after
 from services.common.store import StoreUnavailable
 
 logger = logging.getLogger(__name__)
@@ -69,6 +71,8 @@ async def _on_error(
         outcome.code = status_code_of(error).name
         if outcome.code == "INTERNAL":
             logger.error("domain error mapped to INTERNAL in %s", method, exc_info=error)
+        if error.retry_after_s is not None:
+            await _say_retry_after(context, error.retry_after_s)
         await _abort(context, to_rpc_status(error))
     elif isinstance(error, grpc.aio.AbortError):
         code = context.code()
@@ -81,6 +85,14 @@ async def _on_error(
         outcome.code = "INTERNAL"
         logger.error("unhandled error in %s", method, exc_info=error)
         await _abort(context, internal_status())
+
+
+async def _say_retry_after(context: grpc.aio.ServicerContext[Any, Any], seconds: float) -> None:
+    """`Retry-After` for HTTP callers, whose error bodies may not carry the RetryInfo detail (OpenAI's and
+    Anthropic's shapes have no place for it); a no-op when the call's headers went out already (a stream that
+    had begun, or a check that said it with its own headers)."""
+    with contextlib.suppress(grpc.aio.UsageError):
+        await context.send_initial_metadata((("retry-after", retry_after(seconds)),))
 
 
 @dataclass(frozen=True, slots=True)

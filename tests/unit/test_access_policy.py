@@ -10,8 +10,8 @@ import pytest
 
 from services.access.config import read_config
 from services.access.policy import DEFAULT_LIMITS_PATH, ROUTE_CLASSES, PolicyError, load_limits, parse_limits
-from services.access.replies import retry_after
 from services.common.config import ConfigError
+from services.common.retry import retry_after
 
 INTERNAL = {"SPARK_INTERNAL_TOKEN": "i" * 64}
 

@@ -1,4 +1,4 @@
-"""Seconds as rate-limit headers say them: Retry-After and X-RateLimit-Reset."""
+"""Seconds as HTTP says them: Retry-After (and the rate limits' X-RateLimit-Reset)."""
 
 from __future__ import annotations
 
