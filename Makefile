@@ -13,8 +13,8 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 unexport PIP_FIND_LINKS PIP_CONSTRAINT PIP_REQUIRE_VIRTUALENV
 PIP_INSTALL := $(PY) -m pip install --quiet --require-hashes
 
-DEBIAN_TEST_PACKAGES := redis-server openssl golang-grpc-gateway curl jq
-DEBIAN_BENCH_PACKAGES := wrk redis-tools webdis
+DEBIAN_TEST_PACKAGES := redis-server openssl golang-grpc-gateway curl jq chromium
+DEBIAN_BENCH_PACKAGES := wrk redis-tools webdis nginx-light
 
 .PHONY: run test install install-dev test-deps debian-test-deps protos lint lock bench clean
 
