@@ -61,7 +61,9 @@ debian-test-deps:
 	@$(call debian_packages,$(DEBIAN_TEST_PACKAGES))
 
 $(NODE_TOOLS)/node_modules/.installed: $(NODE_TOOLS)/package-lock.json
-	npm ci --prefix $(NODE_TOOLS) --omit=peer --silent --no-audit --no-fund
+	# From inside the folder, not with --prefix: --prefix moves npm's global config (the machine's registry and
+	# certificate settings, /usr/etc/npmrc) to a folder of the project that has none.
+	cd $(NODE_TOOLS) && npm ci --omit=peer --silent --no-audit --no-fund
 	touch $@
 
 # Regenerate the committed stubs and the edge's descriptor set after editing protos/.
