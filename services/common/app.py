@@ -1,0 +1,84 @@
+"""Which Spark app the suite hosts, and the rule for app names.
+
+Every service, the edge and the launcher read the hosted app's name here, so that all of them agree: it is
+`SPARK_APP_NAME`, else the `app` of the `runtime.config.json` in the app's repository root (the parent of
+`SPARK_APP_DIR`, the `dist/` of `npm run build`, which is where the Spark vite plugin reads that file), else
+`default`. The app `default` keeps the store layout of suites that hosted no named app, so an upgraded suite
+serves its existing data as the default app's.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+from services.common.config import EnvReader
+
+# The gRPC metadata key (and HTTP header) that names the app a call is for, where a path does not.
+APP_HEADER = "x-spark-app"
+# The app whose data lives in the store's original layout.
+DEFAULT_APP = "default"
+# The file of a Spark app's repository that names the app (`{"app": "<name>", ...}`).
+RUNTIME_CONFIG = "runtime.config.json"
+APP_NAME_MAX = 64
+
+_APP_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
+APP_NAME_RULE = "1 to 64 of A-Z, a-z, 0-9, '.', '_' and '-', not starting with '.'"
+
+
+def valid_app_name(name: str) -> bool:
+    """True if `name` is an app name: 1 to 64 of `[A-Za-z0-9._-]`, not starting with a dot."""
+    return _APP_NAME.fullmatch(name) is not None
+
+
+def read_app_name(env: EnvReader | Mapping[str, str]) -> str:
+    """The hosted app's name from `SPARK_APP_NAME`, else `runtime.config.json`'s `app` beside `SPARK_APP_DIR`,
+    else `default`.
+
+    Given an EnvReader, an invalid name is recorded as one of its problems (and `default` returned); given a
+    plain mapping, it raises ConfigError at once.
+    """
+    if isinstance(env, EnvReader):
+        return _read(env)
+    reader = EnvReader(env)
+    name = _read(reader)
+    reader.finish()
+    return name
+
+
+def _read(env: EnvReader) -> str:
+    explicit = env.optional_text("SPARK_APP_NAME")
+    if explicit is not None:
+        if valid_app_name(explicit):
+            return explicit
+        env.problem(f"SPARK_APP_NAME={explicit!r} is not an app name ({APP_NAME_RULE})")
+        return DEFAULT_APP
+    app_dir = env.optional_text("SPARK_APP_DIR")
+    if app_dir is None:
+        return DEFAULT_APP
+    config_file = Path(app_dir).expanduser().resolve().parent / RUNTIME_CONFIG
+    name = _configured_name(env, config_file)
+    if name is None:
+        return DEFAULT_APP
+    if valid_app_name(name):
+        return name
+    env.problem(f"the app {name!r} of {config_file} is not an app name ({APP_NAME_RULE}); set SPARK_APP_NAME")
+    return DEFAULT_APP
+
+
+def _configured_name(env: EnvReader, config_file: Path) -> str | None:
+    """The `app` of a runtime.config.json as written (None where the file or the field is absent)."""
+    try:
+        document = json.loads(config_file.read_bytes())
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        env.problem(f"{config_file} cannot be read: {error.strerror or error}")
+        return None
+    except ValueError:
+        env.problem(f"{config_file} is not JSON")
+        return None
+    name = document.get("app") if isinstance(document, dict) else None
+    return None if name is None else str(name) if isinstance(name, str) else repr(name)
