@@ -9,6 +9,7 @@ check themselves (services/access/checkpoint.py).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -22,7 +23,9 @@ class HttpRoute:
     """One class of transcoded HTTP routes."""
 
     name: str
-    match: dict[str, str]
+    # An Envoy RouteMatch: `path`, `path_separated_prefix`, or `safe_regex` (`{"regex": ...}`, RE2 on the whole
+    # path) where a path template's variable comes first (`/runtime/{app}/...`).
+    match: dict[str, str | dict[str, str]]
     upstream: str
     # None: the edge default; "kv": the KV value limit; "restore": the prompt-restore limit; "llm": the chat limit;
     # "vision": the image-upload limit.
@@ -61,6 +64,11 @@ class DirectReply:
     error_format: ErrorFormat = "suite"
 
 
+def _runtime(rest: str) -> dict[str, str | dict[str, str]]:
+    """The match of `/runtime/{app}/<rest>` (`rest` a regex) for any one path segment as the app."""
+    return {"safe_regex": {"regex": "/runtime/[^/]+/" + rest}}
+
+
 HTTP_ROUTES: tuple[HttpRoute, ...] = (
     HttpRoute(
         "healthz",
@@ -76,6 +84,12 @@ HTTP_ROUTES: tuple[HttpRoute, ...] = (
     HttpRoute("spark-user", {"path": "/_spark/user"}, "access", idempotent=True),
     # The runtime always reports `{"url", "load_ms"}`: an empty report would be counted as a 0 ms load.
     HttpRoute("spark-loaded", {"path": "/_spark/loaded"}, "access", json_body="required"),
+    # The same routes for the app `{app}` (the Spark vite plugin's dev proxy calls them); the app name is checked
+    # by the services (and by the `runtime-invalid-app` reply below for what no name can hold).
+    HttpRoute("runtime-kv", _runtime("kv(/.*)?"), "kv", body_limit="kv", idempotent=True),
+    HttpRoute("runtime-db", _runtime("db(/.*)?"), "kv", idempotent=True),
+    HttpRoute("runtime-user", _runtime("user"), "access", idempotent=True),
+    HttpRoute("runtime-loaded", _runtime("loaded"), "access", json_body="required"),
     HttpRoute(
         "prompts",
         {"path_separated_prefix": "/v1/prompts"},
@@ -168,6 +182,15 @@ HTTP_ROUTES: tuple[HttpRoute, ...] = (
 DIRECT_REPLIES: tuple[DirectReply, ...] = (
     # `encodeURIComponent("")` leaves the key segment empty; no template matches it.
     DirectReply("spark-kv-empty-key", {"path": "/_spark/kv/"}, 400, "key must not be empty"),
+    DirectReply("runtime-kv-empty-key", {"safe_regex": {"regex": "/runtime/[^/]+/kv/"}}, 400, "key must not be empty"),
+    # A `/runtime/{app}/...` segment that no app name can be: empty, starting with a dot, or holding another
+    # character than A-Za-z0-9._- (its length, over 64, the services check: RE2 programs must stay small).
+    DirectReply(
+        "runtime-invalid-app",
+        {"safe_regex": {"regex": "/runtime/([.][^/]*|[^/]*[^-A-Za-z0-9._/][^/]*)?/(kv|db|user|loaded)(/.*)?"}},
+        400,
+        "app must be 1 to 64 of A-Z, a-z, 0-9, '.', '_' and '-', not starting with '.'",
+    ),
     # OpenAI SDKs call it for `client.responses`: say what to use instead of a bare 404.
     DirectReply(
         "openai-responses",
@@ -182,8 +205,11 @@ DIRECT_REPLIES: tuple[DirectReply, ...] = (
 def route_for_path(path: str) -> HttpRoute | None:
     """The route class that serves a path template (its variables match like any segment), if any."""
     for route in HTTP_ROUTES:
-        exact, prefix = route.match.get("path"), route.match.get("path_separated_prefix")
-        if path == exact or (prefix is not None and (path == prefix or path.startswith(prefix + "/"))):
+        exact, prefix, regex = (route.match.get(kind) for kind in ("path", "path_separated_prefix", "safe_regex"))
+        if path == exact or (isinstance(prefix, str) and (path == prefix or path.startswith(prefix + "/"))):
+            return route
+        # A template's `{variable}` holds no slash, so it matches a regex's `[^/]+` as a segment would.
+        if isinstance(regex, dict) and re.fullmatch(regex["regex"], path):
             return route
     return None
 

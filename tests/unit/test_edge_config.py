@@ -153,6 +153,8 @@ def test_in_keys_mode_a_request_without_any_credential_stops_at_the_edge_but_on_
         "grpc-grpc.reflection.v1.ServerReflection",
         "grpc-grpc.health.v1.Health",
         "spark-kv-empty-key",
+        "runtime-kv-empty-key",
+        "runtime-invalid-app",
         "openai-responses",
     }
     mappers = manager["local_reply_config"]["mappers"]

@@ -31,6 +31,12 @@ def test_kv_routes_are_exactly_its_http_rules(pool: descriptor_pool.DescriptorPo
         HttpRoute("GET", "/_spark/kv/{key}", f"{KV}/GetSparkValue"),
         HttpRoute("POST", "/_spark/kv/{key}", f"{KV}/SetSparkValue"),
         HttpRoute("PUT", "/_spark/kv/{key}", f"{KV}/SetSparkValue"),
+        HttpRoute("GET", "/runtime/{app}/db/collections/{name}", f"{KV}/ListSparkCollection"),
+        HttpRoute("GET", "/runtime/{app}/kv", f"{KV}/ListSparkKeys"),
+        HttpRoute("DELETE", "/runtime/{app}/kv/{key}", f"{KV}/DeleteSparkValue"),
+        HttpRoute("GET", "/runtime/{app}/kv/{key}", f"{KV}/GetSparkValue"),
+        HttpRoute("POST", "/runtime/{app}/kv/{key}", f"{KV}/SetSparkValue"),
+        HttpRoute("PUT", "/runtime/{app}/kv/{key}", f"{KV}/SetSparkValue"),
     ]
 
 

@@ -26,7 +26,7 @@ from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from spark.policy.v1 import policy_pb2 as spark_dot_policy_dot_v1_dot_policy__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cspark/access/v1/access.proto\x12\x0fspark.access.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1cspark/policy/v1/policy.proto\"V\n\x04User\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05login\x18\x02 \x01(\t\x12\r\n\x05\x65mail\x18\x03 \x01(\t\x12\x12\n\navatar_url\x18\x04 \x01(\t\x12\x10\n\x08is_owner\x18\x05 \x01(\x08\"\x10\n\x0eGetUserRequest\"1\n\x11RecordLoadRequest\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x0f\n\x07load_ms\x18\x02 \x01(\x01\"\x14\n\x12RecordLoadResponse\"^\n\x13\x43reateApiKeyRequest\x12#\n\x04user\x18\x01 \x01(\x0b\x32\x15.spark.access.v1.User\x12\r\n\x05label\x18\x02 \x01(\t\x12\x13\n\x0bupdate_user\x18\x03 \x01(\x08\"\\\n\x06\x41piKey\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12#\n\x04user\x18\x03 \x01(\x0b\x32\x15.spark.access.v1.User\x12\x12\n\ncreated_at\x18\x04 \x01(\t\"L\n\x14\x43reateApiKeyResponse\x12$\n\x03key\x18\x01 \x01(\x0b\x32\x17.spark.access.v1.ApiKey\x12\x0e\n\x06secret\x18\x02 \x01(\t\"\x14\n\x12ListApiKeysRequest\"<\n\x13ListApiKeysResponse\x12%\n\x04keys\x18\x01 \x03(\x0b\x32\x17.spark.access.v1.ApiKey\"!\n\x13RevokeApiKeyRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x16\n\x14RevokeApiKeyResponse\"\x12\n\x10GetPolicyRequest\"W\n\tRateLimit\x12\x13\n\x0broute_class\x18\x01 \x01(\t\x12\x10\n\x08per_user\x18\x02 \x01(\x05\x12\x13\n\x0bper_address\x18\x03 \x01(\x05\x12\x0e\n\x06window\x18\x04 \x01(\t\"\x90\x01\n\x06Policy\x12\x0c\n\x04mode\x18\x01 \x01(\t\x12*\n\x06limits\x18\x02 \x03(\x0b\x32\x1a.spark.access.v1.RateLimit\x12\x14\n\x0cnonce_routes\x18\x03 \x03(\t\x12\x13\n\x0bnonce_ttl_s\x18\x04 \x01(\x05\x12!\n\x19\x61uth_failures_per_address\x18\x05 \x01(\x05\x32\xe1\x05\n\rAccessService\x12\x62\n\x07GetUser\x12\x1f.spark.access.v1.GetUserRequest\x1a\x15.spark.access.v1.User\"\x1f\xb2\xe1\x18\x07\n\x05spark\x82\xd3\xe4\x93\x02\x0e\x12\x0c/_spark/user\x12{\n\nRecordLoad\x12\".spark.access.v1.RecordLoadRequest\x1a#.spark.access.v1.RecordLoadResponse\"$\xb2\xe1\x18\x07\n\x05spark\x82\xd3\xe4\x93\x02\x13\"\x0e/_spark/loaded:\x01*\x12\x80\x01\n\x0c\x43reateApiKey\x12$.spark.access.v1.CreateApiKeyRequest\x1a%.spark.access.v1.CreateApiKeyResponse\"#\xb2\xe1\x18\t\n\x05\x61\x64min\x10\x01\x82\xd3\xe4\x93\x02\x10\"\x0b/admin/keys:\x01*\x12z\n\x0bListApiKeys\x12#.spark.access.v1.ListApiKeysRequest\x1a$.spark.access.v1.ListApiKeysResponse\" \xb2\xe1\x18\t\n\x05\x61\x64min\x10\x01\x82\xd3\xe4\x93\x02\r\x12\x0b/admin/keys\x12\x82\x01\n\x0cRevokeApiKey\x12$.spark.access.v1.RevokeApiKeyRequest\x1a%.spark.access.v1.RevokeApiKeyResponse\"%\xb2\xe1\x18\t\n\x05\x61\x64min\x10\x01\x82\xd3\xe4\x93\x02\x12*\x10/admin/keys/{id}\x12k\n\tGetPolicy\x12!.spark.access.v1.GetPolicyRequest\x1a\x17.spark.access.v1.Policy\"\"\xb2\xe1\x18\t\n\x05\x61\x64min\x10\x01\x82\xd3\xe4\x93\x02\x0f\x12\r/admin/policyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cspark/access/v1/access.proto\x12\x0fspark.access.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1cspark/policy/v1/policy.proto\"V\n\x04User\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05login\x18\x02 \x01(\t\x12\r\n\x05\x65mail\x18\x03 \x01(\t\x12\x12\n\navatar_url\x18\x04 \x01(\t\x12\x10\n\x08is_owner\x18\x05 \x01(\x08\"\x1d\n\x0eGetUserRequest\x12\x0b\n\x03\x61pp\x18\x01 \x01(\t\">\n\x11RecordLoadRequest\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x0f\n\x07load_ms\x18\x02 \x01(\x01\x12\x0b\n\x03\x61pp\x18\x03 \x01(\t\"\x14\n\x12RecordLoadResponse\"^\n\x13\x43reateApiKeyRequest\x12#\n\x04user\x18\x01 \x01(\x0b\x32\x15.spark.access.v1.User\x12\r\n\x05label\x18\x02 \x01(\t\x12\x13\n\x0bupdate_user\x18\x03 \x01(\x08\"\\\n\x06\x41piKey\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12#\n\x04user\x18\x03 \x01(\x0b\x32\x15.spark.access.v1.User\x12\x12\n\ncreated_at\x18\x04 \x01(\t\"L\n\x14\x43reateApiKeyResponse\x12$\n\x03key\x18\x01 \x01(\x0b\x32\x17.spark.access.v1.ApiKey\x12\x0e\n\x06secret\x18\x02 \x01(\t\"\x14\n\x12ListApiKeysRequest\"<\n\x13ListApiKeysResponse\x12%\n\x04keys\x18\x01 \x03(\x0b\x32\x17.spark.access.v1.ApiKey\"!\n\x13RevokeApiKeyRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x16\n\x14RevokeApiKeyResponse\"\x12\n\x10GetPolicyRequest\"W\n\tRateLimit\x12\x13\n\x0broute_class\x18\x01 \x01(\t\x12\x10\n\x08per_user\x18\x02 \x01(\x05\x12\x13\n\x0bper_address\x18\x03 \x01(\x05\x12\x0e\n\x06window\x18\x04 \x01(\t\"\x90\x01\n\x06Policy\x12\x0c\n\x04mode\x18\x01 \x01(\t\x12*\n\x06limits\x18\x02 \x03(\x0b\x32\x1a.spark.access.v1.RateLimit\x12\x14\n\x0cnonce_routes\x18\x03 \x03(\t\x12\x13\n\x0bnonce_ttl_s\x18\x04 \x01(\x05\x12!\n\x19\x61uth_failures_per_address\x18\x05 \x01(\x05\x32\x95\x06\n\rAccessService\x12y\n\x07GetUser\x12\x1f.spark.access.v1.GetUserRequest\x1a\x15.spark.access.v1.User\"6\xb2\xe1\x18\x07\n\x05spark\x82\xd3\xe4\x93\x02%\x12\x0c/_spark/userZ\x15\x12\x13/runtime/{app}/user\x12\x97\x01\n\nRecordLoad\x12\".spark.access.v1.RecordLoadRequest\x1a#.spark.access.v1.RecordLoadResponse\"@\xb2\xe1\x18\x07\n\x05spark\x82\xd3\xe4\x93\x02/\"\x0e/_spark/loaded:\x01*Z\x1a\"\x15/runtime/{app}/loaded:\x01*\x12\x80\x01\n\x0c\x43reateApiKey\x12$.spark.access.v1.CreateApiKeyRequest\x1a%.spark.access.v1.CreateApiKeyResponse\"#\xb2\xe1\x18\t\n\x05\x61\x64min\x10\x01\x82\xd3\xe4\x93\x02\x10\"\x0b/admin/keys:\x01*\x12z\n\x0bListApiKeys\x12#.spark.access.v1.ListApiKeysRequest\x1a$.spark.access.v1.ListApiKeysResponse\" \xb2\xe1\x18\t\n\x05\x61\x64min\x10\x01\x82\xd3\xe4\x93\x02\r\x12\x0b/admin/keys\x12\x82\x01\n\x0cRevokeApiKey\x12$.spark.access.v1.RevokeApiKeyRequest\x1a%.spark.access.v1.RevokeApiKeyResponse\"%\xb2\xe1\x18\t\n\x05\x61\x64min\x10\x01\x82\xd3\xe4\x93\x02\x12*\x10/admin/keys/{id}\x12k\n\tGetPolicy\x12!.spark.access.v1.GetPolicyRequest\x1a\x17.spark.access.v1.Policy\"\"\xb2\xe1\x18\t\n\x05\x61\x64min\x10\x01\x82\xd3\xe4\x93\x02\x0f\x12\r/admin/policyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,9 +34,9 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'spark.access.v1.access_pb2'
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ACCESSSERVICE'].methods_by_name['GetUser']._loaded_options = None
-  _globals['_ACCESSSERVICE'].methods_by_name['GetUser']._serialized_options = b'\262\341\030\007\n\005spark\202\323\344\223\002\016\022\014/_spark/user'
+  _globals['_ACCESSSERVICE'].methods_by_name['GetUser']._serialized_options = b'\262\341\030\007\n\005spark\202\323\344\223\002%\022\014/_spark/userZ\025\022\023/runtime/{app}/user'
   _globals['_ACCESSSERVICE'].methods_by_name['RecordLoad']._loaded_options = None
-  _globals['_ACCESSSERVICE'].methods_by_name['RecordLoad']._serialized_options = b'\262\341\030\007\n\005spark\202\323\344\223\002\023\"\016/_spark/loaded:\001*'
+  _globals['_ACCESSSERVICE'].methods_by_name['RecordLoad']._serialized_options = b'\262\341\030\007\n\005spark\202\323\344\223\002/\"\016/_spark/loaded:\001*Z\032\"\025/runtime/{app}/loaded:\001*'
   _globals['_ACCESSSERVICE'].methods_by_name['CreateApiKey']._loaded_options = None
   _globals['_ACCESSSERVICE'].methods_by_name['CreateApiKey']._serialized_options = b'\262\341\030\t\n\005admin\020\001\202\323\344\223\002\020\"\013/admin/keys:\001*'
   _globals['_ACCESSSERVICE'].methods_by_name['ListApiKeys']._loaded_options = None
@@ -48,31 +48,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_USER']._serialized_start=109
   _globals['_USER']._serialized_end=195
   _globals['_GETUSERREQUEST']._serialized_start=197
-  _globals['_GETUSERREQUEST']._serialized_end=213
-  _globals['_RECORDLOADREQUEST']._serialized_start=215
-  _globals['_RECORDLOADREQUEST']._serialized_end=264
-  _globals['_RECORDLOADRESPONSE']._serialized_start=266
-  _globals['_RECORDLOADRESPONSE']._serialized_end=286
-  _globals['_CREATEAPIKEYREQUEST']._serialized_start=288
-  _globals['_CREATEAPIKEYREQUEST']._serialized_end=382
-  _globals['_APIKEY']._serialized_start=384
-  _globals['_APIKEY']._serialized_end=476
-  _globals['_CREATEAPIKEYRESPONSE']._serialized_start=478
-  _globals['_CREATEAPIKEYRESPONSE']._serialized_end=554
-  _globals['_LISTAPIKEYSREQUEST']._serialized_start=556
-  _globals['_LISTAPIKEYSREQUEST']._serialized_end=576
-  _globals['_LISTAPIKEYSRESPONSE']._serialized_start=578
-  _globals['_LISTAPIKEYSRESPONSE']._serialized_end=638
-  _globals['_REVOKEAPIKEYREQUEST']._serialized_start=640
-  _globals['_REVOKEAPIKEYREQUEST']._serialized_end=673
-  _globals['_REVOKEAPIKEYRESPONSE']._serialized_start=675
-  _globals['_REVOKEAPIKEYRESPONSE']._serialized_end=697
-  _globals['_GETPOLICYREQUEST']._serialized_start=699
-  _globals['_GETPOLICYREQUEST']._serialized_end=717
-  _globals['_RATELIMIT']._serialized_start=719
-  _globals['_RATELIMIT']._serialized_end=806
-  _globals['_POLICY']._serialized_start=809
-  _globals['_POLICY']._serialized_end=953
-  _globals['_ACCESSSERVICE']._serialized_start=956
-  _globals['_ACCESSSERVICE']._serialized_end=1693
+  _globals['_GETUSERREQUEST']._serialized_end=226
+  _globals['_RECORDLOADREQUEST']._serialized_start=228
+  _globals['_RECORDLOADREQUEST']._serialized_end=290
+  _globals['_RECORDLOADRESPONSE']._serialized_start=292
+  _globals['_RECORDLOADRESPONSE']._serialized_end=312
+  _globals['_CREATEAPIKEYREQUEST']._serialized_start=314
+  _globals['_CREATEAPIKEYREQUEST']._serialized_end=408
+  _globals['_APIKEY']._serialized_start=410
+  _globals['_APIKEY']._serialized_end=502
+  _globals['_CREATEAPIKEYRESPONSE']._serialized_start=504
+  _globals['_CREATEAPIKEYRESPONSE']._serialized_end=580
+  _globals['_LISTAPIKEYSREQUEST']._serialized_start=582
+  _globals['_LISTAPIKEYSREQUEST']._serialized_end=602
+  _globals['_LISTAPIKEYSRESPONSE']._serialized_start=604
+  _globals['_LISTAPIKEYSRESPONSE']._serialized_end=664
+  _globals['_REVOKEAPIKEYREQUEST']._serialized_start=666
+  _globals['_REVOKEAPIKEYREQUEST']._serialized_end=699
+  _globals['_REVOKEAPIKEYRESPONSE']._serialized_start=701
+  _globals['_REVOKEAPIKEYRESPONSE']._serialized_end=723
+  _globals['_GETPOLICYREQUEST']._serialized_start=725
+  _globals['_GETPOLICYREQUEST']._serialized_end=743
+  _globals['_RATELIMIT']._serialized_start=745
+  _globals['_RATELIMIT']._serialized_end=832
+  _globals['_POLICY']._serialized_start=835
+  _globals['_POLICY']._serialized_end=979
+  _globals['_ACCESSSERVICE']._serialized_start=982
+  _globals['_ACCESSSERVICE']._serialized_end=1771
 # @@protoc_insertion_point(module_scope)

@@ -23,16 +23,20 @@ class User(_message.Message):
     def __init__(self, id: _Optional[str] = ..., login: _Optional[str] = ..., email: _Optional[str] = ..., avatar_url: _Optional[str] = ..., is_owner: _Optional[bool] = ...) -> None: ...
 
 class GetUserRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("app",)
+    APP_FIELD_NUMBER: _ClassVar[int]
+    app: str
+    def __init__(self, app: _Optional[str] = ...) -> None: ...
 
 class RecordLoadRequest(_message.Message):
-    __slots__ = ("url", "load_ms")
+    __slots__ = ("url", "load_ms", "app")
     URL_FIELD_NUMBER: _ClassVar[int]
     LOAD_MS_FIELD_NUMBER: _ClassVar[int]
+    APP_FIELD_NUMBER: _ClassVar[int]
     url: str
     load_ms: float
-    def __init__(self, url: _Optional[str] = ..., load_ms: _Optional[float] = ...) -> None: ...
+    app: str
+    def __init__(self, url: _Optional[str] = ..., load_ms: _Optional[float] = ..., app: _Optional[str] = ...) -> None: ...
 
 class RecordLoadResponse(_message.Message):
     __slots__ = ()

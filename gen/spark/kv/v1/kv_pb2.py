@@ -29,7 +29,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from spark.policy.v1 import policy_pb2 as spark_dot_policy_dot_v1_dot_policy__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14spark/kv/v1/kv.proto\x12\x0bspark.kv.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cspark/policy/v1/policy.proto\"*\n\x14ListSparkKeysRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\"7\n\x14GetSparkValueRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x12\n\ncollection\x18\x02 \x01(\t\"[\n\x14SetSparkValueRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x12\n\ncollection\x18\x02 \x01(\t\x12\"\n\x04\x62ody\x18\x03 \x01(\x0b\x32\x14.google.api.HttpBody\">\n\x15SetSparkValueResponse\x12\x0f\n\x07written\x18\x01 \x01(\x08\x12\x14\n\x0cversionstamp\x18\x02 \x01(\t\":\n\x17\x44\x65leteSparkValueRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x12\n\ncollection\x18\x02 \x01(\t\"+\n\x18\x44\x65leteSparkValueResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x08\"*\n\x1aListSparkCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"~\n\x05\x45ntry\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\r\n\x05value\x18\x03 \x01(\t\x12\x14\n\x0cversionstamp\x18\x04 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"2\n\x0fGetEntryRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\"5\n\x10GetEntryResponse\x12!\n\x05\x65ntry\x18\x01 \x01(\x0b\x32\x12.spark.kv.v1.Entry\"\xbf\x01\n\x0fSetEntryRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\r\n\x05value\x18\x03 \x01(\t\x12\"\n\x15\x65xpected_versionstamp\x18\x04 \x01(\tH\x00\x88\x01\x01\x12\x16\n\x0eonly_if_absent\x18\x05 \x01(\x08\x12&\n\x03ttl\x18\x06 \x01(\x0b\x32\x19.google.protobuf.DurationB\x18\n\x16_expected_versionstamp\"(\n\x10SetEntryResponse\x12\x14\n\x0cversionstamp\x18\x01 \x01(\t\"s\n\x12\x44\x65leteEntryRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\"\n\x15\x65xpected_versionstamp\x18\x03 \x01(\tH\x00\x88\x01\x01\x42\x18\n\x16_expected_versionstamp\"&\n\x13\x44\x65leteEntryResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x08\"r\n\x12ListEntriesRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0e\n\x06prefix\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\x12\x11\n\tkeys_only\x18\x05 \x01(\x08\"S\n\x13ListEntriesResponse\x12#\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x12.spark.kv.v1.Entry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xe0\x07\n\tKvService\x12\x64\n\rListSparkKeys\x12!.spark.kv.v1.ListSparkKeysRequest\x1a\x14.google.api.HttpBody\"\x1a\xb2\xe1\x18\x04\n\x02kv\x82\xd3\xe4\x93\x02\x0c\x12\n/_spark/kv\x12j\n\rGetSparkValue\x12!.spark.kv.v1.GetSparkValueRequest\x1a\x14.google.api.HttpBody\" \xb2\xe1\x18\x04\n\x02kv\x82\xd3\xe4\x93\x02\x12\x12\x10/_spark/kv/{key}\x12\x98\x01\n\rSetSparkValue\x12!.spark.kv.v1.SetSparkValueRequest\x1a\".spark.kv.v1.SetSparkValueResponse\"@\xb2\xe1\x18\x04\n\x02kv\x82\xd3\xe4\x93\x02\x32\"\x10/_spark/kv/{key}:\x04\x62odyZ\x18\x1a\x10/_spark/kv/{key}:\x04\x62ody\x12\x81\x01\n\x10\x44\x65leteSparkValue\x12$.spark.kv.v1.DeleteSparkValueRequest\x1a%.spark.kv.v1.DeleteSparkValueResponse\" \xb2\xe1\x18\x04\n\x02kv\x82\xd3\xe4\x93\x02\x12*\x10/_spark/kv/{key}\x12\x83\x01\n\x13ListSparkCollection\x12\'.spark.kv.v1.ListSparkCollectionRequest\x1a\x14.google.api.HttpBody\"-\xb2\xe1\x18\x04\n\x02kv\x82\xd3\xe4\x93\x02\x1f\x12\x1d/_spark/db/collections/{name}\x12Q\n\x08GetEntry\x12\x1c.spark.kv.v1.GetEntryRequest\x1a\x1d.spark.kv.v1.GetEntryResponse\"\x08\xb2\xe1\x18\x04\n\x02kv\x12Q\n\x08SetEntry\x12\x1c.spark.kv.v1.SetEntryRequest\x1a\x1d.spark.kv.v1.SetEntryResponse\"\x08\xb2\xe1\x18\x04\n\x02kv\x12Z\n\x0b\x44\x65leteEntry\x12\x1f.spark.kv.v1.DeleteEntryRequest\x1a .spark.kv.v1.DeleteEntryResponse\"\x08\xb2\xe1\x18\x04\n\x02kv\x12Z\n\x0bListEntries\x12\x1f.spark.kv.v1.ListEntriesRequest\x1a .spark.kv.v1.ListEntriesResponse\"\x08\xb2\xe1\x18\x04\n\x02kvb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14spark/kv/v1/kv.proto\x12\x0bspark.kv.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cspark/policy/v1/policy.proto\"7\n\x14ListSparkKeysRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03\x61pp\x18\x02 \x01(\t\"D\n\x14GetSparkValueRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x12\n\ncollection\x18\x02 \x01(\t\x12\x0b\n\x03\x61pp\x18\x03 \x01(\t\"h\n\x14SetSparkValueRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x12\n\ncollection\x18\x02 \x01(\t\x12\"\n\x04\x62ody\x18\x03 \x01(\x0b\x32\x14.google.api.HttpBody\x12\x0b\n\x03\x61pp\x18\x04 \x01(\t\">\n\x15SetSparkValueResponse\x12\x0f\n\x07written\x18\x01 \x01(\x08\x12\x14\n\x0cversionstamp\x18\x02 \x01(\t\"G\n\x17\x44\x65leteSparkValueRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x12\n\ncollection\x18\x02 \x01(\t\x12\x0b\n\x03\x61pp\x18\x03 \x01(\t\"+\n\x18\x44\x65leteSparkValueResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x08\"7\n\x1aListSparkCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03\x61pp\x18\x02 \x01(\t\"~\n\x05\x45ntry\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\r\n\x05value\x18\x03 \x01(\t\x12\x14\n\x0cversionstamp\x18\x04 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"?\n\x0fGetEntryRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x0b\n\x03\x61pp\x18\x03 \x01(\t\"5\n\x10GetEntryResponse\x12!\n\x05\x65ntry\x18\x01 \x01(\x0b\x32\x12.spark.kv.v1.Entry\"\xcc\x01\n\x0fSetEntryRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\r\n\x05value\x18\x03 \x01(\t\x12\"\n\x15\x65xpected_versionstamp\x18\x04 \x01(\tH\x00\x88\x01\x01\x12\x16\n\x0eonly_if_absent\x18\x05 \x01(\x08\x12&\n\x03ttl\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0b\n\x03\x61pp\x18\x07 \x01(\tB\x18\n\x16_expected_versionstamp\"(\n\x10SetEntryResponse\x12\x14\n\x0cversionstamp\x18\x01 \x01(\t\"\x80\x01\n\x12\x44\x65leteEntryRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\"\n\x15\x65xpected_versionstamp\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x0b\n\x03\x61pp\x18\x04 \x01(\tB\x18\n\x16_expected_versionstamp\"&\n\x13\x44\x65leteEntryResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x08\"\x7f\n\x12ListEntriesRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0e\n\x06prefix\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\x12\x11\n\tkeys_only\x18\x05 \x01(\x08\x12\x0b\n\x03\x61pp\x18\x06 \x01(\t\"S\n\x13ListEntriesResponse\x12#\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x12.spark.kv.v1.Entry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\x97\t\n\tKvService\x12y\n\rListSparkKeys\x12!.spark.kv.v1.ListSparkKeysRequest\x1a\x14.google.api.HttpBody\"/\xb2\xe1\x18\x04\n\x02kv\x82\xd3\xe4\x93\x02!\x12\n/_spark/kvZ\x13\x12\x11/runtime/{app}/kv\x12\x85\x01\n\rGetSparkValue\x12!.spark.kv.v1.GetSparkValueRequest\x1a\x14.google.api.HttpBody\";\xb2\xe1\x18\x04\n\x02kv\x82\xd3\xe4\x93\x02-\x12\x10/_spark/kv/{key}Z\x19\x12\x17/runtime/{app}/kv/{key}\x12\xdb\x01\n\rSetSparkValue\x12!.spark.kv.v1.SetSparkValueRequest\x1a\".spark.kv.v1.SetSparkValueResponse\"\x82\x01\xb2\xe1\x18\x04\n\x02kv\x82\xd3\xe4\x93\x02t\"\x10/_spark/kv/{key}:\x04\x62odyZ\x18\x1a\x10/_spark/kv/{key}:\x04\x62odyZ\x1f\"\x17/runtime/{app}/kv/{key}:\x04\x62odyZ\x1f\x1a\x17/runtime/{app}/kv/{key}:\x04\x62ody\x12\x9c\x01\n\x10\x44\x65leteSparkValue\x12$.spark.kv.v1.DeleteSparkValueRequest\x1a%.spark.kv.v1.DeleteSparkValueResponse\";\xb2\xe1\x18\x04\n\x02kv\x82\xd3\xe4\x93\x02-*\x10/_spark/kv/{key}Z\x19*\x17/runtime/{app}/kv/{key}\x12\xab\x01\n\x13ListSparkCollection\x12\'.spark.kv.v1.ListSparkCollectionRequest\x1a\x14.google.api.HttpBody\"U\xb2\xe1\x18\x04\n\x02kv\x82\xd3\xe4\x93\x02G\x12\x1d/_spark/db/collections/{name}Z&\x12$/runtime/{app}/db/collections/{name}\x12Q\n\x08GetEntry\x12\x1c.spark.kv.v1.GetEntryRequest\x1a\x1d.spark.kv.v1.GetEntryResponse\"\x08\xb2\xe1\x18\x04\n\x02kv\x12Q\n\x08SetEntry\x12\x1c.spark.kv.v1.SetEntryRequest\x1a\x1d.spark.kv.v1.SetEntryResponse\"\x08\xb2\xe1\x18\x04\n\x02kv\x12Z\n\x0b\x44\x65leteEntry\x12\x1f.spark.kv.v1.DeleteEntryRequest\x1a .spark.kv.v1.DeleteEntryResponse\"\x08\xb2\xe1\x18\x04\n\x02kv\x12Z\n\x0bListEntries\x12\x1f.spark.kv.v1.ListEntriesRequest\x1a .spark.kv.v1.ListEntriesResponse\"\x08\xb2\xe1\x18\x04\n\x02kvb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,15 +37,15 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'spark.kv.v1.kv_pb2', _globa
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_KVSERVICE'].methods_by_name['ListSparkKeys']._loaded_options = None
-  _globals['_KVSERVICE'].methods_by_name['ListSparkKeys']._serialized_options = b'\262\341\030\004\n\002kv\202\323\344\223\002\014\022\n/_spark/kv'
+  _globals['_KVSERVICE'].methods_by_name['ListSparkKeys']._serialized_options = b'\262\341\030\004\n\002kv\202\323\344\223\002!\022\n/_spark/kvZ\023\022\021/runtime/{app}/kv'
   _globals['_KVSERVICE'].methods_by_name['GetSparkValue']._loaded_options = None
-  _globals['_KVSERVICE'].methods_by_name['GetSparkValue']._serialized_options = b'\262\341\030\004\n\002kv\202\323\344\223\002\022\022\020/_spark/kv/{key}'
+  _globals['_KVSERVICE'].methods_by_name['GetSparkValue']._serialized_options = b'\262\341\030\004\n\002kv\202\323\344\223\002-\022\020/_spark/kv/{key}Z\031\022\027/runtime/{app}/kv/{key}'
   _globals['_KVSERVICE'].methods_by_name['SetSparkValue']._loaded_options = None
-  _globals['_KVSERVICE'].methods_by_name['SetSparkValue']._serialized_options = b'\262\341\030\004\n\002kv\202\323\344\223\0022\"\020/_spark/kv/{key}:\004bodyZ\030\032\020/_spark/kv/{key}:\004body'
+  _globals['_KVSERVICE'].methods_by_name['SetSparkValue']._serialized_options = b'\262\341\030\004\n\002kv\202\323\344\223\002t\"\020/_spark/kv/{key}:\004bodyZ\030\032\020/_spark/kv/{key}:\004bodyZ\037\"\027/runtime/{app}/kv/{key}:\004bodyZ\037\032\027/runtime/{app}/kv/{key}:\004body'
   _globals['_KVSERVICE'].methods_by_name['DeleteSparkValue']._loaded_options = None
-  _globals['_KVSERVICE'].methods_by_name['DeleteSparkValue']._serialized_options = b'\262\341\030\004\n\002kv\202\323\344\223\002\022*\020/_spark/kv/{key}'
+  _globals['_KVSERVICE'].methods_by_name['DeleteSparkValue']._serialized_options = b'\262\341\030\004\n\002kv\202\323\344\223\002-*\020/_spark/kv/{key}Z\031*\027/runtime/{app}/kv/{key}'
   _globals['_KVSERVICE'].methods_by_name['ListSparkCollection']._loaded_options = None
-  _globals['_KVSERVICE'].methods_by_name['ListSparkCollection']._serialized_options = b'\262\341\030\004\n\002kv\202\323\344\223\002\037\022\035/_spark/db/collections/{name}'
+  _globals['_KVSERVICE'].methods_by_name['ListSparkCollection']._serialized_options = b'\262\341\030\004\n\002kv\202\323\344\223\002G\022\035/_spark/db/collections/{name}Z&\022$/runtime/{app}/db/collections/{name}'
   _globals['_KVSERVICE'].methods_by_name['GetEntry']._loaded_options = None
   _globals['_KVSERVICE'].methods_by_name['GetEntry']._serialized_options = b'\262\341\030\004\n\002kv'
   _globals['_KVSERVICE'].methods_by_name['SetEntry']._loaded_options = None
@@ -55,37 +55,37 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_KVSERVICE'].methods_by_name['ListEntries']._loaded_options = None
   _globals['_KVSERVICE'].methods_by_name['ListEntries']._serialized_options = b'\262\341\030\004\n\002kv'
   _globals['_LISTSPARKKEYSREQUEST']._serialized_start=189
-  _globals['_LISTSPARKKEYSREQUEST']._serialized_end=231
-  _globals['_GETSPARKVALUEREQUEST']._serialized_start=233
-  _globals['_GETSPARKVALUEREQUEST']._serialized_end=288
-  _globals['_SETSPARKVALUEREQUEST']._serialized_start=290
-  _globals['_SETSPARKVALUEREQUEST']._serialized_end=381
-  _globals['_SETSPARKVALUERESPONSE']._serialized_start=383
-  _globals['_SETSPARKVALUERESPONSE']._serialized_end=445
-  _globals['_DELETESPARKVALUEREQUEST']._serialized_start=447
-  _globals['_DELETESPARKVALUEREQUEST']._serialized_end=505
-  _globals['_DELETESPARKVALUERESPONSE']._serialized_start=507
-  _globals['_DELETESPARKVALUERESPONSE']._serialized_end=550
-  _globals['_LISTSPARKCOLLECTIONREQUEST']._serialized_start=552
-  _globals['_LISTSPARKCOLLECTIONREQUEST']._serialized_end=594
-  _globals['_ENTRY']._serialized_start=596
-  _globals['_ENTRY']._serialized_end=722
-  _globals['_GETENTRYREQUEST']._serialized_start=724
-  _globals['_GETENTRYREQUEST']._serialized_end=774
-  _globals['_GETENTRYRESPONSE']._serialized_start=776
-  _globals['_GETENTRYRESPONSE']._serialized_end=829
-  _globals['_SETENTRYREQUEST']._serialized_start=832
-  _globals['_SETENTRYREQUEST']._serialized_end=1023
-  _globals['_SETENTRYRESPONSE']._serialized_start=1025
-  _globals['_SETENTRYRESPONSE']._serialized_end=1065
-  _globals['_DELETEENTRYREQUEST']._serialized_start=1067
-  _globals['_DELETEENTRYREQUEST']._serialized_end=1182
-  _globals['_DELETEENTRYRESPONSE']._serialized_start=1184
-  _globals['_DELETEENTRYRESPONSE']._serialized_end=1222
-  _globals['_LISTENTRIESREQUEST']._serialized_start=1224
-  _globals['_LISTENTRIESREQUEST']._serialized_end=1338
-  _globals['_LISTENTRIESRESPONSE']._serialized_start=1340
-  _globals['_LISTENTRIESRESPONSE']._serialized_end=1423
-  _globals['_KVSERVICE']._serialized_start=1426
-  _globals['_KVSERVICE']._serialized_end=2418
+  _globals['_LISTSPARKKEYSREQUEST']._serialized_end=244
+  _globals['_GETSPARKVALUEREQUEST']._serialized_start=246
+  _globals['_GETSPARKVALUEREQUEST']._serialized_end=314
+  _globals['_SETSPARKVALUEREQUEST']._serialized_start=316
+  _globals['_SETSPARKVALUEREQUEST']._serialized_end=420
+  _globals['_SETSPARKVALUERESPONSE']._serialized_start=422
+  _globals['_SETSPARKVALUERESPONSE']._serialized_end=484
+  _globals['_DELETESPARKVALUEREQUEST']._serialized_start=486
+  _globals['_DELETESPARKVALUEREQUEST']._serialized_end=557
+  _globals['_DELETESPARKVALUERESPONSE']._serialized_start=559
+  _globals['_DELETESPARKVALUERESPONSE']._serialized_end=602
+  _globals['_LISTSPARKCOLLECTIONREQUEST']._serialized_start=604
+  _globals['_LISTSPARKCOLLECTIONREQUEST']._serialized_end=659
+  _globals['_ENTRY']._serialized_start=661
+  _globals['_ENTRY']._serialized_end=787
+  _globals['_GETENTRYREQUEST']._serialized_start=789
+  _globals['_GETENTRYREQUEST']._serialized_end=852
+  _globals['_GETENTRYRESPONSE']._serialized_start=854
+  _globals['_GETENTRYRESPONSE']._serialized_end=907
+  _globals['_SETENTRYREQUEST']._serialized_start=910
+  _globals['_SETENTRYREQUEST']._serialized_end=1114
+  _globals['_SETENTRYRESPONSE']._serialized_start=1116
+  _globals['_SETENTRYRESPONSE']._serialized_end=1156
+  _globals['_DELETEENTRYREQUEST']._serialized_start=1159
+  _globals['_DELETEENTRYREQUEST']._serialized_end=1287
+  _globals['_DELETEENTRYRESPONSE']._serialized_start=1289
+  _globals['_DELETEENTRYRESPONSE']._serialized_end=1327
+  _globals['_LISTENTRIESREQUEST']._serialized_start=1329
+  _globals['_LISTENTRIESREQUEST']._serialized_end=1456
+  _globals['_LISTENTRIESRESPONSE']._serialized_start=1458
+  _globals['_LISTENTRIESRESPONSE']._serialized_end=1541
+  _globals['_KVSERVICE']._serialized_start=1544
+  _globals['_KVSERVICE']._serialized_end=2719
 # @@protoc_insertion_point(module_scope)

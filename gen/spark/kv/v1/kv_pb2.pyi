@@ -14,28 +14,34 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ListSparkKeysRequest(_message.Message):
-    __slots__ = ("collection",)
+    __slots__ = ("collection", "app")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    APP_FIELD_NUMBER: _ClassVar[int]
     collection: str
-    def __init__(self, collection: _Optional[str] = ...) -> None: ...
+    app: str
+    def __init__(self, collection: _Optional[str] = ..., app: _Optional[str] = ...) -> None: ...
 
 class GetSparkValueRequest(_message.Message):
-    __slots__ = ("key", "collection")
+    __slots__ = ("key", "collection", "app")
     KEY_FIELD_NUMBER: _ClassVar[int]
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    APP_FIELD_NUMBER: _ClassVar[int]
     key: str
     collection: str
-    def __init__(self, key: _Optional[str] = ..., collection: _Optional[str] = ...) -> None: ...
+    app: str
+    def __init__(self, key: _Optional[str] = ..., collection: _Optional[str] = ..., app: _Optional[str] = ...) -> None: ...
 
 class SetSparkValueRequest(_message.Message):
-    __slots__ = ("key", "collection", "body")
+    __slots__ = ("key", "collection", "body", "app")
     KEY_FIELD_NUMBER: _ClassVar[int]
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     BODY_FIELD_NUMBER: _ClassVar[int]
+    APP_FIELD_NUMBER: _ClassVar[int]
     key: str
     collection: str
     body: _httpbody_pb2.HttpBody
-    def __init__(self, key: _Optional[str] = ..., collection: _Optional[str] = ..., body: _Optional[_Union[_httpbody_pb2.HttpBody, _Mapping]] = ...) -> None: ...
+    app: str
+    def __init__(self, key: _Optional[str] = ..., collection: _Optional[str] = ..., body: _Optional[_Union[_httpbody_pb2.HttpBody, _Mapping]] = ..., app: _Optional[str] = ...) -> None: ...
 
 class SetSparkValueResponse(_message.Message):
     __slots__ = ("written", "versionstamp")
@@ -46,12 +52,14 @@ class SetSparkValueResponse(_message.Message):
     def __init__(self, written: _Optional[bool] = ..., versionstamp: _Optional[str] = ...) -> None: ...
 
 class DeleteSparkValueRequest(_message.Message):
-    __slots__ = ("key", "collection")
+    __slots__ = ("key", "collection", "app")
     KEY_FIELD_NUMBER: _ClassVar[int]
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    APP_FIELD_NUMBER: _ClassVar[int]
     key: str
     collection: str
-    def __init__(self, key: _Optional[str] = ..., collection: _Optional[str] = ...) -> None: ...
+    app: str
+    def __init__(self, key: _Optional[str] = ..., collection: _Optional[str] = ..., app: _Optional[str] = ...) -> None: ...
 
 class DeleteSparkValueResponse(_message.Message):
     __slots__ = ("deleted",)
@@ -60,10 +68,12 @@ class DeleteSparkValueResponse(_message.Message):
     def __init__(self, deleted: _Optional[bool] = ...) -> None: ...
 
 class ListSparkCollectionRequest(_message.Message):
-    __slots__ = ("name",)
+    __slots__ = ("name", "app")
     NAME_FIELD_NUMBER: _ClassVar[int]
+    APP_FIELD_NUMBER: _ClassVar[int]
     name: str
-    def __init__(self, name: _Optional[str] = ...) -> None: ...
+    app: str
+    def __init__(self, name: _Optional[str] = ..., app: _Optional[str] = ...) -> None: ...
 
 class Entry(_message.Message):
     __slots__ = ("collection", "key", "value", "versionstamp", "expire_time")
@@ -80,12 +90,14 @@ class Entry(_message.Message):
     def __init__(self, collection: _Optional[str] = ..., key: _Optional[str] = ..., value: _Optional[str] = ..., versionstamp: _Optional[str] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class GetEntryRequest(_message.Message):
-    __slots__ = ("collection", "key")
+    __slots__ = ("collection", "key", "app")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
+    APP_FIELD_NUMBER: _ClassVar[int]
     collection: str
     key: str
-    def __init__(self, collection: _Optional[str] = ..., key: _Optional[str] = ...) -> None: ...
+    app: str
+    def __init__(self, collection: _Optional[str] = ..., key: _Optional[str] = ..., app: _Optional[str] = ...) -> None: ...
 
 class GetEntryResponse(_message.Message):
     __slots__ = ("entry",)
@@ -94,20 +106,22 @@ class GetEntryResponse(_message.Message):
     def __init__(self, entry: _Optional[_Union[Entry, _Mapping]] = ...) -> None: ...
 
 class SetEntryRequest(_message.Message):
-    __slots__ = ("collection", "key", "value", "expected_versionstamp", "only_if_absent", "ttl")
+    __slots__ = ("collection", "key", "value", "expected_versionstamp", "only_if_absent", "ttl", "app")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
     EXPECTED_VERSIONSTAMP_FIELD_NUMBER: _ClassVar[int]
     ONLY_IF_ABSENT_FIELD_NUMBER: _ClassVar[int]
     TTL_FIELD_NUMBER: _ClassVar[int]
+    APP_FIELD_NUMBER: _ClassVar[int]
     collection: str
     key: str
     value: str
     expected_versionstamp: str
     only_if_absent: bool
     ttl: _duration_pb2.Duration
-    def __init__(self, collection: _Optional[str] = ..., key: _Optional[str] = ..., value: _Optional[str] = ..., expected_versionstamp: _Optional[str] = ..., only_if_absent: _Optional[bool] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    app: str
+    def __init__(self, collection: _Optional[str] = ..., key: _Optional[str] = ..., value: _Optional[str] = ..., expected_versionstamp: _Optional[str] = ..., only_if_absent: _Optional[bool] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., app: _Optional[str] = ...) -> None: ...
 
 class SetEntryResponse(_message.Message):
     __slots__ = ("versionstamp",)
@@ -116,14 +130,16 @@ class SetEntryResponse(_message.Message):
     def __init__(self, versionstamp: _Optional[str] = ...) -> None: ...
 
 class DeleteEntryRequest(_message.Message):
-    __slots__ = ("collection", "key", "expected_versionstamp")
+    __slots__ = ("collection", "key", "expected_versionstamp", "app")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     EXPECTED_VERSIONSTAMP_FIELD_NUMBER: _ClassVar[int]
+    APP_FIELD_NUMBER: _ClassVar[int]
     collection: str
     key: str
     expected_versionstamp: str
-    def __init__(self, collection: _Optional[str] = ..., key: _Optional[str] = ..., expected_versionstamp: _Optional[str] = ...) -> None: ...
+    app: str
+    def __init__(self, collection: _Optional[str] = ..., key: _Optional[str] = ..., expected_versionstamp: _Optional[str] = ..., app: _Optional[str] = ...) -> None: ...
 
 class DeleteEntryResponse(_message.Message):
     __slots__ = ("deleted",)
@@ -132,18 +148,20 @@ class DeleteEntryResponse(_message.Message):
     def __init__(self, deleted: _Optional[bool] = ...) -> None: ...
 
 class ListEntriesRequest(_message.Message):
-    __slots__ = ("collection", "prefix", "page_size", "page_token", "keys_only")
+    __slots__ = ("collection", "prefix", "page_size", "page_token", "keys_only", "app")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     PREFIX_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     KEYS_ONLY_FIELD_NUMBER: _ClassVar[int]
+    APP_FIELD_NUMBER: _ClassVar[int]
     collection: str
     prefix: str
     page_size: int
     page_token: str
     keys_only: bool
-    def __init__(self, collection: _Optional[str] = ..., prefix: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., keys_only: _Optional[bool] = ...) -> None: ...
+    app: str
+    def __init__(self, collection: _Optional[str] = ..., prefix: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., keys_only: _Optional[bool] = ..., app: _Optional[str] = ...) -> None: ...
 
 class ListEntriesResponse(_message.Message):
     __slots__ = ("entries", "next_page_token")

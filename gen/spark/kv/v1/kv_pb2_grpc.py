@@ -34,6 +34,13 @@ class KvServiceStub:
     other RPCs are the typed API for internal callers, modelled on Deno KV:
     every write returns a versionstamp, a write can be made conditional on
     an expected versionstamp, entries may expire, and listings are paged.
+
+    Every app's data lives apart: each request names its app in `app` (bound
+    from `/runtime/{app}/…` paths, the routes the Spark vite plugin's dev
+    proxy calls), and an empty `app` means the hosted app (SPARK_APP_NAME), the
+    one `/_spark/…` paths serve. Every RPC returns INVALID_ARGUMENT naming
+    `app` if it is not an app name (1 to 64 of `A-Za-z0-9._-`, not starting
+    with a dot) or is given in the query of a path that does not name it.
     """
 
     def __init__(self, channel):
@@ -97,6 +104,13 @@ class KvServiceServicer:
     other RPCs are the typed API for internal callers, modelled on Deno KV:
     every write returns a versionstamp, a write can be made conditional on
     an expected versionstamp, entries may expire, and listings are paged.
+
+    Every app's data lives apart: each request names its app in `app` (bound
+    from `/runtime/{app}/…` paths, the routes the Spark vite plugin's dev
+    proxy calls), and an empty `app` means the hosted app (SPARK_APP_NAME), the
+    one `/_spark/…` paths serve. Every RPC returns INVALID_ARGUMENT naming
+    `app` if it is not an app name (1 to 64 of `A-Za-z0-9._-`, not starting
+    with a dot) or is given in the query of a path that does not name it.
     """
 
     def ListSparkKeys(self, request, context):
@@ -249,6 +263,13 @@ class KvService:
     other RPCs are the typed API for internal callers, modelled on Deno KV:
     every write returns a versionstamp, a write can be made conditional on
     an expected versionstamp, entries may expire, and listings are paged.
+
+    Every app's data lives apart: each request names its app in `app` (bound
+    from `/runtime/{app}/…` paths, the routes the Spark vite plugin's dev
+    proxy calls), and an empty `app` means the hosted app (SPARK_APP_NAME), the
+    one `/_spark/…` paths serve. Every RPC returns INVALID_ARGUMENT naming
+    `app` if it is not an app name (1 to 64 of `A-Za-z0-9._-`, not starting
+    with a dot) or is given in the query of a path that does not name it.
     """
 
     @staticmethod
