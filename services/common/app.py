@@ -13,6 +13,7 @@ import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import unquote
 
 from services.common.config import EnvReader
 
@@ -23,6 +24,8 @@ DEFAULT_APP = "default"
 # The file of a Spark app's repository that names the app (`{"app": "<name>", ...}`).
 RUNTIME_CONFIG = "runtime.config.json"
 APP_NAME_MAX = 64
+# `/runtime/{app}/{service}/...`: the Spark vite plugin's dev proxy sends `/_spark/{service}/...` there.
+RUNTIME_PREFIX = "/runtime/"
 
 _APP_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
 APP_NAME_RULE = "1 to 64 of A-Z, a-z, 0-9, '.', '_' and '-', not starting with '.'"
@@ -31,6 +34,15 @@ APP_NAME_RULE = "1 to 64 of A-Z, a-z, 0-9, '.', '_' and '-', not starting with '
 def valid_app_name(name: str) -> bool:
     """True if `name` is an app name: 1 to 64 of `[A-Za-z0-9._-]`, not starting with a dot."""
     return _APP_NAME.fullmatch(name) is not None
+
+
+def app_of_path(path: str) -> str | None:
+    """The `{app}` segment of a `/runtime/{app}/...` path (percent-decoded, not checked), or None for any other
+    path: the app a request through the edge is for when its path names one (`x-envoy-original-path`)."""
+    if not path.startswith(RUNTIME_PREFIX):
+        return None
+    segment = path[len(RUNTIME_PREFIX) :].split("?", 1)[0].split("/", 1)[0]
+    return unquote(segment, errors="surrogateescape")
 
 
 def read_app_name(env: EnvReader | Mapping[str, str]) -> str:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from services.access.config import GateConfig, read_gate_config
+from services.common.app import read_app_name
 from services.common.config import EnvReader, ServerConfig, read_server_config
 
 MIB = 1024 * 1024
@@ -26,6 +27,8 @@ class KvConfig:
     max_list_entries: int
     max_list_bytes: int
     gate: GateConfig
+    # The hosted app (SPARK_APP_NAME), whose data `/_spark/kv` and `/_spark/db` serve.
+    app_name: str
 
 
 def read_config(environ: Mapping[str, str] | None = None) -> KvConfig:
@@ -44,6 +47,7 @@ def read_config(environ: Mapping[str, str] | None = None) -> KvConfig:
         max_list_entries=env.integer("SPARK_KV_MAX_LIST_ENTRIES", 10_000, minimum=1, maximum=1_000_000),
         max_list_bytes=max_list_bytes,
         gate=read_gate_config(env),
+        app_name=read_app_name(env),
     )
     env.finish()
     return config

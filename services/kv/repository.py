@@ -1,22 +1,30 @@
-"""Spark KV collections on the shared store: one store space per collection."""
+"""Spark KV collections on the shared store: one store space per app and collection.
+
+The app `default` keeps the layout of suites from before apps had names: space `kv:<collection>` in the
+store itself, so an upgraded suite serves what it stored as the default app's. Any other app `A` has the
+spaces `app:{A}:kv:<collection>` in the store tagged `A` (on Redis, keys under a Cluster hash tag of A's own).
+Those spaces never equal a default-app one, whatever the collection is called: none starts with `kv:`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from services.common.app import DEFAULT_APP
 from services.common.errors import Aborted, FailedPrecondition
 from services.common.store import Check, Delete, Entry, Set, Store
 
-_SPACE_PREFIX = "kv:"
 _SCAN_BATCH = 1000
 # A delete re-reads and retries while concurrent writers keep changing the key.
 _DELETE_ATTEMPTS = 16
 
 
-def space_of(collection: str) -> str:
-    """The store space of a collection; the default collection is the empty name."""
-    return _SPACE_PREFIX + collection
+def space_of(collection: str, app: str = DEFAULT_APP) -> str:
+    """The store space of an app's collection; the default collection is the empty name."""
+    if app == DEFAULT_APP:
+        return "kv:" + collection
+    return f"app:{{{app}}}:kv:{collection}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,11 +50,18 @@ class KvRepository:
         self._store = store
         self._limits = limits
 
-    async def get(self, collection: str, key: str) -> Entry | None:
-        return await self._store.get(space_of(collection), key)
+    def _at(self, app: str, collection: str) -> tuple[Store, str]:
+        """The store and space of an app's collection (`app` a valid app name)."""
+        store = self._store if app == DEFAULT_APP else self._store.tagged(app)
+        return store, space_of(collection, app)
+
+    async def get(self, app: str, collection: str, key: str) -> Entry | None:
+        store, space = self._at(app, collection)
+        return await store.get(space, key)
 
     async def set(
         self,
+        app: str,
         collection: str,
         key: str,
         value: bytes,
@@ -56,23 +71,23 @@ class KvRepository:
         ttl_ms: int | None = None,
     ) -> WriteResult:
         """Writes one value; with a condition, writes nothing if the condition fails."""
-        space = space_of(collection)
+        store, space = self._at(app, collection)
         checks: list[Check] = []
         if only_if_absent:
             checks.append(Check(space, key, None))
         if expected_versionstamp is not None:
             checks.append(Check(space, key, expected_versionstamp))
-        result = await self._store.commit(checks, [Set(space, key, value, ttl_ms)])
+        result = await store.commit(checks, [Set(space, key, value, ttl_ms)])
         if result.ok:
             return WriteResult(True, result.versionstamp)
-        current = await self._store.get(space, key)
+        current = await store.get(space, key)
         return WriteResult(False, current.versionstamp if current else None)
 
-    async def delete(self, collection: str, key: str, *, expected_versionstamp: str | None = None) -> bool:
+    async def delete(self, app: str, collection: str, key: str, *, expected_versionstamp: str | None = None) -> bool:
         """Deletes one key; returns whether it existed. With a versionstamp, deletes only on a match."""
-        space = space_of(collection)
+        store, space = self._at(app, collection)
         if expected_versionstamp is not None:
-            result = await self._store.commit([Check(space, key, expected_versionstamp)], [Delete(space, key)])
+            result = await store.commit([Check(space, key, expected_versionstamp)], [Delete(space, key)])
             if not result.ok:
                 raise Aborted(
                     "versionstamp does not match the current entry",
@@ -81,28 +96,31 @@ class KvRepository:
                 )
             return True
         for _ in range(_DELETE_ATTEMPTS):
-            current = await self._store.get(space, key)
+            current = await store.get(space, key)
             if current is None:
                 return False
-            result = await self._store.commit([Check(space, key, current.versionstamp)], [Delete(space, key)])
+            result = await store.commit([Check(space, key, current.versionstamp)], [Delete(space, key)])
             if result.ok:
                 return True
-        await self._store.commit([], [Delete(space, key)])
+        await store.commit([], [Delete(space, key)])
         return True
 
-    async def page(self, collection: str, prefix: str, start_after: str | None, size: int) -> tuple[list[Entry], bool]:
+    async def page(
+        self, app: str, collection: str, prefix: str, start_after: str | None, size: int
+    ) -> tuple[list[Entry], bool]:
         """One page of entries in key order, and whether more follow."""
-        entries = await self._store.list(space_of(collection), prefix=prefix, start_after=start_after, limit=size + 1)
+        store, space = self._at(app, collection)
+        entries = await store.list(space, prefix=prefix, start_after=start_after, limit=size + 1)
         return entries[:size], len(entries) > size
 
-    async def all_entries(self, collection: str) -> Sequence[Entry]:
+    async def all_entries(self, app: str, collection: str) -> Sequence[Entry]:
         """Every entry of a collection, refusing collections larger than one answer may carry."""
-        space = space_of(collection)
+        store, space = self._at(app, collection)
         entries: list[Entry] = []
         total_bytes = 0
         start_after: str | None = None
         while True:
-            batch = await self._store.list(space, start_after=start_after, limit=_SCAN_BATCH)
+            batch = await store.list(space, start_after=start_after, limit=_SCAN_BATCH)
             for entry in batch:
                 total_bytes += len(entry.value) + len(entry.key)
                 entries.append(entry)

@@ -23,7 +23,12 @@ async def build_server(config: KvConfig, store: Store | None = None) -> RunningS
     metrics = ServiceMetrics()
     checkpoint = build_checkpoint(config.gate, active_store, AccessMetrics(metrics.registry), [SERVICE_NAME])
     repository = KvRepository(active_store, ListLimits(config.max_list_entries, config.max_list_bytes))
-    servicer = KvServicer(repository, max_value_bytes=config.max_value_bytes, max_key_bytes=config.max_key_bytes)
+    servicer = KvServicer(
+        repository,
+        hosted_app=config.app_name,
+        max_value_bytes=config.max_value_bytes,
+        max_key_bytes=config.max_key_bytes,
+    )
 
     def register(server: grpc.aio.Server) -> None:
         kv_pb2_grpc.add_KvServiceServicer_to_server(servicer, server)

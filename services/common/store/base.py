@@ -35,6 +35,7 @@ __all__ = [
     "set_value",
     "validate_delta",
     "validate_list_args",
+    "validate_tag",
 ]
 
 MAX_LIST_LIMIT: Final = 10_000
@@ -46,6 +47,9 @@ INT64_MIN: Final = -(2**63)
 INT64_MAX: Final = 2**63 - 1
 
 _VERSIONSTAMP_RE: Final = re.compile(r"[0-9a-f]{20}")
+# What a `Store.tagged` tag may hold: no braces (it goes inside a Redis Cluster hash tag) and no ':' (the
+# separator when a tagged store is tagged again).
+_TAG_RE: Final = re.compile(r"[A-Za-z0-9._-]{1,64}")
 # The exact integer syntax Redis's HINCRBY accepts, so both backends agree on
 # which stored values count as counters.
 _COUNTER_RE: Final = re.compile(rb"0|-?[1-9][0-9]{0,18}")
@@ -166,6 +170,19 @@ class Store(Protocol):
         """
         ...
 
+    def tagged(self, tag: str) -> Store:
+        """The store for data that belongs together apart from the rest (one hosted app's, say).
+
+        On Redis its keys carry a Cluster hash tag of their own (so that data of different tags spreads
+        across a cluster's shards) and its versionstamps come from a counter of their own: they grow with
+        every commit through stores of the same tag. A commit may only touch one tag's data. Elsewhere
+        (SQLite) it is this store itself. Data is still told apart by space: a space read through another
+        tag than it was written with is undefined, so give each tag's data spaces of its own. Close only
+        the store `tagged` was called on; tagged stores go with it. `tag` is 1 to 64 of `A-Za-z0-9._-`
+        (ValueError otherwise).
+        """
+        ...
+
     async def ping(self) -> None:
         """Raise StoreUnavailable unless the backend answers."""
         ...
@@ -183,6 +200,12 @@ def encode_text(text: str, what: str) -> bytes:
         return text.encode("utf-8")
     except UnicodeEncodeError:
         raise ValueError(f"{what} is not valid Unicode (lone surrogate)") from None
+
+
+def validate_tag(tag: str) -> None:
+    """Raise ValueError unless tag is a `Store.tagged` tag: 1 to 64 of `A-Za-z0-9._-`."""
+    if not isinstance(tag, str) or not _TAG_RE.fullmatch(tag):
+        raise ValueError("a store tag must be 1 to 64 of A-Z, a-z, 0-9, '.', '_' and '-'")
 
 
 def format_versionstamp(number: int) -> str:

@@ -14,6 +14,11 @@ so that every multi-key script touches a single slot:
 `<len>` is the byte length of the UTF-8 space, which makes the encoding
 unambiguous for any space and key.
 
+A tagged store (`tagged(tag)`, one hosted app's data) has the same layout under
+a prefix whose hash tag names the tag too: `{spark:<tag>}:` for `{spark}:`. Its
+keys hash to a slot of their own, so the data of different tags spreads across
+a cluster's shards, and it has a versionstamp counter of its own in that slot.
+
 redis-py retries a command after a connection error or timeout, and by then
 the script may already have run. Each write therefore carries a random token
 and records its result under it for a short while; a retried script finds the
@@ -28,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import copy
 import logging
 import re
 import secrets
@@ -57,6 +63,7 @@ from .base import (
     encode_text,
     validate_delta,
     validate_list_args,
+    validate_tag,
     validate_ttl,
 )
 
@@ -212,6 +219,12 @@ def _check_prefix(prefix: str) -> None:
         raise ValueError(f"prefix must contain a Redis Cluster hash tag, like {DEFAULT_PREFIX!r}")
 
 
+def _tagged_prefix(prefix: bytes, tag: str) -> bytes:
+    """`prefix` with `:<tag>` added inside its hash tag: another slot, and no key of `prefix`'s own."""
+    end = prefix.index(b"}", prefix.index(b"{") + 2)
+    return prefix[:end] + b":" + tag.encode("ascii") + prefix[end:]
+
+
 def userinfo_is_cut(url: str) -> bool:
     """Whether a `/`, `?` or `#` in the URL's user or password ends its authority early: the rest of the
     password would then be read as a port, a database or a query, echoed in an error or connected to."""
@@ -291,6 +304,8 @@ class RedisStore:
         self._read_prune_script = self._client.register_script(_READ_AND_PRUNE_LUA)
         self._counter_key = self._prefix + b"vs"
         self._closed = False
+        # The store that owns the connections: this one, or the one a tagged store was made from.
+        self._root = self
 
     async def get(self, space: str, key: str) -> Entry | None:
         return (await self.get_many(space, (key,)))[0]
@@ -373,6 +388,15 @@ class RedisStore:
         reply = await self._call(lambda: self._increment_script(keys=keys, args=args))
         return int(_as_bytes(reply))
 
+    def tagged(self, tag: str) -> RedisStore:
+        """This store's connections and scripts under a prefix whose hash tag names `tag` too."""
+        validate_tag(tag)
+        view = copy.copy(self)
+        view._prefix = _tagged_prefix(self._prefix, tag)
+        view._counter_key = view._prefix + b"vs"
+        view._closed = False
+        return view
+
     async def ping(self) -> None:
         await self._call(self._client.ping)
 
@@ -380,10 +404,11 @@ class RedisStore:
         if self._closed:
             return
         self._closed = True
-        await self._client.aclose()
+        if self._root is self:
+            await self._client.aclose()
 
     def _ensure_open(self) -> None:
-        if self._closed:
+        if self._closed or self._root._closed:
             raise StoreError("store is closed")
 
     async def _call(self, operation: Callable[[], Awaitable[_T]]) -> _T:

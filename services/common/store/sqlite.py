@@ -40,6 +40,7 @@ from .base import (
     parse_versionstamp,
     validate_delta,
     validate_list_args,
+    validate_tag,
     validate_ttl,
 )
 
@@ -414,6 +415,11 @@ class SqliteStore:
             self._reader.execute("SELECT value FROM versionstamp WHERE id = 0").fetchone()
         except sqlite3.Error as exc:
             raise _map_error(exc) from exc
+
+    def tagged(self, tag: str) -> SqliteStore:
+        """This store: one file has no shards to spread over, and one counter serves every space."""
+        validate_tag(tag)
+        return self
 
     async def close(self) -> None:
         if self._closed:
