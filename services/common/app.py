@@ -93,4 +93,7 @@ def _configured_name(env: EnvReader, config_file: Path) -> str | None:
         env.problem(f"{config_file} is not JSON")
         return None
     name = document.get("app") if isinstance(document, dict) else None
-    return None if name is None else str(name) if isinstance(name, str) else repr(name)
+    if name is None or isinstance(name, str):
+        return name
+    env.problem(f"the app {name!r} of {config_file} is not a string; set SPARK_APP_NAME")
+    return None
