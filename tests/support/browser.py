@@ -130,7 +130,10 @@ class ViteDevServer:
         self.app = app
         self.port = free_port()
         self.log_path = app.root / f"vite-dev-{self.port}.log"
-        self.env = node_environment({"GITHUB_API_URL": github_api_url, "GITHUB_TOKEN": github_token})
+        # PORT: the test app's vite.config.ts hands it to the Spark plugin, whose port wins over vite's --port.
+        self.env = node_environment(
+            {"GITHUB_API_URL": github_api_url, "GITHUB_TOKEN": github_token, "PORT": str(self.port)}
+        )
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
