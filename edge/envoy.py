@@ -10,6 +10,9 @@ it serves itself (services/access/checkpoint.py), so a request costs one Python
 hop. The edge passes the client's credentials on, and shows the services the
 suite's internal token with the address of the client it accepted; a client's
 own internal headers are removed (services/access/internal.py).
+
+A hosted Spark app's files (SPARK_APP_DIR) are Envoy's own answers, with no hop at all: routes after the
+API's (edge/app_routes.py) from a snapshot taken at start (edge/static.py).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 
+from edge.app_routes import app_routes, direct_body_limit, open_page_lua, status_route
 from edge.routes import (
     DIRECT_REPLIES,
     GRPC_SERVICES,
@@ -723,6 +727,18 @@ def _route_config(settings: EdgeSettings) -> Json:
     if settings.credentials_required:
         public = public_routes(settings) | {"grpc-unknown", *(reply.name for reply in DIRECT_REPLIES)}
         routes = [_credentials_checked(route, route["name"].removesuffix("-head"), public) for route in routes]
+    # The app's own routes are public: its files are, and a page that needs a session is the access service's
+    # to refuse (it redirects to sign-in). They follow every API route, the status excepted.
+    static_filters = {TRANSCODER: _filter_config(disabled=True)}
+    routes.insert(0, status_route(settings.app_name, static_filters))
+    if settings.app is not None:
+        gated = settings.app_access != "public"
+        routes += app_routes(
+            settings.app,
+            static_filters=static_filters,
+            page_filters={LUA: _lua_per_route(open_page_lua())} if gated else None,
+            timeout_s=settings.route_timeout_s,
+        )
     virtual_host: Json = {
         "name": "suite",
         "domains": ["*"],
@@ -740,12 +756,17 @@ def _route_config(settings: EdgeSettings) -> Json:
         ]
     if settings.allowed_origins:
         virtual_host["typed_per_filter_config"] = {CORS: _cors_policy(settings)}
-    return {"name": "edge", "virtual_hosts": [virtual_host], "max_direct_response_body_size_bytes": 4096}
+    return {
+        "name": "edge",
+        "virtual_hosts": [virtual_host],
+        # Envoy's own answers: the errors (small), and the hosted app's files (each read into memory at start).
+        "max_direct_response_body_size_bytes": direct_body_limit(settings.app),
+    }
 
 
 def _status_filter(http_status: int, op: str = "EQ") -> Json:
-    """A local-reply mapper's filter on the status: equal to it ("EQ"), or at least it ("GE")."""
-    key = f"edge.reply_{http_status}" if op == "EQ" else f"edge.reply_from_{http_status}"
+    """A local-reply mapper's filter on the status: equal to it ("EQ"), at least it ("GE") or at most ("LE")."""
+    key = {"EQ": "edge.reply_", "GE": "edge.reply_from_", "LE": "edge.reply_to_"}[op] + str(http_status)
     return {
         "status_code_filter": {"comparison": {"op": op, "value": {"default_value": http_status, "runtime_key": key}}}
     }
@@ -910,6 +931,14 @@ def _local_reply_config() -> Json:
                 "body_format_override": _reply_format("suite", http_status, grpc_code, reason),
             }
         )
+    # Envoy's answers that are no error (the hosted app's files, their 304s, /_spark/status) go as they are: an
+    # unchanged body keeps the content type the route set, and a 304 stays without one.
+    mappers.append(
+        {
+            "filter": _status_filter(399, "LE"),
+            "body_format_override": {"text_format_source": {"inline_string": "%LOCAL_REPLY_BODY%"}},
+        }
+    )
     return {
         "mappers": mappers,
         "body_format": _reply_format("suite", 0, "%RESPONSE_CODE%", details),

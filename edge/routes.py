@@ -84,6 +84,9 @@ HTTP_ROUTES: tuple[HttpRoute, ...] = (
     HttpRoute("spark-user", {"path": "/_spark/user"}, "access", idempotent=True),
     # The runtime always reports `{"url", "load_ms"}`: an empty report would be counted as a 0 ms load.
     HttpRoute("spark-loaded", {"path": "/_spark/loaded"}, "access", json_body="required"),
+    # Sign-in with GitHub (login, callback, logout) and the page loads of an app that needs a session; their
+    # answers are redirects and cookies (`Location`, `Set-Cookie`) as well as JSON errors.
+    HttpRoute("spark-auth", {"path_separated_prefix": "/_spark/auth"}, "access"),
     # The same routes for the app `{app}` (the Spark vite plugin's dev proxy calls them); the app name is checked
     # by the services (and by the `runtime-invalid-app` reply below for what no name can hold).
     HttpRoute("runtime-kv", _runtime("kv(/.*)?"), "kv", body_limit="kv", idempotent=True),
@@ -118,6 +121,7 @@ HTTP_ROUTES: tuple[HttpRoute, ...] = (
     ),
     HttpRoute("admin-keys", {"path_separated_prefix": "/admin/keys"}, "access", json_body="optional"),
     HttpRoute("admin-policy", {"path": "/admin/policy"}, "access", idempotent=True),
+    HttpRoute("admin-sessions", {"path_separated_prefix": "/admin/sessions"}, "access", idempotent=True),
     # The llm service's own deadline (SPARK_LLM_TIMEOUT_S) ends slow completions; the route allows more.
     HttpRoute(
         "llm-chat",
@@ -200,6 +204,40 @@ DIRECT_REPLIES: tuple[DirectReply, ...] = (
         error_format="openai",
     ),
 )
+
+
+# The hosted app's status, as the Spark runtime's own server answers it (edge/app_routes.py).
+APP_STATUS_PATH = "/_spark/status"
+# Where a page load of an app that needs a session goes (the access service's OpenPage, with `?path=`).
+OPEN_PAGE_PATH = "/_spark/auth/page"
+# The suite's own paths: a hosted app's files are never served under them, and a path there that no route
+# serves stays a JSON 404 (the app's client-side routes answer its index.html everywhere else).
+API_PREFIXES: tuple[str, ...] = ("/_spark", "/v1", "/admin", "/runtime")
+
+
+def api_matches() -> list[dict[str, str]]:
+    """Route matches of every API path: the prefixes, and each route's own path outside them."""
+    matches = [{"path_separated_prefix": prefix} for prefix in API_PREFIXES]
+    routes: list[HttpRoute | DirectReply] = [*HTTP_ROUTES, *DIRECT_REPLIES]
+    for route in routes:
+        for kind in ("path", "path_separated_prefix"):
+            value = route.match.get(kind)
+            if isinstance(value, str) and not _under_api_prefix(value) and {kind: value} not in matches:
+                matches.append({kind: value})
+    return matches
+
+
+def _under_api_prefix(path: str) -> bool:
+    return any(path == prefix or path.startswith(prefix + "/") for prefix in API_PREFIXES)
+
+
+def is_api_path(path: str) -> bool:
+    """Whether a path (without its query) is one of the suite's: an app's file there is never served."""
+    for match in api_matches():
+        exact, prefix = match.get("path"), match.get("path_separated_prefix")
+        if path == exact or (prefix is not None and (path == prefix or path.startswith(prefix + "/"))):
+            return True
+    return False
 
 
 def route_for_path(path: str) -> HttpRoute | None:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from edge.static import SnapshotError, StaticSite, load_snapshot, read_limits, take_snapshot
 from services.access.config import read_access_mode, read_checks
 from services.access.internal import read_internal_token
+from services.common.app import read_app_name
 from services.common.config import EnvReader, read_trace_ratio
 from services.prompts.config import read_restore_max_bytes, read_restore_timeout_s
 
@@ -17,6 +20,10 @@ MIB = 1024 * 1024
 # How much longer than the prompts service's restore time limit the edge waits for its answer: the limit
 # runs from when the service has the request, and a restore that met it only has one small commit to make.
 RESTORE_ROUTE_MARGIN_S = 15.0
+# Who may load the hosted app's pages (SPARK_APP_ACCESS; the access service checks the value and decides).
+APP_ACCESS = ("public", "signed-in", "owners")
+# Where `python -m edge` snapshots SPARK_APP_DIR when SPARK_APP_SNAPSHOT does not say (beside its config).
+DEFAULT_SNAPSHOT_DIR = Path(tempfile.gettempdir()) / "spark-edge" / "app"
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +71,13 @@ class EdgeSettings:
     tls_key: Path | None
     # A listener that serves only Envoy's /stats/prometheus, so Prometheus needs no access to the admin API.
     stats_port: int | None
+    # The hosted app's files (edge/static.py), served at / by Envoy itself; None: no app is hosted.
+    app: StaticSite | None
+    # Its name (services/common/app.py), which GET /_spark/status reports.
+    app_name: str
+    # SPARK_APP_ACCESS: with "signed-in" or "owners" a page load goes to the access service (OpenPage), which
+    # answers the page or a redirect to sign in; "public" pages are files like any other.
+    app_access: str
 
 
 def parse_upstreams(raw: str, env: EnvReader) -> dict[str, tuple[Upstream, ...]]:
@@ -88,6 +102,28 @@ def parse_otlp(endpoint: str | None, env: EnvReader) -> Upstream | None:
         env.problem(f"OTEL_EXPORTER_OTLP_ENDPOINT={endpoint!r} has no host")
         return None
     return Upstream(parts.hostname, parts.port or 4317)
+
+
+def read_app_access(env: EnvReader) -> str:
+    """SPARK_APP_ACCESS: public (the default), signed-in or owners."""
+    return env.choice("SPARK_APP_ACCESS", "public", APP_ACCESS)
+
+
+def read_app(env: EnvReader) -> StaticSite | None:
+    """The hosted app: SPARK_APP_DIR snapshotted now into SPARK_APP_SNAPSHOT (default beside the edge's config),
+    or, without SPARK_APP_DIR, the snapshot already at SPARK_APP_SNAPSHOT (the launcher takes it first, since the
+    access service reads it too); None if neither is set."""
+    limits = read_limits(env)
+    app_dir, snapshot = env.optional_text("SPARK_APP_DIR"), env.optional_text("SPARK_APP_SNAPSHOT")
+    try:
+        if app_dir is not None:
+            target = Path(snapshot).expanduser() if snapshot else DEFAULT_SNAPSHOT_DIR
+            return take_snapshot(Path(app_dir).expanduser(), target, limits)
+        if snapshot is not None:
+            return load_snapshot(Path(snapshot).expanduser())
+    except SnapshotError as error:
+        env.problem(str(error))
+    return None
 
 
 def read_settings(descriptor_path: Path, environ: Mapping[str, str] | None = None) -> EdgeSettings:
@@ -136,6 +172,14 @@ def read_settings(descriptor_path: Path, environ: Mapping[str, str] | None = Non
         tls_cert=Path(tls_cert) if tls_cert and tls_key else None,
         tls_key=Path(tls_key) if tls_cert and tls_key else None,
         stats_port=None if stats_port < 0 else stats_port,
+        app=read_app(env),
+        app_name=read_app_name(env),
+        app_access=read_app_access(env),
     )
+    if settings.app is not None and settings.app_access != "public" and "access" not in upstreams:
+        env.problem(
+            f"SPARK_APP_ACCESS={settings.app_access} sends page loads to the access service: "
+            "SPARK_EDGE_UPSTREAMS must name it (access=host:port)"
+        )
     env.finish()
     return settings

@@ -106,10 +106,19 @@ class ChildFactory:
             by_service.setdefault(instance.service, []).append(self.config.address(instance))
         return {f"SPARK_{name.upper()}_ADDRESSES": ",".join(found) for name, found in by_service.items()}
 
+    def _app_env(self) -> dict[str, str]:
+        """The hosted app as every child sees it: its name, and the snapshot the launcher took of it (the edge
+        serves it, the access service reads its index.html)."""
+        env = {"SPARK_APP_NAME": self.config.app_name}
+        if self.config.app_snapshot is not None:
+            env["SPARK_APP_SNAPSHOT"] = str(self.config.app_snapshot)
+        return env
+
     def _instance_env(self, instance: Instance) -> dict[str, str]:
         env = dict(self._environ)
         prefix = f"SPARK_{instance.service.upper()}_"
         env.update(self._addresses())
+        env.update(self._app_env())
         env.update(
             {
                 "SPARK_DATA_DIR": str(self.config.data_dir),
@@ -134,6 +143,9 @@ class ChildFactory:
         env["SPARK_EDGE_PORT"] = str(self.config.edge_port)
         env["SPARK_EDGE_ADMIN_PORT"] = str(self.config.edge_admin_port)
         env["SPARK_EDGE_UPSTREAMS"] = self._backends(with_meta=True)
+        # The snapshot is taken already: the edge serves it as it is, rather than taking its own.
+        env.pop("SPARK_APP_DIR", None)
+        env.update(self._app_env())
         return write_config(self.config.data_dir / "edge" / "envoy.json", environ=env)
 
     def edge(self) -> Child:

@@ -23,7 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from edge.settings import read_app_access
+from edge.static import SnapshotLimits, read_limits
 from services.access.config import GateConfig, read_gate_config
+from services.common.app import read_app_name
 from services.common.config import ConfigError, EnvReader
 from services.llm.config import read_config as read_llm_config
 
@@ -98,6 +101,13 @@ class LauncherConfig:
     providers: tuple[Provider, ...]
     # ADMIN_TOKEN is set (its value stays in the environment the children inherit).
     admin_routes: bool
+    # The hosted app (SPARK_APP_DIR), snapshotted into `app_snapshot` before anything starts; the edge serves
+    # the snapshot and the access service reads its index.html (SPARK_APP_SNAPSHOT). None: no app is hosted.
+    app_dir: Path | None
+    app_snapshot: Path | None
+    app_limits: SnapshotLimits
+    # The app's name (services/common/app.py), passed to every child as SPARK_APP_NAME.
+    app_name: str
 
     def address(self, instance: Instance) -> str:
         return f"{self.host}:{instance.port}"
@@ -295,12 +305,16 @@ def read_config(environ: Mapping[str, str] | None = None) -> LauncherConfig:
         else tuple(Provider(p.name, p.key_variable, p.name in llm.providers) for p in llm.registry.providers.values())
     )
     log_dir = env.optional_text("SPARK_LOG_DIR")
+    data_dir = env.path("SPARK_DATA_DIR", "./var")
+    app_dir = env.optional_text("SPARK_APP_DIR")
+    # Read here to refuse a wrong value before anything starts; the edge reads it for itself.
+    read_app_access(env)
     config = LauncherConfig(
         host=host,
         edge_port=edge_port,
         edge_tls=bool(env.optional_text("SPARK_EDGE_TLS_CERT")),
         edge_admin_port=admin_port,
-        data_dir=env.path("SPARK_DATA_DIR", "./var"),
+        data_dir=data_dir,
         instances=instances,
         log_dir=Path(log_dir) if log_dir else None,
         startup_timeout_s=env.number("SPARK_STARTUP_TIMEOUT_S", 60.0, minimum=1.0),
@@ -312,6 +326,10 @@ def read_config(environ: Mapping[str, str] | None = None) -> LauncherConfig:
         redis_url=env.optional_text("REDIS_URL"),
         providers=providers,
         admin_routes=env.optional_text("ADMIN_TOKEN") is not None,
+        app_dir=Path(app_dir).expanduser() if app_dir else None,
+        app_snapshot=data_dir / "edge" / "app" if app_dir else None,
+        app_limits=read_limits(env),
+        app_name=read_app_name(env),
     )
     env.finish()
     return config

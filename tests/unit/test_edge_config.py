@@ -156,6 +156,7 @@ def test_in_keys_mode_a_request_without_any_credential_stops_at_the_edge_but_on_
         "runtime-kv-empty-key",
         "runtime-invalid-app",
         "openai-responses",
+        "app-status",
     }
     mappers = manager["local_reply_config"]["mappers"]
     # One in each error shape (the API routes' picked by path), all with the services' words.
@@ -427,7 +428,13 @@ def test_envoys_own_replies_take_the_apis_shape_on_its_paths_and_native_grpc_kee
 
     # Native gRPC callers first: their status and a text body, whatever the path.
     assert [shape(m) for m in mappers[:2]] == ["text", "text"]
-    shapes = [shape(m) for m in mappers[2:]]
+    # Last, Envoy's answers that are no error (a hosted app's files) as they are.
+    assert shape(mappers[-1]) == "text" and mappers[-1]["filter"] == {
+        "status_code_filter": {
+            "comparison": {"op": "LE", "value": {"default_value": 399, "runtime_key": "edge.reply_to_399"}}
+        }
+    }
+    shapes = [shape(m) for m in mappers[2:-1]]
     assert shapes == sorted(shapes, key=["error", "anthropic", "code"].index), "API shapes before the suite's"
     paths = {
         "error": [e for m in mappers if shape(m) == "error" for e in expressions(m) if "matches(" in e],
