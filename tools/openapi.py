@@ -561,6 +561,23 @@ RAW_RESPONSES: dict[str, RawBody] = {
     "spark.llm.v1.LlmService.StreamMessage": RawBody(ANTHROPIC_EVENT_STREAM, (SSE_TYPE, JSON_TYPE)),
     "spark.prompts.v1.PromptsService.ExportPrompts": RawBody(PROMPTS_EXPORT),
     "spark.vision.v1.VisionService.StreamAnalyze": RawBody(EVENT_STREAM, (SSE_TYPE, JSON_TYPE)),
+    "spark.access.v1.AccessService.StartSignIn": RawBody(
+        {"description": "A 302 to GitHub's authorization page (`Location`), the sign-in's state cookie set."}
+    ),
+    "spark.access.v1.AccessService.FinishSignIn": RawBody(
+        {"description": "A 302 to the sign-in's `return_to`, the `spark_session` cookie set (HttpOnly, SameSite=Lax)."}
+    ),
+    "spark.access.v1.AccessService.SignOut": RawBody(
+        {
+            "type": "object",
+            "description": "The session ended and its cookie cleared; a 302 to `return_to` when one is given.",
+            "properties": {"signedIn": {"type": "boolean", "enum": [False]}},
+        }
+    ),
+    "spark.access.v1.AccessService.OpenPage": RawBody(
+        {"type": "string", "description": "The app's index.html, or a 302 to /_spark/auth/login without a session."},
+        ("text/html",),
+    ),
 }
 # Headers of the contract that are no proto field.
 HEADER_PARAMETERS: dict[str, list[Json]] = {

@@ -2,14 +2,16 @@
 
 The same check for a call through the edge and a call straight to a service's port: the caller's
 credential (an API key in `authorization: Bearer …` or `x-api-key`; the admin token for admin
-methods), its nonce, and its rate limit, by the policy its proto declares (services/access/methods.py).
+methods; with sign-in on, the session cookie of a browser's call through the edge), its nonce, and its
+rate limit, by the policy its proto declares (services/access/methods.py).
 There is no second process on the way: the keys are cached for `SPARK_ACCESS_KEY_CACHE_S` (a
 revocation reaches every instance within it) and the limits are leased from the shared store
 (services/access/limiter.py), so a call costs the store nothing most of the time.
 
 A refusal is the error with its gRPC status (HTTP 401, 403, 409, 428 or 429 at the edge), with
 `Retry-After` and, for a rate limit, the `X-RateLimit-*` headers. The identity of an admitted call is
-`services.common.identity.current_caller()` for its handler.
+`services.common.identity.current_caller()` for its handler, and the whole admission (user, credential,
+address) `services.access.admitted.admitted()`.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ from urllib.parse import unquote
 
 import grpc
 
+from services.access.admitted import ADMITTED, Admitted
 from services.access.config import DEVELOPMENT_USER, OPERATOR, GateConfig
-from services.access.gate import Gate, GateSettings
+from services.access.gate import Call, Gate, GateSettings
 from services.access.internal import InternalToken
 from services.access.keys import KeyStore
 from services.access.limiter import Limiter
@@ -31,6 +34,7 @@ from services.access.metrics import AccessMetrics
 from services.access.nonces import NonceBook
 from services.access.proofs import AdminProofs
 from services.access.quota import Quota
+from services.access.sessions import SessionBook
 from services.common.errors import DomainError, Unavailable
 from services.common.identity import (
     ANONYMOUS,
@@ -97,7 +101,8 @@ class Checkpoint:
         return admit
 
     async def _admit(self, policy: MethodPolicy, context: Context) -> None:
-        headers = {key: value for key, value in context.invocation_metadata() or () if isinstance(value, str)}
+        metadata = [(key, value) for key, value in context.invocation_metadata() or () if isinstance(value, str)]
+        headers = dict(metadata)
         client_address = None
         if self._internal.shown_in(headers.get(INTERNAL_HEADER)):
             client_address = headers.get(CLIENT_ADDRESS_HEADER)
@@ -106,14 +111,17 @@ class Checkpoint:
                 # or for itself: the internal token is the credential, and the caller was counted already.
                 self._metrics.check(policy.route_class, "internal")
                 CALLER.set((headers.get(USER_METADATA) or SUITE)[:MAX_CALLER_CHARS])
+                ADMITTED.set(Admitted(None, "internal", "suite"))
                 return
         if client_address is not None:
             # Forwarded by the edge, which names the peer it accepted the request from.
             address = self._trusted_proxies.client(client_address, headers.get("x-forwarded-for"))
         else:
             address = peer_address(context.peer())
+        cookies = [value for key, value in metadata if key == "cookie"]
+        call = Call(headers, address, cookies, from_edge=client_address is not None)
         try:
-            admission = await self._gate.admit(policy, headers, address)
+            admission = await self._gate.admit(policy, call)
             counted = await self._quota.count(policy.route_class, admission.subject)
             if not counted.decision.allowed:
                 await context.send_initial_metadata(
@@ -134,7 +142,8 @@ class Checkpoint:
                 await _send_refusal_headers(context, error)
             raise
         self._metrics.check(policy.route_class, "allowed")
-        CALLER.set(admission.user.id if admission.user is not None else ANONYMOUS)
+        CALLER.set(admission.caller or ANONYMOUS)
+        ADMITTED.set(Admitted(admission.user, admission.credential, address))
 
 
 async def _send_refusal_headers(context: Context, error: DomainError) -> None:
@@ -168,11 +177,13 @@ def build_checkpoint(
             admin_token=config.admin_token,
             nonce_routes=config.nonce_routes,
             auth_failures_per_address=config.limits.auth_failures_per_address,
+            sign_in=config.sign_in,
         ),
         keys or KeyStore(store, cache_s=config.key_cache_s),
         NonceBook(store, ttl_s=config.nonce_ttl_s),
         limiter,
         AdminProofs(store, config.admin_token),
+        sessions=SessionBook(store) if config.sign_in is not None else None,
     )
     return Checkpoint(
         gate=gate,

@@ -12,19 +12,29 @@ Keys mode also needs `SPARK_INTERNAL_TOKEN`, the secret the edge and the
 services show each other (services/access/internal.py); the launcher makes one
 for the suite it starts. `SPARK_ACCESS_CHECKS=off` serves every call unchecked,
 for measuring what the checks cost, and only in development mode.
+
+Sign-in with GitHub (`SPARK_AUTH=github`) adds sessions next to API keys, in
+either mode: every service reads who may use the hosted app (`SPARK_APP_ACCESS`,
+`SPARK_OWNERS`) and the app's origin (`SPARK_PUBLIC_URL`) to check the session
+cookie of the calls it serves; only the access service reads the OAuth App's
+credentials. With sign-in on, nobody is the development owner: a caller is a
+key's user, a session's user, or anonymous.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from services.access.addresses import TrustedProxies, parse_networks
 from services.access.internal import read_internal_token
 from services.access.policy import DEFAULT_LIMITS_PATH, Limits, PolicyError, load_limits
 from services.access.users import User
+from services.common.app import read_app_name
 from services.common.config import EnvReader, ServerConfig, read_server_config
 
 DEFAULT_PORT = 50055
@@ -33,6 +43,32 @@ MODES = ("development", "keys")
 DEVELOPMENT_USER = User(id="owner", login="owner", email="", avatar_url="", is_owner=True)
 # A request to an admin route that carries the admin token and no API key.
 OPERATOR = User(id="admin", login="admin", email="", avatar_url="", is_owner=True)
+# Who may use the hosted app once sign-in is on (SPARK_APP_ACCESS).
+APP_ACCESS = ("public", "signed-in", "owners")
+AUTH_PROVIDERS = ("github",)
+DEFAULT_SESSION_TTL_S = 7 * 86400
+MAX_SESSION_TTL_S = 365 * 86400
+DEFAULT_GITHUB_URL = "https://github.com"
+DEFAULT_GITHUB_API_URL = "https://api.github.com"
+# GitHub logins: letters, digits and single hyphens, at most 39 characters.
+MAX_LOGIN_CHARS = 39
+
+
+@dataclass(frozen=True, slots=True)
+class SignInGate:
+    """What every service needs to admit a call by its session cookie (SPARK_AUTH set)."""
+
+    # public, signed-in or owners.
+    app_access: str
+    # GitHub logins, lowercased: GitHub's logins are case-insensitive.
+    owners: frozenset[str]
+    # The origin browsers load the app from (`https://app.example.com`): the only Origin a cookie write may have.
+    public_origin: str
+    # The app the suite hosts: a session is for it alone, never for `/runtime/{another app}`.
+    app: str
+
+    def is_owner(self, login: str) -> bool:
+        return login.lower() in self.owners
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +88,24 @@ class GateConfig:
     key_cache_s: float
     # Peers (reverse proxies, load balancers) whose X-Forwarded-For names the client; none by default.
     trusted_proxies: TrustedProxies
+    # Sign-in with GitHub: sessions next to API keys; None when SPARK_AUTH is unset.
+    sign_in: SignInGate | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GitHubOAuth:
+    """The OAuth App the access service signs people in with; the secret goes to the token endpoint only."""
+
+    client_id: str
+    client_secret: str = field(repr=False)
+    # Where the authorization page and the token endpoint are (https://github.com), and the REST API.
+    url: str
+    api_url: str
+    # `<SPARK_PUBLIC_URL>/_spark/auth/callback`, as registered with the OAuth App.
+    redirect_uri: str
+    session_ttl_s: int
+    # Cookies get `Secure` when the app is served over https.
+    secure_cookies: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +114,10 @@ class AccessConfig:
     data_dir: Path
     redis_url: str | None
     gate: GateConfig
+    # None when SPARK_AUTH is unset.
+    github: GitHubOAuth | None = None
+    # The launcher's snapshot of the hosted app (SPARK_APP_SNAPSHOT), whose index.html OpenPage serves.
+    app_snapshot: Path | None = None
 
 
 def _keys_without_admin_token(*, chosen: bool, redis: bool) -> str:
@@ -137,6 +195,105 @@ def read_gate_config(env: EnvReader) -> GateConfig:
         nonce_routes=frozenset(r.strip() for r in env.text("SPARK_ACCESS_NONCE_ROUTES", "").split(",") if r.strip()),
         key_cache_s=env.number("SPARK_ACCESS_KEY_CACHE_S", 5.0),
         trusted_proxies=TrustedProxies(proxies),
+        sign_in=read_sign_in_gate(env),
+    )
+
+
+def read_public_url(env: EnvReader) -> str:
+    """`SPARK_PUBLIC_URL`, the origin browsers use, without a trailing slash; by default the edge's own
+    address on loopback (`http://127.0.0.1:<SPARK_EDGE_PORT>`, https with SPARK_EDGE_TLS_CERT)."""
+    scheme = "https" if env.optional_text("SPARK_EDGE_TLS_CERT") else "http"
+    default = f"{scheme}://127.0.0.1:{env.integer('SPARK_EDGE_PORT', 8080, minimum=0, maximum=65535)}"
+    url = env.text("SPARK_PUBLIC_URL", default).rstrip("/")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        parts, port = None, None
+    if (
+        parts is None
+        or parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.path
+        or parts.query
+        or parts.fragment
+        or parts.username is not None
+        or port == 0
+    ):
+        env.problem(
+            f"SPARK_PUBLIC_URL={url!r} must be the origin browsers load the app from, scheme, host and port only "
+            "(e.g. https://app.example.com or http://127.0.0.1:8080): the OAuth callback and the same-origin check "
+            "of cookie writes use it"
+        )
+    return url.lower()
+
+
+def read_sign_in_gate(env: EnvReader) -> SignInGate | None:
+    """The sign-in settings every service checks sessions with; None when SPARK_AUTH is unset. Problems go to
+    `env`, the OAuth App's credentials included (so that the launcher refuses to start without them)."""
+    provider = env.choice("SPARK_AUTH", "", ("", *AUTH_PROVIDERS))
+    access = env.choice("SPARK_APP_ACCESS", "public", APP_ACCESS)
+    owners = frozenset(o.strip().lower() for o in env.text("SPARK_OWNERS", "").split(",") if o.strip())
+    invalid = sorted(o for o in owners if not _is_login(o))
+    if invalid:
+        env.problem("SPARK_OWNERS must list GitHub logins (comma separated), not " + ", ".join(map(repr, invalid)))
+    if not provider:
+        if env.optional_text("SPARK_APP_ACCESS") is not None:
+            env.problem(
+                "SPARK_APP_ACCESS says who may use the app once people sign in; it needs SPARK_AUTH=github "
+                "(and the OAuth App's SPARK_AUTH_GITHUB_CLIENT_ID and SPARK_AUTH_GITHUB_CLIENT_SECRET)"
+            )
+        return None
+    for name in ("SPARK_AUTH_GITHUB_CLIENT_ID", "SPARK_AUTH_GITHUB_CLIENT_SECRET"):
+        if env.optional_text(name) is None:
+            env.problem(
+                f"SPARK_AUTH=github needs {name}: register an OAuth App on GitHub (Settings, Developer settings, "
+                "OAuth Apps) with the callback URL <SPARK_PUBLIC_URL>/_spark/auth/callback"
+            )
+    if access == "owners" and not owners:
+        env.problem("SPARK_APP_ACCESS=owners lets only SPARK_OWNERS use the app, and SPARK_OWNERS names nobody")
+    origin = read_public_url(env)
+    return SignInGate(app_access=access, owners=owners, public_origin=origin, app=read_app_name(env))
+
+
+def _is_login(login: str) -> bool:
+    return (
+        0 < len(login) <= MAX_LOGIN_CHARS
+        and login.replace("-", "").isalnum()
+        and login.isascii()
+        and not login.startswith("-")
+        and not login.endswith("-")
+        and "--" not in login
+    )
+
+
+def read_anonymous_app_calls(env: EnvReader) -> bool:
+    """Whether the hosted app's calls (`/_spark/*`) may come with no credential at all: sign-in is on and the
+    app is public, so visitors who have not signed in are anonymous. The edge must then let them through."""
+    signed_in = env.choice("SPARK_AUTH", "", ("", *AUTH_PROVIDERS)) != ""
+    return signed_in and env.choice("SPARK_APP_ACCESS", "public", APP_ACCESS) == "public"
+
+
+def _read_github(env: EnvReader, gate: GateConfig) -> GitHubOAuth | None:
+    if gate.sign_in is None:
+        return None
+    urls = {}
+    defaults = (("SPARK_AUTH_GITHUB_URL", DEFAULT_GITHUB_URL), ("SPARK_AUTH_GITHUB_API_URL", DEFAULT_GITHUB_API_URL))
+    for name, default in defaults:
+        url = env.text(name, default).rstrip("/")
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+            env.problem(f"{name}={url!r} is not an http(s) URL")
+        urls[name] = url
+    public_url = read_public_url(env)
+    return GitHubOAuth(
+        client_id=env.text("SPARK_AUTH_GITHUB_CLIENT_ID", ""),
+        client_secret=env.text("SPARK_AUTH_GITHUB_CLIENT_SECRET", ""),
+        url=urls["SPARK_AUTH_GITHUB_URL"],
+        api_url=urls["SPARK_AUTH_GITHUB_API_URL"],
+        redirect_uri=f"{public_url}/_spark/auth/callback",
+        session_ttl_s=env.integer("SPARK_SESSION_TTL_S", DEFAULT_SESSION_TTL_S, minimum=60, maximum=MAX_SESSION_TTL_S),
+        secure_cookies=public_url.startswith("https://"),
     )
 
 
@@ -147,6 +304,10 @@ def read_config(environ: Mapping[str, str] | None = None) -> AccessConfig:
         data_dir=env.path("SPARK_DATA_DIR", "./var"),
         redis_url=env.optional_text("REDIS_URL"),
         gate=read_gate_config(env),
+    )
+    snapshot = env.optional_text("SPARK_APP_SNAPSHOT")
+    config = dataclasses.replace(
+        config, github=_read_github(env, config.gate), app_snapshot=Path(snapshot) if snapshot else None
     )
     env.finish()
     return config

@@ -37,6 +37,8 @@ class ClassLimit:
 class Limits:
     classes: Mapping[str, ClassLimit]
     auth_failures_per_address: int
+    # Sign-in starts and callbacks per client address and minute (GET /_spark/auth/login and /callback).
+    sign_ins_per_address: int = 30
 
 
 def load_limits(path: Path) -> Limits:
@@ -48,7 +50,7 @@ def load_limits(path: Path) -> Limits:
 
 
 def parse_limits(document: Mapping[str, Any], where: str) -> Limits:
-    unknown = set(document) - {"classes", "auth_failures_per_address"}
+    unknown = set(document) - {"classes", "auth_failures_per_address", "sign_ins_per_address"}
     if unknown:
         raise PolicyError(f"{where}: unknown settings {sorted(unknown)}")
     classes = document.get("classes")
@@ -65,6 +67,7 @@ def parse_limits(document: Mapping[str, Any], where: str) -> Limits:
     return Limits(
         classes={name: _class_limit(name, classes[name], where) for name in ROUTE_CLASSES},
         auth_failures_per_address=_count(document.get("auth_failures_per_address", 30), where, "auth_failures"),
+        sign_ins_per_address=_count(document.get("sign_ins_per_address", 30), where, "sign_ins_per_address"),
     )
 
 

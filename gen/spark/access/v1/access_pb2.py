@@ -23,10 +23,11 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 from spark.policy.v1 import policy_pb2 as spark_dot_policy_dot_v1_dot_policy__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cspark/access/v1/access.proto\x12\x0fspark.access.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1cspark/policy/v1/policy.proto\"V\n\x04User\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05login\x18\x02 \x01(\t\x12\r\n\x05\x65mail\x18\x03 \x01(\t\x12\x12\n\navatar_url\x18\x04 \x01(\t\x12\x10\n\x08is_owner\x18\x05 \x01(\x08\"\x1d\n\x0eGetUserRequest\x12\x0b\n\x03\x61pp\x18\x01 \x01(\t\">\n\x11RecordLoadRequest\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x0f\n\x07load_ms\x18\x02 \x01(\x01\x12\x0b\n\x03\x61pp\x18\x03 \x01(\t\"\x14\n\x12RecordLoadResponse\"^\n\x13\x43reateApiKeyRequest\x12#\n\x04user\x18\x01 \x01(\x0b\x32\x15.spark.access.v1.User\x12\r\n\x05label\x18\x02 \x01(\t\x12\x13\n\x0bupdate_user\x18\x03 \x01(\x08\"\\\n\x06\x41piKey\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12#\n\x04user\x18\x03 \x01(\x0b\x32\x15.spark.access.v1.User\x12\x12\n\ncreated_at\x18\x04 \x01(\t\"L\n\x14\x43reateApiKeyResponse\x12$\n\x03key\x18\x01 \x01(\x0b\x32\x17.spark.access.v1.ApiKey\x12\x0e\n\x06secret\x18\x02 \x01(\t\"\x14\n\x12ListApiKeysRequest\"<\n\x13ListApiKeysResponse\x12%\n\x04keys\x18\x01 \x03(\x0b\x32\x17.spark.access.v1.ApiKey\"!\n\x13RevokeApiKeyRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x16\n\x14RevokeApiKeyResponse\"\x12\n\x10GetPolicyRequest\"W\n\tRateLimit\x12\x13\n\x0broute_class\x18\x01 \x01(\t\x12\x10\n\x08per_user\x18\x02 \x01(\x05\x12\x13\n\x0bper_address\x18\x03 \x01(\x05\x12\x0e\n\x06window\x18\x04 \x01(\t\"\x90\x01\n\x06Policy\x12\x0c\n\x04mode\x18\x01 \x01(\t\x12*\n\x06limits\x18\x02 \x03(\x0b\x32\x1a.spark.access.v1.RateLimit\x12\x14\n\x0cnonce_routes\x18\x03 \x03(\t\x12\x13\n\x0bnonce_ttl_s\x18\x04 \x01(\x05\x12!\n\x19\x61uth_failures_per_address\x18\x05 \x01(\x05\x32\x95\x06\n\rAccessService\x12y\n\x07GetUser\x12\x1f.spark.access.v1.GetUserRequest\x1a\x15.spark.access.v1.User\"6\xb2\xe1\x18\x07\n\x05spark\x82\xd3\xe4\x93\x02%\x12\x0c/_spark/userZ\x15\x12\x13/runtime/{app}/user\x12\x97\x01\n\nRecordLoad\x12\".spark.access.v1.RecordLoadRequest\x1a#.spark.access.v1.RecordLoadResponse\"@\xb2\xe1\x18\x07\n\x05spark\x82\xd3\xe4\x93\x02/\"\x0e/_spark/loaded:\x01*Z\x1a\"\x15/runtime/{app}/loaded:\x01*\x12\x80\x01\n\x0c\x43reateApiKey\x12$.spark.access.v1.CreateApiKeyRequest\x1a%.spark.access.v1.CreateApiKeyResponse\"#\xb2\xe1\x18\t\n\x05\x61\x64min\x10\x01\x82\xd3\xe4\x93\x02\x10\"\x0b/admin/keys:\x01*\x12z\n\x0bListApiKeys\x12#.spark.access.v1.ListApiKeysRequest\x1a$.spark.access.v1.ListApiKeysResponse\" \xb2\xe1\x18\t\n\x05\x61\x64min\x10\x01\x82\xd3\xe4\x93\x02\r\x12\x0b/admin/keys\x12\x82\x01\n\x0cRevokeApiKey\x12$.spark.access.v1.RevokeApiKeyRequest\x1a%.spark.access.v1.RevokeApiKeyResponse\"%\xb2\xe1\x18\t\n\x05\x61\x64min\x10\x01\x82\xd3\xe4\x93\x02\x12*\x10/admin/keys/{id}\x12k\n\tGetPolicy\x12!.spark.access.v1.GetPolicyRequest\x1a\x17.spark.access.v1.Policy\"\"\xb2\xe1\x18\t\n\x05\x61\x64min\x10\x01\x82\xd3\xe4\x93\x02\x0f\x12\r/admin/policyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cspark/access/v1/access.proto\x12\x0fspark.access.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a\x1cspark/policy/v1/policy.proto\"V\n\x04User\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05login\x18\x02 \x01(\t\x12\r\n\x05\x65mail\x18\x03 \x01(\t\x12\x12\n\navatar_url\x18\x04 \x01(\t\x12\x10\n\x08is_owner\x18\x05 \x01(\x08\"\x1d\n\x0eGetUserRequest\x12\x0b\n\x03\x61pp\x18\x01 \x01(\t\">\n\x11RecordLoadRequest\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x0f\n\x07load_ms\x18\x02 \x01(\x01\x12\x0b\n\x03\x61pp\x18\x03 \x01(\t\"\x14\n\x12RecordLoadResponse\"^\n\x13\x43reateApiKeyRequest\x12#\n\x04user\x18\x01 \x01(\x0b\x32\x15.spark.access.v1.User\x12\r\n\x05label\x18\x02 \x01(\t\x12\x13\n\x0bupdate_user\x18\x03 \x01(\x08\"\\\n\x06\x41piKey\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12#\n\x04user\x18\x03 \x01(\x0b\x32\x15.spark.access.v1.User\x12\x12\n\ncreated_at\x18\x04 \x01(\t\"L\n\x14\x43reateApiKeyResponse\x12$\n\x03key\x18\x01 \x01(\x0b\x32\x17.spark.access.v1.ApiKey\x12\x0e\n\x06secret\x18\x02 \x01(\t\"\x14\n\x12ListApiKeysRequest\"<\n\x13ListApiKeysResponse\x12%\n\x04keys\x18\x01 \x03(\x0b\x32\x17.spark.access.v1.ApiKey\"!\n\x13RevokeApiKeyRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x16\n\x14RevokeApiKeyResponse\"\x12\n\x10GetPolicyRequest\"W\n\tRateLimit\x12\x13\n\x0broute_class\x18\x01 \x01(\t\x12\x10\n\x08per_user\x18\x02 \x01(\x05\x12\x13\n\x0bper_address\x18\x03 \x01(\x05\x12\x0e\n\x06window\x18\x04 \x01(\t\"\x90\x01\n\x06Policy\x12\x0c\n\x04mode\x18\x01 \x01(\t\x12*\n\x06limits\x18\x02 \x03(\x0b\x32\x1a.spark.access.v1.RateLimit\x12\x14\n\x0cnonce_routes\x18\x03 \x03(\t\x12\x13\n\x0bnonce_ttl_s\x18\x04 \x01(\x05\x12!\n\x19\x61uth_failures_per_address\x18\x05 \x01(\x05\"\'\n\x12StartSignInRequest\x12\x11\n\treturn_to\x18\x01 \x01(\t\"o\n\x13\x46inishSignInRequest\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x19\n\x11\x65rror_description\x18\x04 \x01(\t\x12\x11\n\terror_uri\x18\x05 \x01(\t\"#\n\x0eSignOutRequest\x12\x11\n\treturn_to\x18\x01 \x01(\t\"\x1f\n\x0fOpenPageRequest\x12\x0c\n\x04path\x18\x01 \x01(\t\"\x15\n\x13ListSessionsRequest\"h\n\rSignInSession\x12\n\n\x02id\x18\x01 \x01(\t\x12#\n\x04user\x18\x02 \x01(\x0b\x32\x15.spark.access.v1.User\x12\x12\n\ncreated_at\x18\x03 \x01(\t\x12\x12\n\nexpires_at\x18\x04 \x01(\t\"H\n\x14ListSessionsResponse\x12\x30\n\x08sessions\x18\x01 \x03(\x0b\x32\x1e.spark.access.v1.SignInSession\"%\n\x15RevokeSessionsRequest\x12\x0c\n\x04user\x18\x01 \x01(\t\":\n\x16RevokeSessionsResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0f\n\x07revoked\x18\x02 \x01(\x05\x32\xed\x0b\n\rAccessService\x12y\n\x07GetUser\x12\x1f.spark.access.v1.GetUserRequest\x1a\x15.spark.access.v1.User\"6\xb2\xe1\x18\x07\n\x05spark\x82\xd3\xe4\x93\x02%\x12\x0c/_spark/userZ\x15\x12\x13/runtime/{app}/user\x12\x97\x01\n\nRecordLoad\x12\".spark.access.v1.RecordLoadRequest\x1a#.spark.access.v1.RecordLoadResponse\"@\xb2\xe1\x18\x07\n\x05spark\x82\xd3\xe4\x93\x02/\"\x0e/_spark/loaded:\x01*Z\x1a\"\x15/runtime/{app}/loaded:\x01*\x12\x80\x01\n\x0c\x43reateApiKey\x12$.spark.access.v1.CreateApiKeyRequest\x1a%.spark.access.v1.CreateApiKeyResponse\"#\xb2\xe1\x18\t\n\x05\x61\x64min\x10\x01\x82\xd3\xe4\x93\x02\x10\"\x0b/admin/keys:\x01*\x12z\n\x0bListApiKeys\x12#.spark.access.v1.ListApiKeysRequest\x1a$.spark.access.v1.ListApiKeysResponse\" \xb2\xe1\x18\t\n\x05\x61\x64min\x10\x01\x82\xd3\xe4\x93\x02\r\x12\x0b/admin/keys\x12\x82\x01\n\x0cRevokeApiKey\x12$.spark.access.v1.RevokeApiKeyRequest\x1a%.spark.access.v1.RevokeApiKeyResponse\"%\xb2\xe1\x18\t\n\x05\x61\x64min\x10\x01\x82\xd3\xe4\x93\x02\x12*\x10/admin/keys/{id}\x12k\n\tGetPolicy\x12!.spark.access.v1.GetPolicyRequest\x1a\x17.spark.access.v1.Policy\"\"\xb2\xe1\x18\t\n\x05\x61\x64min\x10\x01\x82\xd3\xe4\x93\x02\x0f\x12\r/admin/policy\x12q\n\x0bStartSignIn\x12#.spark.access.v1.StartSignInRequest\x1a\x14.google.api.HttpBody\"\'\xb2\xe1\x18\t\n\x05spark\x18\x01\x82\xd3\xe4\x93\x02\x14\x12\x12/_spark/auth/login\x12v\n\x0c\x46inishSignIn\x12$.spark.access.v1.FinishSignInRequest\x1a\x14.google.api.HttpBody\"*\xb2\xe1\x18\t\n\x05spark\x18\x01\x82\xd3\xe4\x93\x02\x17\x12\x15/_spark/auth/callback\x12j\n\x07SignOut\x12\x1f.spark.access.v1.SignOutRequest\x1a\x14.google.api.HttpBody\"(\xb2\xe1\x18\t\n\x05spark\x18\x01\x82\xd3\xe4\x93\x02\x15\"\x13/_spark/auth/logout\x12j\n\x08OpenPage\x12 .spark.access.v1.OpenPageRequest\x1a\x14.google.api.HttpBody\"&\xb2\xe1\x18\t\n\x05spark\x18\x01\x82\xd3\xe4\x93\x02\x13\x12\x11/_spark/auth/page\x12\x81\x01\n\x0cListSessions\x12$.spark.access.v1.ListSessionsRequest\x1a%.spark.access.v1.ListSessionsResponse\"$\xb2\xe1\x18\t\n\x05\x61\x64min\x10\x01\x82\xd3\xe4\x93\x02\x11\x12\x0f/admin/sessions\x12\x8e\x01\n\x0eRevokeSessions\x12&.spark.access.v1.RevokeSessionsRequest\x1a\'.spark.access.v1.RevokeSessionsResponse\"+\xb2\xe1\x18\t\n\x05\x61\x64min\x10\x01\x82\xd3\xe4\x93\x02\x18*\x16/admin/sessions/{user}b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,34 +46,64 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ACCESSSERVICE'].methods_by_name['RevokeApiKey']._serialized_options = b'\262\341\030\t\n\005admin\020\001\202\323\344\223\002\022*\020/admin/keys/{id}'
   _globals['_ACCESSSERVICE'].methods_by_name['GetPolicy']._loaded_options = None
   _globals['_ACCESSSERVICE'].methods_by_name['GetPolicy']._serialized_options = b'\262\341\030\t\n\005admin\020\001\202\323\344\223\002\017\022\r/admin/policy'
-  _globals['_USER']._serialized_start=109
-  _globals['_USER']._serialized_end=195
-  _globals['_GETUSERREQUEST']._serialized_start=197
-  _globals['_GETUSERREQUEST']._serialized_end=226
-  _globals['_RECORDLOADREQUEST']._serialized_start=228
-  _globals['_RECORDLOADREQUEST']._serialized_end=290
-  _globals['_RECORDLOADRESPONSE']._serialized_start=292
-  _globals['_RECORDLOADRESPONSE']._serialized_end=312
-  _globals['_CREATEAPIKEYREQUEST']._serialized_start=314
-  _globals['_CREATEAPIKEYREQUEST']._serialized_end=408
-  _globals['_APIKEY']._serialized_start=410
-  _globals['_APIKEY']._serialized_end=502
-  _globals['_CREATEAPIKEYRESPONSE']._serialized_start=504
-  _globals['_CREATEAPIKEYRESPONSE']._serialized_end=580
-  _globals['_LISTAPIKEYSREQUEST']._serialized_start=582
-  _globals['_LISTAPIKEYSREQUEST']._serialized_end=602
-  _globals['_LISTAPIKEYSRESPONSE']._serialized_start=604
-  _globals['_LISTAPIKEYSRESPONSE']._serialized_end=664
-  _globals['_REVOKEAPIKEYREQUEST']._serialized_start=666
-  _globals['_REVOKEAPIKEYREQUEST']._serialized_end=699
-  _globals['_REVOKEAPIKEYRESPONSE']._serialized_start=701
-  _globals['_REVOKEAPIKEYRESPONSE']._serialized_end=723
-  _globals['_GETPOLICYREQUEST']._serialized_start=725
-  _globals['_GETPOLICYREQUEST']._serialized_end=743
-  _globals['_RATELIMIT']._serialized_start=745
-  _globals['_RATELIMIT']._serialized_end=832
-  _globals['_POLICY']._serialized_start=835
-  _globals['_POLICY']._serialized_end=979
-  _globals['_ACCESSSERVICE']._serialized_start=982
-  _globals['_ACCESSSERVICE']._serialized_end=1771
+  _globals['_ACCESSSERVICE'].methods_by_name['StartSignIn']._loaded_options = None
+  _globals['_ACCESSSERVICE'].methods_by_name['StartSignIn']._serialized_options = b'\262\341\030\t\n\005spark\030\001\202\323\344\223\002\024\022\022/_spark/auth/login'
+  _globals['_ACCESSSERVICE'].methods_by_name['FinishSignIn']._loaded_options = None
+  _globals['_ACCESSSERVICE'].methods_by_name['FinishSignIn']._serialized_options = b'\262\341\030\t\n\005spark\030\001\202\323\344\223\002\027\022\025/_spark/auth/callback'
+  _globals['_ACCESSSERVICE'].methods_by_name['SignOut']._loaded_options = None
+  _globals['_ACCESSSERVICE'].methods_by_name['SignOut']._serialized_options = b'\262\341\030\t\n\005spark\030\001\202\323\344\223\002\025\"\023/_spark/auth/logout'
+  _globals['_ACCESSSERVICE'].methods_by_name['OpenPage']._loaded_options = None
+  _globals['_ACCESSSERVICE'].methods_by_name['OpenPage']._serialized_options = b'\262\341\030\t\n\005spark\030\001\202\323\344\223\002\023\022\021/_spark/auth/page'
+  _globals['_ACCESSSERVICE'].methods_by_name['ListSessions']._loaded_options = None
+  _globals['_ACCESSSERVICE'].methods_by_name['ListSessions']._serialized_options = b'\262\341\030\t\n\005admin\020\001\202\323\344\223\002\021\022\017/admin/sessions'
+  _globals['_ACCESSSERVICE'].methods_by_name['RevokeSessions']._loaded_options = None
+  _globals['_ACCESSSERVICE'].methods_by_name['RevokeSessions']._serialized_options = b'\262\341\030\t\n\005admin\020\001\202\323\344\223\002\030*\026/admin/sessions/{user}'
+  _globals['_USER']._serialized_start=136
+  _globals['_USER']._serialized_end=222
+  _globals['_GETUSERREQUEST']._serialized_start=224
+  _globals['_GETUSERREQUEST']._serialized_end=253
+  _globals['_RECORDLOADREQUEST']._serialized_start=255
+  _globals['_RECORDLOADREQUEST']._serialized_end=317
+  _globals['_RECORDLOADRESPONSE']._serialized_start=319
+  _globals['_RECORDLOADRESPONSE']._serialized_end=339
+  _globals['_CREATEAPIKEYREQUEST']._serialized_start=341
+  _globals['_CREATEAPIKEYREQUEST']._serialized_end=435
+  _globals['_APIKEY']._serialized_start=437
+  _globals['_APIKEY']._serialized_end=529
+  _globals['_CREATEAPIKEYRESPONSE']._serialized_start=531
+  _globals['_CREATEAPIKEYRESPONSE']._serialized_end=607
+  _globals['_LISTAPIKEYSREQUEST']._serialized_start=609
+  _globals['_LISTAPIKEYSREQUEST']._serialized_end=629
+  _globals['_LISTAPIKEYSRESPONSE']._serialized_start=631
+  _globals['_LISTAPIKEYSRESPONSE']._serialized_end=691
+  _globals['_REVOKEAPIKEYREQUEST']._serialized_start=693
+  _globals['_REVOKEAPIKEYREQUEST']._serialized_end=726
+  _globals['_REVOKEAPIKEYRESPONSE']._serialized_start=728
+  _globals['_REVOKEAPIKEYRESPONSE']._serialized_end=750
+  _globals['_GETPOLICYREQUEST']._serialized_start=752
+  _globals['_GETPOLICYREQUEST']._serialized_end=770
+  _globals['_RATELIMIT']._serialized_start=772
+  _globals['_RATELIMIT']._serialized_end=859
+  _globals['_POLICY']._serialized_start=862
+  _globals['_POLICY']._serialized_end=1006
+  _globals['_STARTSIGNINREQUEST']._serialized_start=1008
+  _globals['_STARTSIGNINREQUEST']._serialized_end=1047
+  _globals['_FINISHSIGNINREQUEST']._serialized_start=1049
+  _globals['_FINISHSIGNINREQUEST']._serialized_end=1160
+  _globals['_SIGNOUTREQUEST']._serialized_start=1162
+  _globals['_SIGNOUTREQUEST']._serialized_end=1197
+  _globals['_OPENPAGEREQUEST']._serialized_start=1199
+  _globals['_OPENPAGEREQUEST']._serialized_end=1230
+  _globals['_LISTSESSIONSREQUEST']._serialized_start=1232
+  _globals['_LISTSESSIONSREQUEST']._serialized_end=1253
+  _globals['_SIGNINSESSION']._serialized_start=1255
+  _globals['_SIGNINSESSION']._serialized_end=1359
+  _globals['_LISTSESSIONSRESPONSE']._serialized_start=1361
+  _globals['_LISTSESSIONSRESPONSE']._serialized_end=1433
+  _globals['_REVOKESESSIONSREQUEST']._serialized_start=1435
+  _globals['_REVOKESESSIONSREQUEST']._serialized_end=1472
+  _globals['_REVOKESESSIONSRESPONSE']._serialized_start=1474
+  _globals['_REVOKESESSIONSRESPONSE']._serialized_end=1532
+  _globals['_ACCESSSERVICE']._serialized_start=1535
+  _globals['_ACCESSSERVICE']._serialized_end=3052
 # @@protoc_insertion_point(module_scope)

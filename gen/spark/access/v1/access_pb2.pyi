@@ -1,4 +1,5 @@
 from google.api import annotations_pb2 as _annotations_pb2
+from google.api import httpbody_pb2 as _httpbody_pb2
 from spark.policy.v1 import policy_pb2 as _policy_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
@@ -121,3 +122,71 @@ class Policy(_message.Message):
     nonce_ttl_s: int
     auth_failures_per_address: int
     def __init__(self, mode: _Optional[str] = ..., limits: _Optional[_Iterable[_Union[RateLimit, _Mapping]]] = ..., nonce_routes: _Optional[_Iterable[str]] = ..., nonce_ttl_s: _Optional[int] = ..., auth_failures_per_address: _Optional[int] = ...) -> None: ...
+
+class StartSignInRequest(_message.Message):
+    __slots__ = ("return_to",)
+    RETURN_TO_FIELD_NUMBER: _ClassVar[int]
+    return_to: str
+    def __init__(self, return_to: _Optional[str] = ...) -> None: ...
+
+class FinishSignInRequest(_message.Message):
+    __slots__ = ("code", "state", "error", "error_description", "error_uri")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    ERROR_DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    ERROR_URI_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    state: str
+    error: str
+    error_description: str
+    error_uri: str
+    def __init__(self, code: _Optional[str] = ..., state: _Optional[str] = ..., error: _Optional[str] = ..., error_description: _Optional[str] = ..., error_uri: _Optional[str] = ...) -> None: ...
+
+class SignOutRequest(_message.Message):
+    __slots__ = ("return_to",)
+    RETURN_TO_FIELD_NUMBER: _ClassVar[int]
+    return_to: str
+    def __init__(self, return_to: _Optional[str] = ...) -> None: ...
+
+class OpenPageRequest(_message.Message):
+    __slots__ = ("path",)
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    def __init__(self, path: _Optional[str] = ...) -> None: ...
+
+class ListSessionsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class SignInSession(_message.Message):
+    __slots__ = ("id", "user", "created_at", "expires_at")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    USER_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    user: User
+    created_at: str
+    expires_at: str
+    def __init__(self, id: _Optional[str] = ..., user: _Optional[_Union[User, _Mapping]] = ..., created_at: _Optional[str] = ..., expires_at: _Optional[str] = ...) -> None: ...
+
+class ListSessionsResponse(_message.Message):
+    __slots__ = ("sessions",)
+    SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    sessions: _containers.RepeatedCompositeFieldContainer[SignInSession]
+    def __init__(self, sessions: _Optional[_Iterable[_Union[SignInSession, _Mapping]]] = ...) -> None: ...
+
+class RevokeSessionsRequest(_message.Message):
+    __slots__ = ("user",)
+    USER_FIELD_NUMBER: _ClassVar[int]
+    user: str
+    def __init__(self, user: _Optional[str] = ...) -> None: ...
+
+class RevokeSessionsResponse(_message.Message):
+    __slots__ = ("user_id", "revoked")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    revoked: int
+    def __init__(self, user_id: _Optional[str] = ..., revoked: _Optional[int] = ...) -> None: ...

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 from spark.access.v1 import access_pb2 as spark_dot_access_dot_v1_dot_access__pb2
 
 GRPC_GENERATED_VERSION = '1.85.4'
@@ -26,8 +27,9 @@ if _version_not_supported:
 
 
 class AccessServiceStub:
-    """AccessService is the suite's identity: who the caller is, the API keys that
-    say so, and the client telemetry of the Spark runtime. The same process
+    """AccessService is the suite's identity: who the caller is, the API keys and
+    the sign-in sessions (GitHub's OAuth web flow) that say so, and the client
+    telemetry of the Spark runtime. The same process
     serves Envoy's ext_authz (envoy.service.auth.v3.Authorization) and
     rate-limit (envoy.service.ratelimit.v3.RateLimitService) APIs, through which
     the edge checks keys, the admin token, nonces and rate limits on every
@@ -70,11 +72,42 @@ class AccessServiceStub:
                 request_serializer=spark_dot_access_dot_v1_dot_access__pb2.GetPolicyRequest.SerializeToString,
                 response_deserializer=spark_dot_access_dot_v1_dot_access__pb2.Policy.FromString,
                 _registered_method=True)
+        self.StartSignIn = channel.unary_unary(
+                '/spark.access.v1.AccessService/StartSignIn',
+                request_serializer=spark_dot_access_dot_v1_dot_access__pb2.StartSignInRequest.SerializeToString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+                _registered_method=True)
+        self.FinishSignIn = channel.unary_unary(
+                '/spark.access.v1.AccessService/FinishSignIn',
+                request_serializer=spark_dot_access_dot_v1_dot_access__pb2.FinishSignInRequest.SerializeToString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+                _registered_method=True)
+        self.SignOut = channel.unary_unary(
+                '/spark.access.v1.AccessService/SignOut',
+                request_serializer=spark_dot_access_dot_v1_dot_access__pb2.SignOutRequest.SerializeToString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+                _registered_method=True)
+        self.OpenPage = channel.unary_unary(
+                '/spark.access.v1.AccessService/OpenPage',
+                request_serializer=spark_dot_access_dot_v1_dot_access__pb2.OpenPageRequest.SerializeToString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+                _registered_method=True)
+        self.ListSessions = channel.unary_unary(
+                '/spark.access.v1.AccessService/ListSessions',
+                request_serializer=spark_dot_access_dot_v1_dot_access__pb2.ListSessionsRequest.SerializeToString,
+                response_deserializer=spark_dot_access_dot_v1_dot_access__pb2.ListSessionsResponse.FromString,
+                _registered_method=True)
+        self.RevokeSessions = channel.unary_unary(
+                '/spark.access.v1.AccessService/RevokeSessions',
+                request_serializer=spark_dot_access_dot_v1_dot_access__pb2.RevokeSessionsRequest.SerializeToString,
+                response_deserializer=spark_dot_access_dot_v1_dot_access__pb2.RevokeSessionsResponse.FromString,
+                _registered_method=True)
 
 
 class AccessServiceServicer:
-    """AccessService is the suite's identity: who the caller is, the API keys that
-    say so, and the client telemetry of the Spark runtime. The same process
+    """AccessService is the suite's identity: who the caller is, the API keys and
+    the sign-in sessions (GitHub's OAuth web flow) that say so, and the client
+    telemetry of the Spark runtime. The same process
     serves Envoy's ext_authz (envoy.service.auth.v3.Authorization) and
     rate-limit (envoy.service.ratelimit.v3.RateLimitService) APIs, through which
     the edge checks keys, the admin token, nonces and rate limits on every
@@ -137,6 +170,76 @@ class AccessServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StartSignIn(self, request, context):
+        """Starts signing in with GitHub: a 302 to GitHub's authorization page
+        with the OAuth App's client_id, the callback as redirect_uri, the scope
+        `read:user user:email` and a new single-use state, which a cookie of its
+        own binds to this browser. Returns INVALID_ARGUMENT if return_to is not a
+        path on the app's own origin, FAILED_PRECONDITION when sign-in is off
+        (SPARK_AUTH unset) and RESOURCE_EXHAUSTED past the sign-in attempts
+        allowed per address.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FinishSignIn(self, request, context):
+        """Where GitHub sends the browser back: takes the state (once), exchanges
+        the code for a token, reads the GitHub user, starts a session (the
+        `spark_session` cookie: HttpOnly, SameSite=Lax, Secure over https) and
+        answers a 302 to the sign-in's return_to. Returns PERMISSION_DENIED when
+        the person refused GitHub's authorization (error=access_denied),
+        INVALID_ARGUMENT for a missing, used, expired or foreign state or a code
+        GitHub does not take, FAILED_PRECONDITION for GitHub's other error
+        redirects and when sign-in is off, UNAVAILABLE when GitHub cannot be
+        asked or refuses the OAuth App, and RESOURCE_EXHAUSTED past the sign-in
+        attempts allowed per address.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SignOut(self, request, context):
+        """Ends the caller's session on the server at once and clears its cookie:
+        200 `{"signedIn": false}`, or a 302 to return_to when one is given.
+        Succeeds without a session too. Returns PERMISSION_DENIED for a call
+        with a session from another origin, INVALID_ARGUMENT if return_to is not
+        a path on the app's own origin.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def OpenPage(self, request, context):
+        """A page load of an app that only signed-in people (or its owners) may
+        use: the app's index.html for them, a 302 to
+        `/_spark/auth/login?return_to=<path>` for anyone without a session.
+        The edge sends page loads here when SPARK_APP_ACCESS is signed-in or
+        owners. Returns PERMISSION_DENIED for a signed-in person who is not an
+        owner where only owners may use the app, INVALID_ARGUMENT if path is not
+        a path on the app's own origin, and NOT_FOUND when no app is hosted.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSessions(self, request, context):
+        """Lists the live sign-in sessions, the newest first, without their
+        secrets. Needs X-Admin-Token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeSessions(self, request, context):
+        """Ends every session of one GitHub user at once, named by login (any
+        case) or numeric id. Needs X-Admin-Token. Succeeds (revoking nothing)
+        for a user without sessions.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AccessServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -170,6 +273,36 @@ def add_AccessServiceServicer_to_server(servicer, server):
                     request_deserializer=spark_dot_access_dot_v1_dot_access__pb2.GetPolicyRequest.FromString,
                     response_serializer=spark_dot_access_dot_v1_dot_access__pb2.Policy.SerializeToString,
             ),
+            'StartSignIn': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartSignIn,
+                    request_deserializer=spark_dot_access_dot_v1_dot_access__pb2.StartSignInRequest.FromString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
+            ),
+            'FinishSignIn': grpc.unary_unary_rpc_method_handler(
+                    servicer.FinishSignIn,
+                    request_deserializer=spark_dot_access_dot_v1_dot_access__pb2.FinishSignInRequest.FromString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
+            ),
+            'SignOut': grpc.unary_unary_rpc_method_handler(
+                    servicer.SignOut,
+                    request_deserializer=spark_dot_access_dot_v1_dot_access__pb2.SignOutRequest.FromString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
+            ),
+            'OpenPage': grpc.unary_unary_rpc_method_handler(
+                    servicer.OpenPage,
+                    request_deserializer=spark_dot_access_dot_v1_dot_access__pb2.OpenPageRequest.FromString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
+            ),
+            'ListSessions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSessions,
+                    request_deserializer=spark_dot_access_dot_v1_dot_access__pb2.ListSessionsRequest.FromString,
+                    response_serializer=spark_dot_access_dot_v1_dot_access__pb2.ListSessionsResponse.SerializeToString,
+            ),
+            'RevokeSessions': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeSessions,
+                    request_deserializer=spark_dot_access_dot_v1_dot_access__pb2.RevokeSessionsRequest.FromString,
+                    response_serializer=spark_dot_access_dot_v1_dot_access__pb2.RevokeSessionsResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'spark.access.v1.AccessService', rpc_method_handlers)
@@ -179,8 +312,9 @@ def add_AccessServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class AccessService:
-    """AccessService is the suite's identity: who the caller is, the API keys that
-    say so, and the client telemetry of the Spark runtime. The same process
+    """AccessService is the suite's identity: who the caller is, the API keys and
+    the sign-in sessions (GitHub's OAuth web flow) that say so, and the client
+    telemetry of the Spark runtime. The same process
     serves Envoy's ext_authz (envoy.service.auth.v3.Authorization) and
     rate-limit (envoy.service.ratelimit.v3.RateLimitService) APIs, through which
     the edge checks keys, the admin token, nonces and rate limits on every
@@ -339,6 +473,168 @@ class AccessService:
             '/spark.access.v1.AccessService/GetPolicy',
             spark_dot_access_dot_v1_dot_access__pb2.GetPolicyRequest.SerializeToString,
             spark_dot_access_dot_v1_dot_access__pb2.Policy.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartSignIn(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spark.access.v1.AccessService/StartSignIn',
+            spark_dot_access_dot_v1_dot_access__pb2.StartSignInRequest.SerializeToString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FinishSignIn(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spark.access.v1.AccessService/FinishSignIn',
+            spark_dot_access_dot_v1_dot_access__pb2.FinishSignInRequest.SerializeToString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SignOut(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spark.access.v1.AccessService/SignOut',
+            spark_dot_access_dot_v1_dot_access__pb2.SignOutRequest.SerializeToString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def OpenPage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spark.access.v1.AccessService/OpenPage',
+            spark_dot_access_dot_v1_dot_access__pb2.OpenPageRequest.SerializeToString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSessions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spark.access.v1.AccessService/ListSessions',
+            spark_dot_access_dot_v1_dot_access__pb2.ListSessionsRequest.SerializeToString,
+            spark_dot_access_dot_v1_dot_access__pb2.ListSessionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeSessions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spark.access.v1.AccessService/RevokeSessions',
+            spark_dot_access_dot_v1_dot_access__pb2.RevokeSessionsRequest.SerializeToString,
+            spark_dot_access_dot_v1_dot_access__pb2.RevokeSessionsResponse.FromString,
             options,
             channel_credentials,
             insecure,
