@@ -15,18 +15,13 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-import redis
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from tests.conftest import FAILED_KEY
-from tests.support.browser import BuiltApp, ViteDevServer, built_app, launch_chromium
-from tests.support.redis_server import RedisServer
+from tests.support.browser import BuiltApp, ViteDevServer, built_app, chromium, increment, open_app, start_suite
 from tests.support.suite import RunningSuite
 
 pytestmark = pytest.mark.e2e
-
-# A Redis database of this module's own, emptied before its suite starts.
-REDIS_DATABASE = 11
 
 
 @pytest.fixture(scope="module")
@@ -38,23 +33,15 @@ def app(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 def suite(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, app: BuiltApp
 ) -> Iterator[RunningSuite]:
-    env = {"SPARK_APP_DIR": str(app.dist)}
-    if request.param == "redis":
-        server: RedisServer = request.getfixturevalue("redis_server")
-        env["REDIS_URL"] = f"{server.url.rsplit('/', 1)[0]}/{REDIS_DATABASE}"
-        with redis.Redis.from_url(env["REDIS_URL"]) as client:
-            client.flushdb()
-    running = RunningSuite.start(tmp_path_factory.mktemp(f"spark-app-{request.param}"), env)
+    running = start_suite(request, tmp_path_factory.mktemp(f"spark-app-{request.param}"), app, {})
     yield running
     running.stop()
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        launched = launch_chromium(playwright)
+    with chromium() as launched:
         yield launched
-        launched.close()
 
 
 @pytest.fixture
@@ -74,21 +61,6 @@ def page(browser: Browser, suite: RunningSuite, request: pytest.FixtureRequest) 
     context.close()
     if request.node.stash.get(FAILED_KEY, False):
         sys.stderr.write(suite.logs() + "\n--- browser console ---\n" + "\n".join(console))
-
-
-def open_app(page: Page, url: str = "/") -> None:
-    """Loads the app and waits until it has read its state (useKV's first reads, the keys, the user)."""
-    page.goto(url)
-    expect(page.get_by_test_id("keys")).to_have_attribute("data-loaded", "true")
-    expect(page.get_by_test_id("user")).to_be_visible()
-    page.wait_for_load_state("networkidle")
-
-
-def increment(page: Page, key: str = "counter") -> None:
-    """Clicks the counter's button and waits for useKV's write (the hook sends it without awaiting it)."""
-    with page.expect_response(lambda r: r.request.method == "POST" and r.url.endswith(f"/kv/{key}")) as written:
-        page.get_by_test_id("increment").click()
-    assert written.value.ok, written.value.status
 
 
 def test_the_app_is_served_at_the_root_and_on_client_side_routes(

@@ -3,8 +3,11 @@
 - `built_app(config, tmp_path_factory)` copies tests/e2e/spark_app/ into a temp folder (the app's
   repository: `runtime.config.json` beside `dist/`), links tools/node's modules in as its `node_modules/`
   and runs `vite build` there, once per test session.
-- `launch_chromium(playwright)` starts `/usr/bin/chromium` (Debian's package, which `make test-deps`
-  installs) through Playwright's Python API with `executable_path`: the tests never download a browser.
+- `start_suite(request, directory, app, env)` starts the suite serving it (`SPARK_APP_DIR`), on SQLite or on
+  a Redis database of its own as the fixture's param says.
+- `chromium()` / `launch_chromium(playwright)` start `/usr/bin/chromium` (Debian's package, which `make
+  test-deps` installs) through Playwright's Python API with `executable_path`: the tests never download a
+  browser. `open_app`, `app_ready` and `increment` drive the test app's page.
 - `ViteDevServer` runs `vite` (dev) on the app with `GITHUB_API_URL` and `GITHUB_TOKEN`, as a Spark
   developer does, so that the Spark plugin proxies `/_spark/*` to `${GITHUB_API_URL}/runtime/{app}/*`.
 - `OtherSite` serves a few HTML pages from another origin (a second local HTTP server) for the cross-site tests.
@@ -14,28 +17,30 @@ Node comes from PATH (the machine image's); vite and everything the app imports 
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import os
 import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 import pytest
+import redis
+from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
 
 from tests.support.ports import HOST, free_port
 from tests.support.processes import terminate
-from tests.support.suite import ROOT
-
-if TYPE_CHECKING:
-    from playwright.sync_api import Browser, Playwright
+from tests.support.redis_server import RedisServer
+from tests.support.suite import ROOT, RunningSuite
 
 APP_SOURCE = ROOT / "tests" / "e2e" / "spark_app"
 NODE_MODULES = ROOT / "tools" / "node" / "node_modules"
@@ -44,6 +49,9 @@ CHROMIUM = Path("/usr/bin/chromium")
 BUILD_TIMEOUT_S = 120.0
 DEV_SERVER_TIMEOUT_S = 60.0
 _BUILT_APP = pytest.StashKey["BuiltApp"]()
+# Redis databases of the hosted-app suites (one per module and backend), emptied before each suite starts;
+# other modules count theirs from 1 (tests/e2e/conftest.py) and name a few of their own below 12.
+_REDIS_DATABASES = itertools.cycle((10, 11))
 
 
 @dataclass(frozen=True)
@@ -116,11 +124,53 @@ def node_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def start_suite(request: pytest.FixtureRequest, directory: Path, app: BuiltApp, env: Mapping[str, str]) -> RunningSuite:
+    """The suite serving `app`, on the store `request.param` names ("sqlite" or "redis")."""
+    env = {"SPARK_APP_DIR": str(app.dist), **env}
+    if request.param == "redis":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        env["REDIS_URL"] = f"{server.url.rsplit('/', 1)[0]}/{next(_REDIS_DATABASES)}"
+        with redis.Redis.from_url(env["REDIS_URL"]) as client:
+            client.flushdb()
+    return RunningSuite.start(directory, env)
+
+
+@contextlib.contextmanager
+def chromium() -> Iterator[Browser]:
+    """Debian's Chromium for as long as the block runs."""
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
 def launch_chromium(playwright: Playwright) -> Browser:
     """Debian's Chromium, headless, through Playwright; never a downloaded browser."""
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: `make test-deps` installs Debian's chromium package", pytrace=False)
     return playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+
+
+def open_app(page: Page, url: str = "/") -> None:
+    """Loads the app and waits until it has read its state."""
+    page.goto(url)
+    app_ready(page)
+
+
+def app_ready(page: Page) -> None:
+    """Waits until the app on `page` has read its state (useKV's first reads, the keys, the user)."""
+    expect(page.get_by_test_id("keys")).to_have_attribute("data-loaded", "true")
+    expect(page.get_by_test_id("user")).to_be_visible()
+    page.wait_for_load_state("networkidle")
+
+
+def increment(page: Page, key: str = "counter") -> None:
+    """Clicks the counter's button and waits for useKV's write (the hook sends it without awaiting it)."""
+    with page.expect_response(lambda r: r.request.method == "POST" and r.url.endswith(f"/kv/{key}")) as written:
+        page.get_by_test_id("increment").click()
+    assert written.value.ok, written.value.status
 
 
 class ViteDevServer:
