@@ -34,6 +34,8 @@ pytestmark = pytest.mark.checks
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
+# Laid over it to serve a built Spark app (SPARK_APP_DIR).
+APP_COMPOSE_FILE = ROOT / "docker-compose.app.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 PROMETHEUS_CONFIG = ROOT / "deploy" / "prometheus.yml"
 
@@ -74,15 +76,22 @@ def compose_binary() -> Path:
 
 
 def run_compose(
-    tmp: Path, *options: str, compose_file: Path = COMPOSE_FILE, env_file: Path | None = None, **host_env: str
+    tmp: Path,
+    *options: str,
+    compose_file: Path = COMPOSE_FILE,
+    overrides: tuple[Path, ...] = (),
+    env_file: Path | None = None,
+    **host_env: str,
 ) -> subprocess.CompletedProcess[str]:
-    """`docker compose config [options] --format json` with a clean environment plus host_env."""
+    """`docker compose config [options] --format json` with a clean environment plus host_env, on
+    `compose_file` with `overrides` laid over it."""
     if env_file is None:
         # A stray ./.env with real values must not leak into the assertions.
         env_file = tmp / "empty.env"
         env_file.write_text("", encoding="utf-8")
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp), **host_env}
-    argv = ["-f", str(compose_file), "--env-file", str(env_file), "config", *options, "--format", "json"]
+    files = [argument for path in (compose_file, *overrides) for argument in ("-f", str(path))]
+    argv = [*files, "--env-file", str(env_file), "config", *options, "--format", "json"]
     return subprocess.run(
         [str(compose_binary()), *argv],
         capture_output=True,
@@ -94,9 +103,11 @@ def run_compose(
     )
 
 
-def render(tmp: Path, *options: str, compose_file: Path = COMPOSE_FILE, **host_env: str) -> Json:
+def render(
+    tmp: Path, *options: str, compose_file: Path = COMPOSE_FILE, overrides: tuple[Path, ...] = (), **host_env: str
+) -> Json:
     """The rendered project; compose must accept it without a warning."""
-    result = run_compose(tmp, *options, compose_file=compose_file, **host_env)
+    result = run_compose(tmp, *options, compose_file=compose_file, overrides=overrides, **host_env)
     assert result.returncode == 0, f"docker compose config exited {result.returncode}:\n{result.stderr}"
     # Unset ${VAR} without a default only warns (exit 0); treat any warning as a failure.
     assert result.stderr.strip() == "", f"docker compose config warned:\n{result.stderr}"
@@ -344,9 +355,12 @@ def test_traces_go_to_jaeger(services: dict[str, Json]) -> None:
 
 
 def variables_compose_reads() -> set[str]:
-    """Every `${NAME...}` in docker-compose.yml outside comments."""
+    """Every `${NAME...}` in docker-compose.yml and docker-compose.app.yml outside comments."""
     lines = [
-        line for line in COMPOSE_FILE.read_text(encoding="utf-8").splitlines() if not line.lstrip().startswith("#")
+        line
+        for path in (COMPOSE_FILE, APP_COMPOSE_FILE)
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if not line.lstrip().startswith("#")
     ]
     return set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", "\n".join(lines)))
 
@@ -564,6 +578,91 @@ def test_each_containers_environment_is_valid_for_its_config_reader(services: di
     assert edge.kv_max_value_bytes == kv.max_value_bytes
     assert edge.credentials_required
     assert edge.admin_host == "127.0.0.1" and edge.stats_port == 9466
+
+
+# --- the hosted Spark app and sign-in ---
+
+SIGN_IN = {
+    "SPARK_AUTH": "github",
+    "SPARK_AUTH_GITHUB_CLIENT_ID": "Ov23li-client-from-host",
+    "SPARK_AUTH_GITHUB_CLIENT_SECRET": "client-secret-from-host",
+    "SPARK_OWNERS": "octocat,Hubot",
+    "SPARK_APP_ACCESS": "signed-in",
+    "SPARK_PUBLIC_URL": "https://app.example.com",
+    "SPARK_APP_NAME": "my-app",
+}
+APP_MOUNT = "/srv/app/dist"
+
+
+def test_without_sign_in_no_service_takes_sessions(services: dict[str, Json]) -> None:
+    for name in SERVICES:
+        assert SERVICE_READERS[name](env_of(services, name)).gate.sign_in is None, name
+    assert SERVICE_READERS["access"](env_of(services, "access")).github is None
+    assert read_settings(default_descriptor_path(), env_of(services, "edge")).app is None
+
+
+def test_sign_in_and_the_apps_name_from_the_host_reach_every_service_and_the_edge(tmp_path: Path) -> None:
+    given = render(tmp_path, **HOST_SECRETS, **SIGN_IN)["services"]
+    for name in SERVICES:
+        sign_in = SERVICE_READERS[name](env_of(given, name)).gate.sign_in
+        assert sign_in is not None, name
+        assert sign_in.app_access == "signed-in" and sign_in.owners == {"octocat", "hubot"}, name
+        assert (sign_in.public_origin, sign_in.app) == ("https://app.example.com", "my-app"), name
+    github = SERVICE_READERS["access"](env_of(given, "access")).github
+    assert github is not None
+    assert (github.client_id, github.client_secret) == ("Ov23li-client-from-host", "client-secret-from-host")
+    assert (github.url, github.api_url) == ("https://github.com", "https://api.github.com")
+    assert github.redirect_uri == "https://app.example.com/_spark/auth/callback" and github.secure_cookies
+    assert github.session_ttl_s == 7 * 86400
+    edge = read_settings(default_descriptor_path(), env_of(given, "edge"))
+    assert (edge.app_name, edge.app_access) == ("my-app", "signed-in")
+    assert "SPARK_AUTH_GITHUB_CLIENT_SECRET" not in env_of(given, "edge"), "the edge gets only the secrets it uses"
+
+
+def app_dist(tmp: Path) -> Path:
+    """A built app's dist/, as `npm run build` writes it."""
+    dist = tmp / "my-spark-app" / "dist"
+    (dist / "assets").mkdir(parents=True)
+    (dist / "index.html").write_text('<!doctype html><div id="root"></div>', encoding="utf-8")
+    (dist / "assets" / "index-Bx1d2c3e.js").write_text("console.log('app')", encoding="utf-8")
+    return dist
+
+
+def test_the_app_file_mounts_the_apps_dist_read_only_into_the_edge_and_the_access_service(
+    tmp_path: Path, project: Json
+) -> None:
+    dist = app_dist(tmp_path)
+    services = render(tmp_path, overrides=(APP_COMPOSE_FILE,), SPARK_APP_DIR=str(dist), **HOST_SECRETS)["services"]
+    added = {"edge": "SPARK_APP_DIR", "access": "SPARK_APP_SNAPSHOT"}
+    for name, setting in added.items():
+        (mount,) = services[name]["volumes"]
+        assert (mount["type"], mount["source"], mount["target"], mount["read_only"]) == (
+            "bind",
+            str(dist),
+            APP_MOUNT,
+            True,
+        )
+        env = env_of(services, name)
+        assert env.pop(setting) == APP_MOUNT, name
+        assert env == env_of(project["services"], name), f"{name}: only {setting} is added"
+    for name in services.keys() - added.keys():
+        assert services[name] == project["services"][name], f"{name} is as docker-compose.yml has it"
+    # What the containers see at /srv/app/dist, the readers see at its place on the host.
+    at_host = {"SPARK_APP_SNAPSHOT": str(tmp_path / "edge-snapshot")}
+    edge = read_settings(default_descriptor_path(), env_of(services, "edge") | {"SPARK_APP_DIR": str(dist)} | at_host)
+    assert edge.app is not None and edge.app_name == "default"
+    access = SERVICE_READERS["access"](env_of(services, "access") | {"SPARK_APP_SNAPSHOT": str(dist)})
+    assert access.app_snapshot is not None and (access.app_snapshot / "index.html").is_file()
+
+
+@pytest.mark.parametrize("empty", [False, True], ids=["unset", "empty"])
+def test_the_app_file_refuses_to_start_without_the_apps_dist_saying_what_to_set(tmp_path: Path, empty: bool) -> None:
+    result = run_compose(
+        tmp_path, overrides=(APP_COMPOSE_FILE,), **HOST_SECRETS, **({"SPARK_APP_DIR": ""} if empty else {})
+    )
+    assert result.returncode != 0, result.stdout
+    assert "SPARK_APP_DIR" in result.stderr and "npm run build" in result.stderr, result.stderr
+    assert ".env.example" in result.stderr
 
 
 # --- the image ---

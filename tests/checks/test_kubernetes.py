@@ -21,7 +21,8 @@ import pytest
 import yaml
 from redis.connection import parse_url
 
-from services.common.config import ConfigError
+from services.common.app import read_app_name
+from services.common.config import ConfigError, EnvReader
 from tests.checks.test_compose import (
     ACCESS_SETTINGS,
     SECRET_NAME,
@@ -460,3 +461,83 @@ def test_metrics_ports_admit_only_prometheus_by_a_documented_label(documents: li
     operations = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
     ((key, value),) = PROMETHEUS_LABEL.items()
     assert f"{key}={value}" in operations, "docs/operations.md must name the label an operator sets for Prometheus"
+
+
+# --- the hosted Spark app and sign-in ---
+
+
+def environment_with(
+    workload: Json, config_map: Json, settings: dict[str, str], secrets: dict[str, str] | None = None
+) -> dict[str, str]:
+    """What the container sees with spark-config's keys set as `settings` say and the Secret's optional keys
+    `secrets` present."""
+    env = environment(workload, {**config_map, "data": {**config_map["data"], **settings}})
+    for item in container(workload).get("env", []):
+        reference = item.get("valueFrom", {}).get("secretKeyRef", {})
+        if reference.get("optional") and reference["key"] in (secrets or {}):
+            env[item["name"]] = (secrets or {})[reference["key"]]
+    return env
+
+
+def test_without_an_app_or_sign_in_no_app_is_served_and_nobody_signs_in(documents: list[Json]) -> None:
+    config_map = of_kind(documents, "ConfigMap")["spark-config"]
+    deployments = of_kind(documents, "Deployment")
+    configs = {name: READERS[name](environment(deployments[name], config_map)) for name in SUITE}
+    assert configs["edge"].app is None and configs["edge"].app_name == "default"
+    assert configs["access"].app_snapshot is None and configs["access"].github is None
+    assert all(configs[name].gate.sign_in is None for name in SERVICES)
+
+
+def test_an_app_in_the_image_is_served_by_the_edge_and_named_alike_everywhere(
+    documents: list[Json], tmp_path: Path
+) -> None:
+    # The image's /srv/app, here: dist/ and the app's runtime.config.json beside it.
+    dist = tmp_path / "srv" / "app" / "dist"
+    (dist / "assets").mkdir(parents=True)
+    (dist / "index.html").write_text('<!doctype html><div id="root"></div>', encoding="utf-8")
+    (dist / "assets" / "index-Bx1d2c3e.js").write_text("console.log('app')", encoding="utf-8")
+    (dist.parent / "runtime.config.json").write_text('{"app": "my-app"}', encoding="utf-8")
+    config_map = of_kind(documents, "ConfigMap")["spark-config"]
+    deployments = of_kind(documents, "Deployment")
+    envs = {name: environment_with(deployments[name], config_map, {"SPARK_APP_DIR": str(dist)}) for name in SUITE}
+    assert all(read_app_name(EnvReader(envs[name])) == "my-app" for name in SUITE), "one name everywhere"
+    # The edge snapshots it into its /tmp (an emptyDir); here, into the test's.
+    edge = READERS["edge"](envs["edge"] | {"SPARK_APP_SNAPSHOT": str(tmp_path / "edge-tmp" / "app")})
+    assert edge.app is not None and edge.app_name == "my-app"
+    assert "SPARK_APP_SNAPSHOT" not in envs["edge"], "the edge's snapshot goes to its own /tmp, not into the image"
+    access = READERS["access"](envs["access"])
+    assert access.app_snapshot == dist and (access.app_snapshot / "index.html").is_file()
+
+
+def test_sign_in_from_the_config_map_and_the_optional_secret_reaches_every_service(documents: list[Json]) -> None:
+    config_map = of_kind(documents, "ConfigMap")["spark-config"]
+    deployments = of_kind(documents, "Deployment")
+    settings = {
+        "SPARK_AUTH": "github",
+        "SPARK_AUTH_GITHUB_CLIENT_ID": "Ov23li-client-of-the-config-map",
+        "SPARK_PUBLIC_URL": "https://app.example.com",
+        "SPARK_OWNERS": "octocat",
+        "SPARK_APP_ACCESS": "owners",
+    }
+    secrets = {"SPARK_AUTH_GITHUB_CLIENT_SECRET": "client-secret-of-the-secret"}
+    envs = {name: environment_with(deployments[name], config_map, settings, secrets) for name in SUITE}
+    try:
+        configs = {name: READERS[name](envs[name]) for name in SUITE}
+    except ConfigError as error:
+        pytest.fail(str(error), pytrace=False)
+    for name in SERVICES:
+        sign_in = configs[name].gate.sign_in
+        assert sign_in is not None, name
+        assert (sign_in.app_access, sign_in.owners, sign_in.public_origin) == (
+            "owners",
+            {"octocat"},
+            "https://app.example.com",
+        ), name
+    github = configs["access"].github
+    assert (github.client_id, github.client_secret) == (
+        "Ov23li-client-of-the-config-map",
+        "client-secret-of-the-secret",
+    )
+    assert github.redirect_uri == "https://app.example.com/_spark/auth/callback" and github.secure_cookies
+    assert configs["edge"].app_access == "owners"
+    assert "SPARK_AUTH_GITHUB_CLIENT_SECRET" not in envs["edge"], "the edge gets only the secrets it uses"
