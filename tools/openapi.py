@@ -576,7 +576,7 @@ RAW_RESPONSES: dict[str, RawBody] = {
     ),
     "spark.access.v1.AccessService.OpenPage": RawBody(
         {"type": "string", "description": "The app's index.html, or a 302 to /_spark/auth/login without a session."},
-        ("text/html",),
+        ("text/html", JSON_TYPE),
     ),
 }
 # Headers of the contract that are no proto field.

@@ -43,6 +43,9 @@ ADMIN = "e2e-admin-token"
 SPARK_LIMIT = 25
 SECURITY_HEADERS = {"x-content-type-options": "nosniff", "referrer-policy": "no-referrer", "x-frame-options": "DENY"}
 PUBLIC_PATHS = {"/healthz", "/about"}
+# Sign-in's routes take no credential (a visitor signs in through them); this suite has no SPARK_AUTH, so the
+# access service answers that sign-in is off.
+SIGN_IN_PATHS = {"/_spark/auth/login", "/_spark/auth/callback", "/_spark/auth/logout", "/_spark/auth/page"}
 
 
 def limits_file(directory: Path) -> Path:
@@ -119,6 +122,8 @@ def test_no_route_in_the_descriptor_set_is_reachable_without_a_key(keyed: Runnin
         response = edge.request(route.method, path, content=b"{}", headers={"user-agent": agent})
         if path in PUBLIC_PATHS:
             assert response.status_code == 200, (route, response.text)
+        elif path in SIGN_IN_PATHS:
+            assert api_error(response, 400, "sign-in is off").reason == "SIGN_IN_DISABLED", (route, response.text)
         else:
             # No credential at all: refused at the edge, admin routes included, before the body is read; in
             # the route's error shape, whose reason Anthropic's has no place for.
