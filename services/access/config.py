@@ -297,6 +297,14 @@ def _read_github(env: EnvReader, gate: GateConfig) -> GitHubOAuth | None:
     )
 
 
+def read_sign_in(environ: Mapping[str, str] | None = None) -> SignInGate | None:
+    """The sign-in settings alone (the launcher's banner says them); raises ConfigError for invalid ones."""
+    env = EnvReader(os.environ if environ is None else environ)
+    sign_in = read_sign_in_gate(env)
+    env.finish()
+    return sign_in
+
+
 def read_config(environ: Mapping[str, str] | None = None) -> AccessConfig:
     env = EnvReader(os.environ if environ is None else environ)
     config = AccessConfig(

@@ -1,18 +1,22 @@
 """Sign-in's pure parts: its settings, cookies, same-origin paths, the Origin check of cookie writes, which
-methods are the app's, and GitHub's authorization URL."""
+methods are the app's, GitHub's authorization URL, and what the launcher's banner says of it."""
 
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from launcher.banner import Banner, build_banner
+from launcher.config import read_config as read_launcher_config
 from services.access.config import (
     GitHubOAuth,
     read_anonymous_app_calls,
     read_config,
     read_gate_config,
+    read_sign_in,
 )
 from services.access.methods import method_policies
 from services.access.oauth import GitHub
@@ -245,3 +249,37 @@ def test_the_authorization_url_carries_the_oauth_apps_parameters_and_never_the_s
         "state": ["st4te"],
     }
     assert "s3cret" not in url.geturl()
+
+
+# --- the launcher's banner ------------------------------------------------------------------------------------
+
+
+def banner(env: dict[str, str]) -> Banner:
+    return build_banner(read_launcher_config(env), read_sign_in(env))
+
+
+def test_a_hosted_app_without_sign_in_in_development_mode_says_every_visitor_is_its_owner(tmp_path: Path) -> None:
+    (tmp_path / "index.html").write_text("<!doctype html>", encoding="utf-8")
+    lines = banner({"SPARK_APP_DIR": str(tmp_path), "SPARK_DATA_DIR": str(tmp_path / "data")}).lines
+    assert lines[0] == "access: development (every caller is the owner, no API key needed)"
+    assert lines[1].startswith("sign-in: off (SPARK_AUTH unset): EVERY VISITOR OF THE APP IS ITS OWNER")
+
+
+def test_the_banner_says_who_may_use_the_app_with_sign_in_and_never_the_secret() -> None:
+    shown = banner({**SIGN_IN, "SPARK_APP_ACCESS": "owners", "SPARK_OWNERS": "octocat,hubot"})
+    assert shown.lines[0].startswith("access: development with sign-in (no one is everyone's owner")
+    assert shown.lines[1] == (
+        "sign-in: GitHub, callback https://app.example/_spark/auth/callback; app 'default' owners: only SPARK_OWNERS "
+        "may use the app; owners: hubot, octocat"
+    )
+    assert shown.fields["sign_in"] == "owners"
+    assert shown.warning is None
+    assert "s3cret" not in repr(shown)
+
+
+def test_sign_in_over_plain_http_beyond_loopback_is_a_warning_and_on_loopback_is_not() -> None:
+    warned = banner({**SIGN_IN, "SPARK_PUBLIC_URL": "http://app.example"})
+    assert warned.warning is not None and warned.warning.startswith("SIGN-IN OVER PLAIN HTTP")
+    assert banner({**SIGN_IN, "SPARK_PUBLIC_URL": "http://127.0.0.1:8080"}).warning is None
+    # Development mode with sign-in beyond loopback makes no one everyone's owner: no development warning.
+    assert banner({**SIGN_IN, "SPARK_HOST": "0.0.0.0"}).warning is None
