@@ -2,7 +2,8 @@
 
 Each file is a `direct_response` read from the snapshot when Envoy starts, so serving it costs no Python hop.
 A file has one route per variant (brotli, gzip, as it is), picked by `Accept-Encoding`, and before each a
-route that answers 304 when `If-None-Match` names that variant's ETag. Then, in order:
+route that answers 304 when `If-None-Match` names that variant's ETag. The files' routes come first (no file
+is at an API path: edge/static.py leaves those out). After every API route, in order:
 - every API path no route served (`/_spark/*`, `/v1/*`, `/admin/*`, `/runtime/*`, `/healthz`, ...) stays a
   JSON 404, as the transcoder says it (it refuses a path it cannot resolve before the route's own 404);
 - a missing file under `/assets/` is a 404 (a stale hashed name: the page asking for it is stale too);
@@ -128,8 +129,11 @@ def open_page_lua() -> str:
     return OPEN_PAGE_LUA.replace("OPEN_PAGE_PATH", OPEN_PAGE_PATH)
 
 
-def app_routes(site: StaticSite, *, static_filters: Json, page_filters: Json | None, timeout_s: float) -> list[Json]:
-    """The app's routes, to follow every API route: its files, the API's 404s, the missing assets, and the
+def app_routes(
+    site: StaticSite, *, static_filters: Json, page_filters: Json | None, timeout_s: float
+) -> tuple[list[Json], list[Json]]:
+    """The app's routes: its files, to come first (no API path is a file's, so they are found without trying
+    every API route), and the rest, to follow every API route: the API's 404s, the missing assets and the
     client-side routes. `static_filters` are the per-filter configs of Envoy's own answers (no transcoding);
     `page_filters`, when page loads need a session, those of the routes that send them to OpenPage."""
     index = site.index
@@ -155,15 +159,17 @@ def app_routes(site: StaticSite, *, static_filters: Json, page_filters: Json | N
                 routes.append(page_route(name, {"path": path}))
             else:
                 routes += _variant_routes(name, {"path": path}, file, static_filters)
-    routes.append(
+    # One route per API path (a single regex of them all is over Envoy's RE2 program size limit). The
+    # transcoder answers first, with its own 404 naming the path; the route's is for a path it resolved.
+    tail: list[Json] = [
         {
-            "name": "api-unrouted",
-            "match": {"safe_regex": {"regex": _api_regex()}},
-            # The transcoder answers first, with its own 404 naming the path; this is for a path it resolved.
+            "name": f"api-unrouted-{number}",
+            "match": match,
             "direct_response": {"status": 404, "body": {"inline_string": "no route serves this path"}},
         }
-    )
-    routes.append(
+        for number, match in enumerate(api_matches())
+    ]
+    tail.append(
         {
             "name": "app-assets-missing",
             "match": {"prefix": ASSETS_PREFIX, "headers": [METHOD_GET_OR_HEAD]},
@@ -173,21 +179,10 @@ def app_routes(site: StaticSite, *, static_filters: Json, page_filters: Json | N
     )
     client_route: Json = {"prefix": "/"}
     if page_filters is not None:
-        routes.append(page_route("app-client-route", client_route))
+        tail.append(page_route("app-client-route", client_route))
     else:
-        routes += _variant_routes("app-client-route", client_route, index, static_filters)
-    return routes
-
-
-def _api_regex() -> str:
-    """One RE2 pattern for every API path (edge.routes.api_matches)."""
-    parts = []
-    for match in api_matches():
-        if "path" in match:
-            parts.append(re.escape(match["path"]))
-        else:
-            parts.append(re.escape(match["path_separated_prefix"]) + "(/.*)?")
-    return "(" + "|".join(parts) + ")"
+        tail += _variant_routes("app-client-route", client_route, index, static_filters)
+    return routes, tail
 
 
 def direct_body_limit(site: StaticSite | None) -> int:

@@ -728,17 +728,20 @@ def _route_config(settings: EdgeSettings) -> Json:
         public = public_routes(settings) | {"grpc-unknown", *(reply.name for reply in DIRECT_REPLIES)}
         routes = [_credentials_checked(route, route["name"].removesuffix("-head"), public) for route in routes]
     # The app's own routes are public: its files are, and a page that needs a session is the access service's
-    # to refuse (it redirects to sign-in). They follow every API route, the status excepted.
+    # to refuse (it redirects to sign-in). Its files first, the client-side routes after every API route.
     static_filters = {TRANSCODER: _filter_config(disabled=True)}
-    routes.insert(0, status_route(settings.app_name, static_filters))
+    files: list[Json] = [status_route(settings.app_name, static_filters)]
+    tail: list[Json] = []
     if settings.app is not None:
         gated = settings.app_access != "public"
-        routes += app_routes(
+        app_files, tail = app_routes(
             settings.app,
             static_filters=static_filters,
             page_filters={LUA: _lua_per_route(open_page_lua())} if gated else None,
             timeout_s=settings.route_timeout_s,
         )
+        files += app_files
+    routes = files + routes + tail
     virtual_host: Json = {
         "name": "suite",
         "domains": ["*"],
@@ -902,7 +905,14 @@ def _local_reply_config() -> Json:
         ),
         *(([_status_filter(status)], status, code, details, {}) for status, code in GRPC_CODE_BY_HTTP.items()),
     ]
-    mappers = [grpc_no_credential_mapper, grpc_mapper]
+    # Envoy's answers that are no error (the hosted app's files, their 304s, /_spark/status) go as they are: an
+    # unchanged body keeps the content type the route set, and a 304 stays without one. First, as they are
+    # most of Envoy's answers, and none of the error mappers' filters need be tried for them.
+    as_they_are = {
+        "filter": _status_filter(399, "LE"),
+        "body_format_override": {"text_format_source": {"inline_string": "%LOCAL_REPLY_BODY%"}},
+    }
+    mappers = [as_they_are, grpc_no_credential_mapper, grpc_mapper]
     api_formats: tuple[ErrorFormat, ...] = ("openai", "anthropic")
     for error_format in api_formats:
         on_path = _cel_filter(_api_paths(error_format))
@@ -931,14 +941,6 @@ def _local_reply_config() -> Json:
                 "body_format_override": _reply_format("suite", http_status, grpc_code, reason),
             }
         )
-    # Envoy's answers that are no error (the hosted app's files, their 304s, /_spark/status) go as they are: an
-    # unchanged body keeps the content type the route set, and a 304 stays without one.
-    mappers.append(
-        {
-            "filter": _status_filter(399, "LE"),
-            "body_format_override": {"text_format_source": {"inline_string": "%LOCAL_REPLY_BODY%"}},
-        }
-    )
     return {
         "mappers": mappers,
         "body_format": _reply_format("suite", 0, "%RESPONSE_CODE%", details),

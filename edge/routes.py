@@ -206,40 +206,6 @@ DIRECT_REPLIES: tuple[DirectReply, ...] = (
 )
 
 
-# The hosted app's status, as the Spark runtime's own server answers it (edge/app_routes.py).
-APP_STATUS_PATH = "/_spark/status"
-# Where a page load of an app that needs a session goes (the access service's OpenPage, with `?path=`).
-OPEN_PAGE_PATH = "/_spark/auth/page"
-# The suite's own paths: a hosted app's files are never served under them, and a path there that no route
-# serves stays a JSON 404 (the app's client-side routes answer its index.html everywhere else).
-API_PREFIXES: tuple[str, ...] = ("/_spark", "/v1", "/admin", "/runtime")
-
-
-def api_matches() -> list[dict[str, str]]:
-    """Route matches of every API path: the prefixes, and each route's own path outside them."""
-    matches = [{"path_separated_prefix": prefix} for prefix in API_PREFIXES]
-    routes: list[HttpRoute | DirectReply] = [*HTTP_ROUTES, *DIRECT_REPLIES]
-    for route in routes:
-        for kind in ("path", "path_separated_prefix"):
-            value = route.match.get(kind)
-            if isinstance(value, str) and not _under_api_prefix(value) and {kind: value} not in matches:
-                matches.append({kind: value})
-    return matches
-
-
-def _under_api_prefix(path: str) -> bool:
-    return any(path == prefix or path.startswith(prefix + "/") for prefix in API_PREFIXES)
-
-
-def is_api_path(path: str) -> bool:
-    """Whether a path (without its query) is one of the suite's: an app's file there is never served."""
-    for match in api_matches():
-        exact, prefix = match.get("path"), match.get("path_separated_prefix")
-        if path == exact or (prefix is not None and (path == prefix or path.startswith(prefix + "/"))):
-            return True
-    return False
-
-
 def route_for_path(path: str) -> HttpRoute | None:
     """The route class that serves a path template (its variables match like any segment), if any."""
     for route in HTTP_ROUTES:
@@ -275,3 +241,39 @@ TRANSCODED_SERVICES: tuple[str, ...] = (
     "spark.prompts.v1.PromptsService",
     "spark.vision.v1.VisionService",
 )
+
+
+# The hosted app's status, as the Spark runtime's own server answers it (edge/app_routes.py).
+APP_STATUS_PATH = "/_spark/status"
+# Where a page load of an app that needs a session goes (the access service's OpenPage, with `?path=`).
+OPEN_PAGE_PATH = "/_spark/auth/page"
+# The suite's own paths: a hosted app's files are never served under them, and a path there that no route
+# serves stays a JSON 404 (the app's client-side routes answer its index.html everywhere else).
+API_PREFIXES: tuple[str, ...] = ("/_spark", "/v1", "/admin", "/runtime")
+
+
+def api_matches() -> list[dict[str, str]]:
+    """Route matches of every API path: the prefixes, the native gRPC services', and each route's own path
+    outside them."""
+    matches = [{"path_separated_prefix": prefix} for prefix in API_PREFIXES]
+    matches += [{"path_separated_prefix": f"/{s}"} for services in GRPC_SERVICES.values() for s in services]
+    routes: list[HttpRoute | DirectReply] = [*HTTP_ROUTES, *DIRECT_REPLIES]
+    for route in routes:
+        for kind in ("path", "path_separated_prefix"):
+            value = route.match.get(kind)
+            if isinstance(value, str) and not _under_api_prefix(value) and {kind: value} not in matches:
+                matches.append({kind: value})
+    return matches
+
+
+def _under_api_prefix(path: str) -> bool:
+    return any(path == prefix or path.startswith(prefix + "/") for prefix in API_PREFIXES)
+
+
+def is_api_path(path: str) -> bool:
+    """Whether a path (without its query) is one of the suite's: an app's file there is never served."""
+    for match in api_matches():
+        exact, prefix = match.get("path"), match.get("path_separated_prefix")
+        if path == exact or (prefix is not None and (path == prefix or path.startswith(prefix + "/"))):
+            return True
+    return False

