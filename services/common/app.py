@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from services.common.config import EnvReader
+from services.common.errors import FieldViolation, InvalidArgument
 
 # The gRPC metadata key (and HTTP header) that names the app a call is for, where a path does not.
 APP_HEADER = "x-spark-app"
@@ -43,6 +44,33 @@ def app_of_path(path: str) -> str | None:
         return None
     segment = path[len(RUNTIME_PREFIX) :].split("?", 1)[0].split("/", 1)[0]
     return unquote(segment, errors="surrogateescape")
+
+
+def app_of_call(requested: str, original_path: str | None, hosted_app: str) -> str:
+    """The app a call is for: `requested` (a request's `app` field, bound from `/runtime/{app}/...`), or the
+    hosted app where it is empty. Raises InvalidArgument naming `app` for what is not an app name.
+
+    Through the edge (`original_path`, the `x-envoy-original-path` the transcoder keeps) the path decides:
+    `?app=` may neither name an app on a `/_spark/...` path (the hosted app's) nor override the app of a
+    `/runtime/{app}/...` path. Native gRPC callers (no original path) name any app in the field.
+    """
+    if original_path is not None:
+        named = app_of_path(original_path)
+        if named is None and requested:
+            raise _app_error(
+                "app is named by /runtime/{app}/ paths; /_spark/ paths serve the hosted app", "FIELD_IN_QUERY"
+            )
+        if named is not None and named != requested:
+            raise _app_error("app is part of the path and may not also be given as a query parameter", "FIELD_IN_QUERY")
+    if not requested:
+        return hosted_app
+    if not valid_app_name(requested):
+        raise _app_error(f"app must be {APP_NAME_RULE}", "INVALID_APP")
+    return requested
+
+
+def _app_error(message: str, reason: str) -> InvalidArgument:
+    return InvalidArgument(message, reason=reason, violations=(FieldViolation("app", message),))
 
 
 def read_app_name(env: EnvReader | Mapping[str, str]) -> str:

@@ -12,7 +12,7 @@ from google.api import httpbody_pb2
 from google.protobuf import timestamp_pb2
 from spark.kv.v1 import kv_pb2, kv_pb2_grpc
 
-from services.common.app import APP_NAME_RULE, RUNTIME_PREFIX, app_of_path, valid_app_name
+from services.common.app import RUNTIME_PREFIX, app_of_call
 from services.common.errors import Aborted, FieldViolation, InvalidArgument, NotFound
 from services.common.store import Entry
 from services.common.transcoding import ORIGINAL_PATH_HEADER, check_path_field, metadata_value
@@ -46,10 +46,6 @@ def _entry_message(collection: str, entry: Entry, *, with_value: bool = True) ->
         expire.FromMilliseconds(entry.expires_at_ms)
         message.expire_time.CopyFrom(expire)
     return message
-
-
-def _app_error(message: str, reason: str) -> InvalidArgument:
-    return InvalidArgument(message, reason=reason, violations=(FieldViolation("app", message),))
 
 
 def _path_prefix(context: Context, spark_path: str) -> str:
@@ -90,27 +86,8 @@ class KvServicer(kv_pb2_grpc.KvServiceServicer):
         self._max_key_bytes = max_key_bytes
 
     def _app(self, context: Context, app: str) -> str:
-        """The app a call is for: `app` (from a `/runtime/{app}/...` path), the hosted app where it is empty.
-
-        Through the edge, the path decides: `?app=` may neither name an app on a `/_spark/...` path (whose
-        data is the hosted app's) nor override the app of a `/runtime/{app}/...` path.
-        """
-        original = metadata_value(context, ORIGINAL_PATH_HEADER)
-        if original is not None:
-            named = app_of_path(original)
-            if named is None and app:
-                raise _app_error(
-                    "app is named by /runtime/{app}/ paths; /_spark/ paths serve the hosted app", "FIELD_IN_QUERY"
-                )
-            if named is not None and named != app:
-                raise _app_error(
-                    "app is part of the path and may not also be given as a query parameter", "FIELD_IN_QUERY"
-                )
-        if not app:
-            return self._hosted_app
-        if not valid_app_name(app):
-            raise _app_error(f"app must be {APP_NAME_RULE}", "INVALID_APP")
-        return app
+        """The app a call is for (see `app_of_call`)."""
+        return app_of_call(app, metadata_value(context, ORIGINAL_PATH_HEADER), self._hosted_app)
 
     def _check_address(self, collection: str, key: str) -> None:
         validation.check_name(collection, "collection", self._max_key_bytes, allow_empty=True)
