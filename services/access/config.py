@@ -17,8 +17,9 @@ Sign-in with GitHub (`SPARK_AUTH=github`) adds sessions next to API keys, in
 either mode: every service reads who may use the hosted app (`SPARK_APP_ACCESS`,
 `SPARK_OWNERS`) and the app's origin (`SPARK_PUBLIC_URL`) to check the session
 cookie of the calls it serves; only the access service reads the OAuth App's
-credentials. With sign-in on, nobody is the development owner: a caller is a
-key's user, a session's user, or anonymous.
+credentials (`SPARK_AUTH_GITHUB_*`), and only it needs them. With sign-in
+on, nobody is the development owner: a caller is a key's user, a session's
+user, or anonymous.
 """
 
 from __future__ import annotations
@@ -230,7 +231,7 @@ def read_public_url(env: EnvReader) -> str:
 
 def read_sign_in_gate(env: EnvReader) -> SignInGate | None:
     """The sign-in settings every service checks sessions with; None when SPARK_AUTH is unset. Problems go to
-    `env`, the OAuth App's credentials included (so that the launcher refuses to start without them)."""
+    `env`. The OAuth App's credentials are the access service's alone (`read_config`)."""
     provider = env.choice("SPARK_AUTH", "", ("", *AUTH_PROVIDERS))
     access = env.choice("SPARK_APP_ACCESS", "public", APP_ACCESS)
     owners = frozenset(o.strip().lower() for o in env.text("SPARK_OWNERS", "").split(",") if o.strip())
@@ -244,12 +245,6 @@ def read_sign_in_gate(env: EnvReader) -> SignInGate | None:
                 "(and the OAuth App's SPARK_AUTH_GITHUB_CLIENT_ID and SPARK_AUTH_GITHUB_CLIENT_SECRET)"
             )
         return None
-    for name in ("SPARK_AUTH_GITHUB_CLIENT_ID", "SPARK_AUTH_GITHUB_CLIENT_SECRET"):
-        if env.optional_text(name) is None:
-            env.problem(
-                f"SPARK_AUTH=github needs {name}: register an OAuth App on GitHub (Settings, Developer settings, "
-                "OAuth Apps) with the callback URL <SPARK_PUBLIC_URL>/_spark/auth/callback"
-            )
     if access == "owners" and not owners:
         env.problem("SPARK_APP_ACCESS=owners lets only SPARK_OWNERS use the app, and SPARK_OWNERS names nobody")
     origin = read_public_url(env)
@@ -275,8 +270,16 @@ def read_anonymous_app_calls(env: EnvReader) -> bool:
 
 
 def _read_github(env: EnvReader, gate: GateConfig) -> GitHubOAuth | None:
+    """The OAuth App: only the access service reads its secret (no other service needs it)."""
     if gate.sign_in is None:
         return None
+    for name in ("SPARK_AUTH_GITHUB_CLIENT_ID", "SPARK_AUTH_GITHUB_CLIENT_SECRET"):
+        if env.optional_text(name) is None:
+            env.problem(
+                f"SPARK_AUTH=github needs {name} (for the access service): register an OAuth App on GitHub "
+                "(Settings, Developer settings, OAuth Apps) with the callback URL "
+                "<SPARK_PUBLIC_URL>/_spark/auth/callback"
+            )
     urls = {}
     defaults = (("SPARK_AUTH_GITHUB_URL", DEFAULT_GITHUB_URL), ("SPARK_AUTH_GITHUB_API_URL", DEFAULT_GITHUB_API_URL))
     for name, default in defaults:

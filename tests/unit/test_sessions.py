@@ -93,11 +93,19 @@ def test_the_public_url_defaults_to_the_edge_on_loopback() -> None:
 
 
 def test_sign_in_without_the_oauth_app_or_owners_refuses_to_start_saying_what_to_set() -> None:
-    message = problems({"SPARK_AUTH": "github", "SPARK_APP_ACCESS": "owners"})
+    with pytest.raises(ConfigError) as caught:
+        read_config({"SPARK_AUTH": "github", "SPARK_APP_ACCESS": "owners"})
+    message = str(caught.value)
     assert "SPARK_AUTH_GITHUB_CLIENT_ID" in message
     assert "SPARK_AUTH_GITHUB_CLIENT_SECRET" in message
     assert "SPARK_OWNERS names nobody" in message
     assert "callback URL <SPARK_PUBLIC_URL>/_spark/auth/callback" in message
+
+
+def test_only_the_access_service_needs_the_oauth_apps_credentials() -> None:
+    config = gate({"SPARK_AUTH": "github"})
+    assert config.sign_in is not None
+    assert "secret" not in repr(config).lower()
 
 
 @pytest.mark.parametrize(
