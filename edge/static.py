@@ -301,6 +301,13 @@ def take_snapshot(source: Path, target: Path, limits: SnapshotLimits) -> StaticS
     SnapshotError, naming the setting, if the app cannot be served."""
     if not source.is_dir():
         raise SnapshotError(f"SPARK_APP_DIR={source} is not a directory (the dist/ of `npm run build`)")
+    here, there = source.resolve(), target.resolve()
+    if here.is_relative_to(there) or there.is_relative_to(here):
+        # Taking the snapshot replaces its directory: never the app's own.
+        raise SnapshotError(
+            f"SPARK_APP_SNAPSHOT={target} and SPARK_APP_DIR={source} overlap: the snapshot needs a directory of "
+            "its own (SPARK_APP_SNAPSHOT is where the edge copies SPARK_APP_DIR to)"
+        )
     found, skipped = _collect(source)
     if not any(f.name == INDEX for f in found):
         raise SnapshotError(

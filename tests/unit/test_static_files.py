@@ -230,6 +230,14 @@ def test_a_directory_that_is_no_build_is_refused(tmp_path: Path) -> None:
         take_snapshot(tmp_path / "src", tmp_path / "snap", SnapshotLimits())
 
 
+@pytest.mark.parametrize("where", [".", "snapshot", ".."])
+def test_a_snapshot_never_replaces_the_app_itself(dist: Path, where: str) -> None:
+    before = sorted(p.relative_to(dist) for p in dist.rglob("*"))
+    with pytest.raises(SnapshotError, match="overlap"):
+        take_snapshot(dist, dist / where, SnapshotLimits())
+    assert sorted(p.relative_to(dist) for p in dist.rglob("*")) == before
+
+
 def test_a_damaged_snapshot_is_refused(snapshot: static.StaticSite) -> None:
     next(v for f in snapshot.files for v in f.variants if v.coding).path.unlink()
     with pytest.raises(SnapshotError, match="SPARK_APP_SNAPSHOT"):
