@@ -15,6 +15,7 @@ import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import brotli  # type: ignore[import-untyped]
 import httpx
@@ -22,6 +23,7 @@ import pytest
 
 from tests.conftest import FAILED_KEY
 from tests.e2e.conftest import SUITE_KEY
+from tests.fakes.github import FakeGitHub
 from tests.support import raw_http
 from tests.support.http import wait_for
 from tests.support.redis_server import RedisServer
@@ -266,3 +268,41 @@ def test_an_app_over_the_file_limit_stops_the_launcher_naming_the_setting(tmp_pa
     assert result.returncode == 2, result.stdout + result.stderr
     assert "SPARK_APP_MAX_FILES=2" in result.stderr and f"SPARK_APP_DIR={dist}" in result.stderr
     assert "started " not in result.stdout + result.stderr, "nothing was started"
+
+
+@pytest.fixture(scope="module")
+def signed_in_only(tmp_path_factory: pytest.TempPathFactory, dist: Path) -> Iterator[RunningSuite]:
+    """The app for people signed in only, deployed in keys mode: page loads go to the access service."""
+    with FakeGitHub() as github:
+        env = {
+            **github.env(),
+            "SPARK_ACCESS_MODE": "keys",
+            "ADMIN_TOKEN": "static-admin-token",
+            "SPARK_APP_ACCESS": "signed-in",
+            "SPARK_APP_DIR": str(dist),
+        }
+        running = RunningSuite.start(tmp_path_factory.mktemp("app-signed-in"), env)
+        yield running
+        running.stop()
+
+
+@pytest.mark.parametrize("path", ["/", "/index.html", "/deep/page?x=1&y=%20z", "/proxy.js"])
+def test_a_page_load_of_an_app_for_people_signed_in_goes_to_sign_in(signed_in_only: RunningSuite, path: str) -> None:
+    login = "/_spark/auth/login?return_to=" + quote(path, safe="")
+    for method in ("GET", "HEAD"):
+        response = raw_http.send(signed_in_only.edge_address, method, path, timeout_s=10)
+        assert response.status == 302, (method, response)
+        assert response.headers["location"] == login
+        if method == "HEAD":
+            assert response.body == b""
+
+
+def test_the_files_of_an_app_for_people_signed_in_stay_public_and_envoys(signed_in_only: RunningSuite) -> None:
+    with httpx.Client(base_url=signed_in_only.base_url, timeout=10) as http:
+        script = http.get("/assets/index-a1b2c3.js", headers=IDENTITY)
+        assert script.status_code == 200 and script.text == SCRIPT
+        assert script.headers["cache-control"] == IMMUTABLE
+        assert http.get("/assets/nothing.js").status_code == 404
+        assert http.get("/_spark/status").json()["status"] == "complete"
+        # The API still wants a credential.
+        assert http.get("/_spark/kv").status_code == 401
