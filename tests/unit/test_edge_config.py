@@ -136,7 +136,9 @@ def test_in_keys_mode_a_request_without_any_credential_stops_at_the_edge_but_on_
     assert per_route["disabled"] is False and per_route["config"]["rbac"]["rules"] == rbac
     (policy,) = rbac["policies"].values()
     assert rbac["action"] == "ALLOW" and policy["permissions"] == [{"any": True}]
-    assert {p["header"]["name"] for p in policy["principals"]} == {"authorization", "x-api-key", "x-admin-token"}
+    # A sign-in session's cookie is a credential too (the service checks it is one).
+    credentials = {p["header"]["name"] for p in policy["principals"]}
+    assert credentials == {"authorization", "x-api-key", "x-admin-token", "cookie"}
     rbac_filter = next(f for f in manager["http_filters"] if f["name"] == RBAC)
     assert rbac_filter["disabled"] is True, "on per route: a path no route serves stays a 404"
     open_routes = {
@@ -157,6 +159,7 @@ def test_in_keys_mode_a_request_without_any_credential_stops_at_the_edge_but_on_
         "runtime-invalid-app",
         "openai-responses",
         "app-status",
+        "spark-auth",
     }
     mappers = manager["local_reply_config"]["mappers"]
     # One in each error shape (the API routes' picked by path), all with the services' words.
@@ -177,7 +180,9 @@ def test_every_method_behind_the_edge_declares_its_policy_in_its_proto() -> None
     assert len(policies) == sum(len(s.methods) for m in modules for s in m.DESCRIPTOR.services_by_name.values())
     limits = load_limits(DEFAULT_LIMITS_PATH)
     assert {p.route_class for p in policies.values()} <= set(limits.classes)
-    assert {p.short_name for p in policies.values() if p.public} == {"GetHealth", "GetAbout"}
+    # Signing in, and a page load (OpenPage answers the page or the way to sign in), need no credential.
+    sign_in = {"StartSignIn", "FinishSignIn", "SignOut", "OpenPage"}
+    assert {p.short_name for p in policies.values() if p.public} == {"GetHealth", "GetAbout", *sign_in}
     assert {p.short_name for p in policies.values() if p.admin} == {
         "CreateApiKey",
         "ListApiKeys",
@@ -193,6 +198,8 @@ def test_every_method_behind_the_edge_declares_its_policy_in_its_proto() -> None
         "RestorePrompts",
         "GetCleanupRule",
         "UpdateCleanupRule",
+        "ListSessions",
+        "RevokeSessions",
     }
 
 
