@@ -35,7 +35,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -60,7 +60,7 @@ from benchmarks.harness import (
     start_command,
     table,
 )
-from benchmarks.peers import _NODE_LOOPBACK_SHIM, PeerUnavailable, peer_env, running_peer
+from benchmarks.peers import _NODE_LOOPBACK_SHIM, Peer, PeerUnavailable, peer_env, running_peer
 
 logger = logging.getLogger(__name__)
 
@@ -219,7 +219,7 @@ http {{
 """
 
 
-def _http_probe(path: str) -> Any:
+def _http_probe(path: str) -> Callable[[str], str | None]:
     def probe(base_url: str) -> str | None:
         connection = http.client.HTTPConnection(urlsplit(base_url).netloc, timeout=2)
         try:
@@ -233,6 +233,27 @@ def _http_probe(path: str) -> Any:
         return None if response.status == 200 else f"HTTP {response.status}"
 
     return probe
+
+
+def _serving(
+    name: str,
+    version: str,
+    argv_for_port: Callable[[int], Sequence[str]],
+    work_dir: Path,
+    env: Mapping[str, str] | None = None,
+) -> contextlib.AbstractContextManager[Peer]:
+    """A peer that serves the dist at its root on a free port, up once it answers /index.html."""
+    return running_peer(
+        name,
+        version,
+        argv_for_port,
+        env={**peer_env(os.environ), **(env or {})},
+        work_dir=work_dir,
+        headers={},
+        startup_timeout_s=STARTUP_TIMEOUT_S,
+        base_path="",
+        probe=_http_probe("/index.html"),
+    )
 
 
 @contextlib.contextmanager
@@ -256,17 +277,7 @@ def running_nginx(dist: Path, work_dir: Path) -> Iterator[Target]:
         config.write_text(nginx_config(root, port, work_dir))
         return [executable, "-c", str(config), "-p", str(work_dir), "-e", str(work_dir / "error.log")]
 
-    with running_peer(
-        "nginx",
-        version.strip().rpartition("/")[2] or "unknown",
-        argv_for_port,
-        env=peer_env(os.environ),
-        work_dir=work_dir,
-        headers={},
-        startup_timeout_s=STARTUP_TIMEOUT_S,
-        base_path="",
-        probe=_http_probe("/index.html"),
-    ) as peer:
+    with _serving("nginx", version.strip().rpartition("/")[2] or "unknown", argv_for_port, work_dir) as peer:
         workers = {f"nginx worker {i + 1}": pid for i, pid in enumerate(descendants(peer.pid))}
         yield Target(f"nginx {peer.version}", peer.version, peer.base_url, {"nginx": peer.pid, **workers})
 
@@ -281,17 +292,9 @@ def running_proxy_js(dist: Path, work_dir: Path) -> Iterator[Target]:
     version = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=30, check=False).stdout
     shim = "data:text/javascript," + quote(_PORT_FROM_ARGV + _NODE_LOOPBACK_SHIM)
     work_dir.mkdir(parents=True, exist_ok=True)
-    with running_peer(
-        "proxy.js",
-        f"node {version.strip()}",
-        lambda port: [node, f"--import={shim}", str(proxy), str(port)],
-        env={**peer_env(os.environ), "NODE_ENV": "production"},
-        work_dir=work_dir,
-        headers={},
-        startup_timeout_s=STARTUP_TIMEOUT_S,
-        base_path="",
-        probe=_http_probe("/index.html"),
-    ) as peer:
+    argv = [node, f"--import={shim}", str(proxy)]
+    env = {"NODE_ENV": "production"}
+    with _serving("proxy.js", f"node {version.strip()}", lambda port: [*argv, str(port)], work_dir, env) as peer:
         yield Target(f"proxy.js ({peer.version})", peer.version, peer.base_url, {"node": peer.pid})
 
 
