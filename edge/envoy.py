@@ -26,6 +26,7 @@ from google.rpc import error_details_pb2, status_pb2
 
 from edge.app_routes import app_routes, direct_body_limit, open_page_lua, status_route
 from edge.routes import (
+    APP_PREFIX,
     DIRECT_REPLIES,
     GRPC_SERVICES,
     HTTP_ROUTES,
@@ -580,6 +581,12 @@ def _route_timeout_s(route: HttpRoute, settings: EdgeSettings) -> float:
     return route.timeout_s if route.timeout_s is not None else settings.route_timeout_s
 
 
+def is_app_route(route: HttpRoute) -> bool:
+    """A route of the hosted app's own calls (`/_spark/*`), which an anonymous visitor of a public app makes."""
+    path = route.match.get("path") or route.match.get("path_separated_prefix") or ""
+    return path == APP_PREFIX or path.startswith(APP_PREFIX + "/")
+
+
 def public_routes(settings: EdgeSettings) -> frozenset[str]:
     """The routes whose every RPC may be called without a credential, by the policies the protos declare
     (`spark.policy.v1.policy`): HTTP route classes, and native gRPC services (health and reflection are not
@@ -726,6 +733,8 @@ def _route_config(settings: EdgeSettings) -> Json:
     routes += [_http_route(route, settings) for route in served]
     if settings.credentials_required:
         public = public_routes(settings) | {"grpc-unknown", *(reply.name for reply in DIRECT_REPLIES)}
+        if settings.anonymous_app_calls:
+            public |= {route.name for route in HTTP_ROUTES if is_app_route(route)}
         routes = [_credentials_checked(route, route["name"].removesuffix("-head"), public) for route in routes]
     # The app's own routes are public: its files are, and a page that needs a session is the access service's
     # to refuse (it redirects to sign-in). Its files first, the client-side routes after every API route.

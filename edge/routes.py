@@ -249,7 +249,9 @@ APP_STATUS_PATH = "/_spark/status"
 OPEN_PAGE_PATH = "/_spark/auth/page"
 # The suite's own paths: a hosted app's files are never served under them, and a path there that no route
 # serves stays a JSON 404 (the app's client-side routes answer its index.html everywhere else).
-API_PREFIXES: tuple[str, ...] = ("/_spark", "/v1", "/admin", "/runtime")
+# The hosted app's own calls (its runtime's relative URLs).
+APP_PREFIX = "/_spark"
+API_PREFIXES: tuple[str, ...] = (APP_PREFIX, "/v1", "/admin", "/runtime")
 
 
 def api_matches() -> list[dict[str, str]]:

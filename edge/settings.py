@@ -10,7 +10,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from edge.static import SnapshotError, StaticSite, load_snapshot, read_limits, take_snapshot
-from services.access.config import read_access_mode, read_checks
+from services.access.config import APP_ACCESS, read_access_mode, read_anonymous_app_calls, read_checks
 from services.access.internal import read_internal_token
 from services.common.app import read_app_name
 from services.common.config import EnvReader, read_trace_ratio
@@ -20,8 +20,6 @@ MIB = 1024 * 1024
 # How much longer than the prompts service's restore time limit the edge waits for its answer: the limit
 # runs from when the service has the request, and a restore that met it only has one small commit to make.
 RESTORE_ROUTE_MARGIN_S = 15.0
-# Who may load the hosted app's pages (SPARK_APP_ACCESS; the access service checks the value and decides).
-APP_ACCESS = ("public", "signed-in", "owners")
 # Where `python -m edge` snapshots SPARK_APP_DIR when SPARK_APP_SNAPSHOT does not say (beside its config).
 DEFAULT_SNAPSHOT_DIR = Path(tempfile.gettempdir()) / "spark-edge" / "app"
 
@@ -66,6 +64,9 @@ class EdgeSettings:
     # Keys mode with checks on: a request with no credential at all is refused here, before its body is read
     # and before any Python process sees it; the services check every credential that is there.
     credentials_required: bool
+    # Sign-in is on and the app is public: the hosted app's `/_spark/*` calls may come with no credential at all
+    # (an anonymous visitor), so the check above leaves them to the services.
+    anonymous_app_calls: bool
     # TLS on the edge's listener (PEM files); HSTS is sent only then.
     tls_cert: Path | None
     tls_key: Path | None
@@ -105,7 +106,7 @@ def parse_otlp(endpoint: str | None, env: EnvReader) -> Upstream | None:
 
 
 def read_app_access(env: EnvReader) -> str:
-    """SPARK_APP_ACCESS: public (the default), signed-in or owners."""
+    """SPARK_APP_ACCESS: public (the default), signed-in or owners (the access service says what each means)."""
     return env.choice("SPARK_APP_ACCESS", "public", APP_ACCESS)
 
 
@@ -169,6 +170,7 @@ def read_settings(descriptor_path: Path, environ: Mapping[str, str] | None = Non
         stream_idle_timeout_s=env.number("SPARK_EDGE_STREAM_IDLE_TIMEOUT_S", 300.0, minimum=0.01),
         internal_token=read_internal_token(env),
         credentials_required=read_access_mode(env) == "keys" and read_checks(env),
+        anonymous_app_calls=read_anonymous_app_calls(env),
         tls_cert=Path(tls_cert) if tls_cert and tls_key else None,
         tls_key=Path(tls_key) if tls_cert and tls_key else None,
         stats_port=None if stats_port < 0 else stats_port,

@@ -306,3 +306,26 @@ def test_the_files_of_an_app_for_people_signed_in_stay_public_and_envoys(signed_
         assert http.get("/_spark/status").json()["status"] == "complete"
         # The API still wants a credential.
         assert http.get("/_spark/kv").status_code == 401
+
+
+def test_a_public_apps_visitors_reach_the_services_without_a_credential_in_keys_mode(
+    tmp_path: Path, dist: Path
+) -> None:
+    """Sign-in on and the app public, as compose and Kubernetes deploy it: the edge lets the app's calls with
+    no credential through to the services, which admit the visitor as anonymous; other routes still need one."""
+    with FakeGitHub() as github:
+        env = {
+            **github.env(),
+            "SPARK_ACCESS_MODE": "keys",
+            "ADMIN_TOKEN": "static-admin-token",
+            "SPARK_APP_ACCESS": "public",
+            "SPARK_APP_DIR": str(dist),
+        }
+        with RunningSuite.start(tmp_path, env) as running, httpx.Client(base_url=running.base_url, timeout=10) as http:
+            user = http.get("/_spark/user")
+            assert user.status_code == 200, user.text
+            assert user.json()["login"] == "anonymous" and user.json()["isOwner"] is False
+            assert http.get("/_spark/kv").status_code == 200
+            assert http.get("/v1/models").status_code == 401
+            assert http.get("/admin/keys").status_code == 401
+            assert http.get("/").text == INDEX

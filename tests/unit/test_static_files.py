@@ -406,6 +406,27 @@ def test_in_keys_mode_the_apps_files_need_no_credential(snapshot: static.StaticS
     assert RBAC in next(r for r in routes if r["name"] == "spark-kv")["typed_per_filter_config"]
 
 
+@pytest.mark.parametrize(("access", "anonymous"), [("public", True), ("signed-in", False), ("owners", False)])
+def test_in_keys_mode_a_public_apps_calls_may_come_without_a_credential(access: str, anonymous: bool) -> None:
+    """An anonymous visitor of a public app with sign-in calls /_spark/* with no credential: the services admit
+    them (with per-address limits), so the edge must not refuse them first; every other route still needs one."""
+    env = {
+        "SPARK_EDGE_UPSTREAMS": EVERYTHING,
+        "SPARK_ACCESS_MODE": "keys",
+        "SPARK_AUTH": "github",
+        "SPARK_APP_ACCESS": access,
+        "SPARK_OWNERS": "octocat",
+    }
+    routes = {r["name"]: r for r in _routes(rendered(env))}
+    checked = {name for name, route in routes.items() if RBAC in route.get("typed_per_filter_config", {})}
+    app_calls = {"spark-kv", "spark-db", "spark-user", "spark-loaded", "spark-llm"}
+    assert app_calls.isdisjoint(checked) is anonymous
+    assert {f"{name}-head" for name in app_calls if f"{name}-head" in routes}.isdisjoint(checked) is anonymous
+    assert {"llm-chat", "prompts", "admin-keys", "runtime-kv"} <= checked
+    without_sign_in = {k: v for k, v in env.items() if k not in ("SPARK_AUTH", "SPARK_APP_ACCESS", "SPARK_OWNERS")}
+    assert RBAC in {r["name"]: r for r in _routes(rendered(without_sign_in))}["spark-kv"]["typed_per_filter_config"]
+
+
 # --- settings ---
 
 
