@@ -583,8 +583,8 @@ def _route_timeout_s(route: HttpRoute, settings: EdgeSettings) -> float:
 
 def is_app_route(route: HttpRoute) -> bool:
     """A route of the hosted app's own calls (`/_spark/*`), which an anonymous visitor of a public app makes."""
-    path = route.match.get("path") or route.match.get("path_separated_prefix") or ""
-    return path == APP_PREFIX or path.startswith(APP_PREFIX + "/")
+    path = route.match.get("path") or route.match.get("path_separated_prefix")
+    return isinstance(path, str) and (path == APP_PREFIX or path.startswith(APP_PREFIX + "/"))
 
 
 def public_routes(settings: EdgeSettings) -> frozenset[str]:
