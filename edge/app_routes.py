@@ -25,7 +25,6 @@ from edge.static import ASSETS_PREFIX, INDEX, StaticFile, StaticSite, Variant
 
 Json = dict[str, Any]
 
-TYPE = "type.googleapis.com/"
 # Envoy's default limit on a direct response's body, which the largest file raises.
 DEFAULT_DIRECT_BODY_BYTES = 4096
 METHOD_GET_OR_HEAD: Json = {"name": ":method", "string_match": {"safe_regex": {"regex": "GET|HEAD"}}}
