@@ -35,17 +35,7 @@ def github() -> Iterator[FakeGitHub]:
         yield fake
 
 
-# The edge refuses a call with no credential header in keys mode (401 API_KEY_MISSING) before any service could
-# admit it as the anonymous visitor's; with SPARK_AUTH=github and SPARK_APP_ACCESS=public it must let the hosted
-# app's calls through (services.access.config.read_anonymous_app_calls says when).
-EDGE_REFUSES_ANONYMOUS = pytest.mark.xfail(
-    strict=True, reason="keys mode: the edge answers anonymous /_spark calls 401 before the services see them"
-)
-
-
-@pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("redis", marks=[pytest.mark.redis, EDGE_REFUSES_ANONYMOUS])]
-)
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
 def suite(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, app: BuiltApp, github: FakeGitHub
 ) -> Iterator[RunningSuite]:
