@@ -473,7 +473,8 @@ GRPC_CODE_BY_HTTP = {
 ACCESS_LOG_FORMAT = {
     "ts": "%START_TIME%",
     "method": "%REQ(X-SPARK-ORIGINAL-METHOD?:METHOD)%",
-    "path": "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%",
+    # Without the query: it may carry what must not be logged (sign-in's single-use `code` and `state`).
+    "path": "%PATH(NQ:ORIG_OR_PATH)%",
     "status": "%RESPONSE_CODE%",
     "grpc_status": "%GRPC_STATUS%",
     "flags": "%RESPONSE_FLAGS%",

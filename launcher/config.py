@@ -26,6 +26,7 @@ from typing import TypeVar
 from edge.settings import read_app_access
 from edge.static import SnapshotLimits, read_limits
 from services.access.config import GateConfig, read_gate_config
+from services.access.config import read_config as read_access_config
 from services.common.app import read_app_name
 from services.common.config import ConfigError, EnvReader
 from services.llm.config import read_config as read_llm_config
@@ -299,6 +300,10 @@ def read_config(environ: Mapping[str, str] | None = None) -> LauncherConfig:
     _report_shared_ports(env, bindings)
     gate = _service_config(_read_gate_config, environ, env)
     llm = _service_config(read_llm_config, environ, env) if "llm" in wanted else None
+    # Sign-in's settings (the OAuth App's id and secret) are the access service's alone: a missing one stops
+    # the launcher here, not the access process after the others started.
+    if "access" in wanted:
+        _service_config(read_access_config, environ, env)
     providers = (
         ()
         if llm is None

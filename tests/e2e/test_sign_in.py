@@ -131,7 +131,12 @@ def test_sign_in_then_the_github_user_writes_then_signs_out(
     assert browser.get("/_spark/kv/todo").content == b'"milk"'
     assert browser.get("/_spark/kv").json() == ["todo"]
 
+    # The callback's single-use code and state stay out of the edge's access log (it logs paths, no queries);
+    # neither does the session cookie appear anywhere in the logs.
     cookie = browser.cookies["spark_session"]
+    logs = suite.logs()
+    assert "/_spark/auth/callback" in logs and "code=" not in logs and "state=" not in logs
+    assert cookie not in logs
     out = browser.post("/_spark/auth/logout", headers=origin(suite))
     assert out.status_code == 200, out.text
     assert out.json() == {"signedIn": False}
