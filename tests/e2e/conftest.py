@@ -8,9 +8,11 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from playwright.sync_api import Browser, BrowserContext, Page
 
 from tests.conftest import FAILED_KEY
 from tests.fakes.providers import FakeProviderThread
+from tests.support.browser import BuiltApp, built_app, chromium
 from tests.support.otlp import OtlpReceiver
 from tests.support.redis_server import RedisServer
 from tests.support.suite import RunningSuite
@@ -60,3 +62,34 @@ def fake() -> Iterator[FakeProviderThread]:
     it differently define their own."""
     with FakeProviderThread() as provider:
         yield provider
+
+
+@pytest.fixture(scope="module")
+def app(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> BuiltApp:
+    """The small Spark app of tests/e2e/spark_app, built with vite once per session."""
+    return built_app(request.config, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Debian's chromium through Playwright, one per module."""
+    with chromium() as launched:
+        yield launched
+
+
+@pytest.fixture
+def context(browser: Browser, suite: RunningSuite, request: pytest.FixtureRequest) -> Iterator[BrowserContext]:
+    """A fresh browser profile (no cookies, no cache) on the module's suite; the suite's logs and the pages'
+    console are printed if the test fails."""
+    opened = browser.new_context(base_url=suite.base_url)
+    console: list[str] = []
+    opened.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
+    yield opened
+    opened.close()
+    if request.node.stash.get(FAILED_KEY, False):
+        sys.stderr.write(suite.logs() + "\n--- browser console ---\n" + "\n".join(console))
+
+
+@pytest.fixture
+def page(context: BrowserContext) -> Page:
+    return context.new_page()

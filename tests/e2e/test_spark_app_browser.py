@@ -17,16 +17,10 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.conftest import FAILED_KEY
-from tests.support.browser import BuiltApp, ViteDevServer, built_app, chromium, increment, open_app, start_suite
+from tests.support.browser import BuiltApp, ViteDevServer, increment, open_app, start_suite
 from tests.support.suite import RunningSuite
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def app(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> BuiltApp:
-    return built_app(request.config, tmp_path_factory)
 
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
@@ -36,31 +30,6 @@ def suite(
     running = start_suite(request, tmp_path_factory.mktemp(f"spark-app-{request.param}"), app, {})
     yield running
     running.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as launched:
-        yield launched
-
-
-@pytest.fixture
-def http(suite: RunningSuite) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=suite.base_url, timeout=30.0) as client:
-        yield client
-
-
-@pytest.fixture
-def page(browser: Browser, suite: RunningSuite, request: pytest.FixtureRequest) -> Iterator[Page]:
-    """A fresh browser profile (no cookies, no cache); the suite's logs and the page's console on failure."""
-    context = browser.new_context(base_url=suite.base_url)
-    opened = context.new_page()
-    console: list[str] = []
-    opened.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
-    yield opened
-    context.close()
-    if request.node.stash.get(FAILED_KEY, False):
-        sys.stderr.write(suite.logs() + "\n--- browser console ---\n" + "\n".join(console))
 
 
 def test_the_app_is_served_at_the_root_and_on_client_side_routes(

@@ -9,23 +9,16 @@ and the Kubernetes manifests have it.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 
-from tests.conftest import FAILED_KEY
 from tests.fakes.github import OCTOCAT, FakeGitHub
-from tests.support.browser import BuiltApp, app_ready, built_app, chromium, increment, open_app, start_suite
+from tests.support.browser import BuiltApp, app_ready, increment, open_app, start_suite
 from tests.support.suite import RunningSuite
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def app(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> BuiltApp:
-    return built_app(request.config, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
@@ -49,24 +42,6 @@ def suite(
     running = start_suite(request, tmp_path_factory.mktemp(f"spark-app-public-{request.param}"), app, env)
     yield running
     running.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as launched:
-        yield launched
-
-
-@pytest.fixture
-def page(browser: Browser, suite: RunningSuite, request: pytest.FixtureRequest) -> Iterator[Page]:
-    context = browser.new_context(base_url=suite.base_url)
-    opened = context.new_page()
-    console: list[str] = []
-    opened.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
-    yield opened
-    context.close()
-    if request.node.stash.get(FAILED_KEY, False):
-        sys.stderr.write(suite.logs() + "\n--- browser console ---\n" + "\n".join(console))
 
 
 def test_a_visitor_uses_the_app_anonymously_signs_in_and_out(page: Page, suite: RunningSuite) -> None:

@@ -17,15 +17,12 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
-from tests.conftest import FAILED_KEY
 from tests.fakes.github import HUBOT, OCTOCAT, FakeGitHub
 from tests.support.browser import (
     BuiltApp,
     OtherSite,
     ViteDevServer,
     app_ready,
-    built_app,
-    chromium,
     increment,
     open_app,
     start_suite,
@@ -37,11 +34,6 @@ pytestmark = pytest.mark.e2e
 ADMIN_TOKEN = "admin-token-of-the-sign-in-tests"
 ADMIN = {"X-Admin-Token": ADMIN_TOKEN}
 SESSION_COOKIE = "spark_session"
-
-
-@pytest.fixture(scope="module")
-def app(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> BuiltApp:
-    return built_app(request.config, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
@@ -65,35 +57,6 @@ def suite(
     running = start_suite(request, tmp_path_factory.mktemp(f"spark-app-signin-{request.param}"), app, env)
     yield running
     running.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as launched:
-        yield launched
-
-
-@pytest.fixture
-def http(suite: RunningSuite) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=suite.base_url, timeout=30.0) as client:
-        yield client
-
-
-@pytest.fixture
-def context(browser: Browser, suite: RunningSuite, request: pytest.FixtureRequest) -> Iterator[BrowserContext]:
-    """A fresh browser profile (no cookies); the suite's logs and the pages' console on failure."""
-    opened = browser.new_context(base_url=suite.base_url)
-    console: list[str] = []
-    opened.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
-    yield opened
-    opened.close()
-    if request.node.stash.get(FAILED_KEY, False):
-        sys.stderr.write(suite.logs() + "\n--- browser console ---\n" + "\n".join(console))
-
-
-@pytest.fixture
-def page(context: BrowserContext) -> Page:
-    return context.new_page()
 
 
 def sign_in(page: Page, suite: RunningSuite, github: FakeGitHub, login: str, path: str = "/") -> None:
