@@ -19,7 +19,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import itertools
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import orjson
 
@@ -30,6 +31,8 @@ from services.llm.guard import GuardLimits, guard
 from services.llm.openai_wire import MAX_STOP_SEQUENCES, ParsedBody, parse_body, valid_image_url
 from services.llm.providers import anthropic, openai_compatible
 from services.llm.structured import answer_problem, compile_schema
+
+T = TypeVar("T")
 
 _LIMITS = GuardLimits(max_messages=8, max_message_chars=200, max_tokens=1000, injection="flag")
 _TOOL_MODES = ("auto", "none", "required", "function")
@@ -171,13 +174,19 @@ def _as_sent(message: ChatMessage) -> ChatMessage:
     return message
 
 
-def _parse(data: bytes) -> ParsedBody | None:
+def parsed_or_refused(parse: Callable[[bytes], T], data: bytes) -> T | None:
+    """What a strict body parser made of the input, or None when it refused it as it must: an InvalidArgument
+    that names the fields at fault or says the body is not a JSON object."""
     try:
-        return parse_body(data)
+        return parse(data)
     except InvalidArgument as error:
         assert error.reason in ("", "MALFORMED_BODY"), error.reason
         assert error.reason or error.violations
         return None
+
+
+def _parse(data: bytes) -> ParsedBody | None:
+    return parsed_or_refused(parse_body, data)
 
 
 def TestOneInput(data: bytes) -> None:

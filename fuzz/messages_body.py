@@ -25,8 +25,8 @@ from fuzz.chat_body import (
     check_guard_and_answers,
     check_tools,
     openai_payload,
+    parsed_or_refused,
 )
-from services.common.errors import InvalidArgument
 from services.llm.anthropic_wire import OUTPUT_SCHEMA_NAME, ParsedMessages, parse_messages_body
 from services.llm.chat import ChatRequest
 from services.llm.openai_wire import MAX_STOP_SEQUENCES
@@ -59,12 +59,7 @@ def _check_resent(payload: dict[str, Any]) -> None:
 
 
 def _parse(data: bytes) -> ParsedMessages | None:
-    try:
-        return parse_messages_body(data)
-    except InvalidArgument as error:
-        assert error.reason in ("", "MALFORMED_BODY"), error.reason
-        assert error.reason or error.violations
-        return None
+    return parsed_or_refused(parse_messages_body, data)
 
 
 def TestOneInput(data: bytes) -> None:
