@@ -26,7 +26,9 @@ def test_reflection_at_the_edge_lists_every_service(suite: RunningSuite) -> None
     described = grpcurl(suite.edge_address, "describe", "spark.kv.v1.KvService")
     assert described.returncode == 0, described.stderr
     assert "rpc SetEntry ( .spark.kv.v1.SetEntryRequest ) returns ( .spark.kv.v1.SetEntryResponse )" in described.stdout
-    assert 'option (.google.api.http) = { get:"/_spark/kv/{key}"  }' in described.stdout
+    # The HTTP rules come with the descriptors: the Spark runtime's route and its /runtime/{app} twin.
+    assert 'option (.google.api.http) = { get:"/_spark/kv/{key}" additional_bindings:<' in described.stdout
+    assert 'get:"/runtime/{app}/kv/{key}"' in described.stdout
     message = grpcurl(suite.edge_address, "describe", "spark.meta.v1.GetHealthResponse")
     assert message.returncode == 0, message.stderr
     assert "repeated .spark.meta.v1.ServiceHealth services = 2;" in message.stdout
