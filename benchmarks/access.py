@@ -5,7 +5,9 @@ service admits each call itself, by the key cache and leased rate-limit
 counters, services/access/checkpoint.py), next to the same suite with
 `SPARK_ACCESS_CHECKS=off` (every call served unchecked; development mode
 only), and with traces exported to an OTLP receiver (in this process) at the
-default sampling (one request in a hundred), at one in ten, and at every request. The limits file
+default sampling (one request in a hundred), at one in ten, and at every request; and with each request
+carrying an API key, or the cookie of a session signed in through a local GitHub (what a session lookup
+costs per request, next to a key). The limits file
 is one no run reaches, so every request is checked and none is refused. The rows run
 in turn, twice over in alternating order, because the host is shared and
 noisy: compare rows of the same round. Embedded SQLite by default; `--redis`
@@ -26,6 +28,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urlsplit
+
+import httpx
 
 from benchmarks.harness import (
     BenchError,
@@ -39,6 +44,7 @@ from benchmarks.harness import (
     table,
 )
 from benchmarks.kv import KEY_PREFIX, KEYS, VALUE_BYTES, preload
+from tests.fakes.github import FakeGitHub
 from tests.support.otlp import OtlpReceiver
 from tests.support.redis_server import RedisServer, start_redis_server
 
@@ -61,6 +67,9 @@ class Variant:
     baseline: str | None = None
     # Traces go to an OTLP receiver started for the run.
     traced: bool = False
+    # The credential every request carries: none (development mode's owner), an API key, or the cookie of a
+    # session signed in through a local GitHub (SPARK_AUTH=github).
+    credential: str = "none"
 
 
 VARIANTS: Final = (
@@ -79,6 +88,9 @@ VARIANTS: Final = (
         baseline="checks on (default)",
         traced=True,
     ),
+    Variant("checks on, an API key", {}, baseline="checks on (default)", credential="key"),
+    # A session is looked up in the store on every request (no cache: a logout ends it at once everywhere).
+    Variant("checks on, a signed-in session", {}, baseline="checks on, an API key", credential="session"),
 )
 # Checks off is refused outside development mode: next to Redis it is forced (the checked row is in keys mode).
 REDIS_DEVELOPMENT: Final = {"SPARK_ACCESS_MODE": "development", "SPARK_ACCESS_ALLOW_DEVELOPMENT": "true"}
@@ -105,12 +117,17 @@ def bench_variant(
     receiver = OtlpReceiver() if variant.traced else None
     if receiver is not None:
         env["OTEL_EXPORTER_OTLP_ENDPOINT"] = receiver.endpoint
+    github = FakeGitHub().start() if variant.credential == "session" else None
+    if github is not None:
+        env.update(github.env())
     try:
-        return _bench_suite(variant, round_no, directory, env, redis=redis, duration_s=duration_s)
+        return _bench_suite(variant, round_no, directory, env, redis=redis, duration_s=duration_s, github=github)
     finally:
         if receiver is not None:
             logger.info("%s: %d spans received", variant.name, len(receiver.spans()))
             receiver.stop()
+        if github is not None:
+            github.stop()
 
 
 def _bench_suite(
@@ -121,10 +138,16 @@ def _bench_suite(
     *,
     redis: RedisServer | None,
     duration_s: float,
+    github: FakeGitHub | None,
 ) -> list[Row]:
     with Suite(directory, redis_url=redis.url if redis else None, extra_env=env) as suite:
-        # With Redis the access service runs in keys mode, as deployed: every request carries a key.
-        headers = suite.api_key_headers() if redis and variant is not VARIANTS[0] else {}
+        # With Redis the access service runs in keys mode, as deployed: every request carries a key (or the
+        # session's cookie).
+        headers: dict[str, str] = {}
+        if github is not None:
+            headers = session_headers(suite.url, github)
+        elif variant.credential == "key" or (redis and variant is not VARIANTS[0]):
+            headers = suite.api_key_headers()
         problems = preload(suite.url, headers)
         if problems:
             raise BenchError(f"{variant.name}: preload failed: {problems}")
@@ -157,6 +180,23 @@ def _bench_suite(
                 )
             )
     return rows
+
+
+def session_headers(base_url: str, github: FakeGitHub) -> dict[str, str]:
+    """Signs in through the local GitHub's web flow, each redirect followed by hand as a browser would; the
+    session's cookie and the app's origin as headers."""
+    with httpx.Client(base_url=base_url, timeout=30.0, follow_redirects=False) as browser:
+        started = browser.get("/_spark/auth/login", params={"return_to": "/"})
+        if started.status_code != 302:
+            raise BenchError(f"sign-in did not start: {started.status_code} {started.text[:300]}")
+        approved = httpx.get(started.headers["location"], follow_redirects=False, timeout=30.0)
+        callback = urlsplit(approved.headers.get("location", ""))
+        finished = browser.get(f"{callback.path}?{callback.query}")
+        cookie = browser.cookies.get("spark_session")
+        if finished.status_code != 302 or not cookie:
+            raise BenchError(f"sign-in did not finish: {finished.status_code} {finished.text[:300]}")
+    # A browser names the page's origin on writes (the preload's), and a session write without it is refused.
+    return {"Cookie": f"spark_session={cookie}", "Origin": base_url.rstrip("/")}
 
 
 def costs(rows: Sequence[Row]) -> list[dict[str, Any]]:
