@@ -218,10 +218,8 @@ def _tool(raw: Any, where: str) -> Tool:
     if not tools.valid_name(raw.get("name")):
         refuse(f"{where}.name", tools.NAME_RULE)
     description = raw.get("description")
-    if description is not None and not (
-        isinstance(description, str) and len(description) <= tools.MAX_DESCRIPTION_CHARS
-    ):
-        refuse(f"{where}.description", f"must be a string of at most {tools.MAX_DESCRIPTION_CHARS} characters")
+    if not tools.valid_description(description):
+        refuse(f"{where}.description", tools.DESCRIPTION_RULE)
     schema = raw.get("input_schema")
     if not isinstance(schema, dict) or schema.get("type") != "object" or tools.too_deep(schema):
         refuse(

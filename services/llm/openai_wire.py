@@ -228,10 +228,8 @@ def _tool(raw: Any, where: str, problems: Violations) -> Tool | None:
         name, description = function.get("name"), function.get("description")
         if not tools.valid_name(name):
             refuse(f"{where}.function.name", tools.NAME_RULE)
-        if description is not None and not (
-            isinstance(description, str) and len(description) <= tools.MAX_DESCRIPTION_CHARS
-        ):
-            refuse(f"{where}.function.description", f"must be a string of at most {tools.MAX_DESCRIPTION_CHARS}")
+        if not tools.valid_description(description):
+            refuse(f"{where}.function.description", tools.DESCRIPTION_RULE)
         parameters = function.get("parameters", {"type": "object", "properties": {}})
         if not isinstance(parameters, dict) or tools.too_deep(parameters):
             refuse(f"{where}.function.parameters", f"must be a JSON Schema object of at most {tools.MAX_DEPTH} levels")

@@ -25,6 +25,14 @@ def valid_name(name: object) -> bool:
     return isinstance(name, str) and _NAME.fullmatch(name) is not None
 
 
+DESCRIPTION_RULE = f"must be a string of at most {MAX_DESCRIPTION_CHARS} characters"
+
+
+def valid_description(value: object) -> bool:
+    """A tool's description: absent, or text of at most MAX_DESCRIPTION_CHARS."""
+    return value is None or (isinstance(value, str) and len(value) <= MAX_DESCRIPTION_CHARS)
+
+
 def valid_id(value: object) -> bool:
     return isinstance(value, str) and 0 < len(value) <= MAX_TOOL_ID_CHARS
 
